@@ -1,0 +1,68 @@
+/* tapegrad/ops.h: the ops. Each runs at once (eager) and, if the tape is
+ * recording and an input needs a gradient, records itself for tg_backward.
+ *
+ * Common rules:
+ *  - inputs share one float dtype (float32 or float64);
+ *  - the result belongs to the tape (valid until tg_tape_clear/tg_tape_free);
+ *  - on bad input: NULL and a message (tg_last_error) naming the op and the
+ *    shapes; given a NULL input, an op returns NULL and leaves the earlier
+ *    message in place, so a model may check once, at its loss. */
+#ifndef TAPEGRAD_OPS_H
+#define TAPEGRAD_OPS_H
+
+#include "tape.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* c[M,N] = a[M,K] . b[K,N]. Backward: da = dc . b^T, db = a^T . dc. */
+TG_API tg_tensor *tg_matmul(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* a + b, same shape; or a[N,C] + b[C] with b broadcast over the rows. */
+TG_API tg_tensor *tg_add(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* Elementwise a * b, same shape. */
+TG_API tg_tensor *tg_mul(tg_tape *t, tg_tensor *a, tg_tensor *b);
+TG_API tg_tensor *tg_neg(tg_tape *t, tg_tensor *a);
+/* c * a for a constant c. */
+TG_API tg_tensor *tg_scale(tg_tape *t, tg_tensor *a, double c);
+TG_API tg_tensor *tg_sigmoid(tg_tape *t, tg_tensor *a);
+TG_API tg_tensor *tg_relu(tg_tape *t, tg_tensor *a);
+TG_API tg_tensor *tg_tanh(tg_tape *t, tg_tensor *a);
+TG_API tg_tensor *tg_exp(tg_tape *t, tg_tensor *a);
+/* Natural log; log(0) = -inf (see tg_tape_set_check_finite). */
+TG_API tg_tensor *tg_log(tg_tape *t, tg_tensor *a);
+/* Softmax along the last dimension, with the row maximum subtracted. */
+TG_API tg_tensor *tg_softmax(tg_tape *t, tg_tensor *a);
+/* Sum of all elements: a [1] tensor. */
+TG_API tg_tensor *tg_sum(tg_tape *t, tg_tensor *a);
+/* Sum along one axis (negative counts from the end); the axis is removed
+ * (a 1-D input gives [1]). */
+TG_API tg_tensor *tg_sum_axis(tg_tape *t, tg_tensor *a, int axis);
+/* Mean of all elements: a [1] tensor. */
+TG_API tg_tensor *tg_mean(tg_tape *t, tg_tensor *a);
+/* out[i] = a[i, index[i]] for a[N,C] and int32 index[N]: picks one entry per
+ * row (the target class's, in a composed log-likelihood). */
+TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
+
+/* --- fused losses; each is a [1] mean over the N rows of a [N,C] input. */
+
+/* Softmax + negative log-likelihood in one stable pass (log-sum-exp):
+ *   L = -(1/N) sum_i ln softmax(z_i)[y_i].
+ * target: int32 class indices [N], or float rows [N,C] of probabilities
+ * (one-hot or soft: L = -(1/N) sum_i sum_j y_ij ln a_ij).
+ * Backward: dL/dz = (softmax(z) - y) / N. */
+TG_API tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits,
+                                 tg_tensor *target);
+/* Sigmoid + binary cross-entropy summed over outputs, mean over rows:
+ *   L = -(1/N) sum_i sum_j [y ln a + (1-y) ln(1-a)],  a = sigmoid(z).
+ * Computed from z stably. Backward: dL/dz = (sigmoid(z) - y) / N. */
+TG_API tg_tensor *tg_sigmoid_bce(tg_tape *t, tg_tensor *logits,
+                                 tg_tensor *target);
+/* Quadratic cost on activations: L = (1/2N) sum_i ||y_i - a_i||^2.
+ * Backward: dL/da = (a - y) / N. */
+TG_API tg_tensor *tg_quadratic(tg_tape *t, tg_tensor *a, tg_tensor *target);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

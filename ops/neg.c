@@ -1,0 +1,6 @@
+/* ops/neg.c: y = -x; dx = -g. */
+#define UNARY_NAME neg
+#define UNARY_DOMAIN TG__DOM_ANY
+#define FWD(x) (-(x))
+#define BWD(x, y, g) (-(g))
+#include "unary.h"

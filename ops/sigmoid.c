@@ -1,0 +1,7 @@
+/* ops/sigmoid.c: y = 1/(1+e^-x); dy/dx = y(1-y). For very negative x,
+ * e^-x overflows to inf and y is exactly 0, which is the right limit. */
+#define UNARY_NAME sigmoid
+#define UNARY_DOMAIN TG__DOM_ANY
+#define FWD(x) (1 / (1 + exp(-(x))))
+#define BWD(x, y, g) ((g) * (y) * (1 - (y)))
+#include "unary.h"

@@ -1,0 +1,71 @@
+/* ops/softmax.c: y = softmax(x) along the last dimension, computed with the
+ * row maximum subtracted so large logits do not overflow. Saves nothing but
+ * its output: dx = y * (g - sum_j g_j y_j), row by row. */
+#include <tgmath.h>
+
+#include "../src/internal.h"
+
+#define KERNELS(T, S)                                                        \
+  static void softmax_##S(const T *restrict x, T *restrict y, int64_t rows,  \
+                          int64_t cols) {                                    \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      const T *xr = x + r * cols;                                            \
+      T *yr = y + r * cols;                                                  \
+      T m = xr[0];                                                           \
+      for (int64_t j = 1; j < cols; j++) m = xr[j] > m ? xr[j] : m;          \
+      T s = 0;                                                               \
+      for (int64_t j = 0; j < cols; j++) s += (yr[j] = exp(xr[j] - m));      \
+      for (int64_t j = 0; j < cols; j++) yr[j] /= s;                         \
+    }                                                                        \
+  }                                                                          \
+  static void softmax_bwd_##S(const T *restrict y, const T *restrict g,      \
+                              T *restrict dx, int64_t rows, int64_t cols) {  \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      const T *yr = y + r * cols, *gr = g + r * cols;                        \
+      T dot = 0;                                                             \
+      for (int64_t j = 0; j < cols; j++) dot += gr[j] * yr[j];               \
+      for (int64_t j = 0; j < cols; j++)                                     \
+        dx[r * cols + j] += yr[j] * (gr[j] - dot);                           \
+    }                                                                        \
+  }
+TG__BOTH(KERNELS)
+
+static void backward(const tg_node *n) {
+  void *dx = tg__gin(n, 0);
+  if (!dx) return;
+  int64_t rows, cols;
+  tg__rows_cols(n->out, &rows, &cols);
+  if (n->out->dtype == TG_F32)
+    softmax_bwd_f32(n->out->data, n->out->grad, dx, rows, cols);
+  else
+    softmax_bwd_f64(n->out->data, n->out->grad, dx, rows, cols);
+}
+
+static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
+  (void)c;
+  return tg_softmax(t, in[0]);
+}
+
+static const tg_opcase cases[] = {
+    {.ndim = {1}, .shape = {{6}}},
+    {.ndim = {2}, .shape = {{4, 5}}},
+    {.ndim = {3}, .shape = {{2, 3, 4}}},
+};
+
+const tg_opdef tg__op_softmax = {"softmax", 1, backward, call, cases, 3};
+
+tg_tensor *tg_softmax(tg_tape *t, tg_tensor *a) {
+  if (!a) return NULL;
+  if (tg__check_inputs("tg_softmax", t, &a, 1) ||
+      tg__check_float("tg_softmax", a, "a"))
+    return NULL;
+  tg_tensor *y = tg__emit(t, &tg__op_softmax, a->dtype, a->ndim, a->shape, &a, 1);
+  if (!y) return NULL;
+  int64_t rows, cols;
+  tg__rows_cols(a, &rows, &cols);
+  if (a->dtype == TG_F32)
+    softmax_f32(a->data, y->data, rows, cols);
+  else
+    softmax_f64(a->data, y->data, rows, cols);
+  return tg__done(t, y, "tg_softmax");
+}

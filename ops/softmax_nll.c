@@ -1,0 +1,144 @@
+/* ops/softmax_nll.c: the fused softmax + negative log-likelihood loss, mean
+ * over the N rows of logits z[N,C]:
+ *   L = (1/N) sum_i sum_j y_ij (lse_i - z_ij),  lse_i = ln sum_j e^z_ij,
+ * with y one-hot (int32 class indices: L = (1/N) sum_i lse_i - z_i,y_i) or
+ * rows of probabilities. lse is computed with the row maximum subtracted, so
+ * logits of +-1000 give a finite loss. Forward saves p = softmax(z) (and
+ * lse), so backward needs no exp:
+ *   dL/dz_ij = (p_ij sum_k y_ik - y_ij) / N   (= (p - y)/N for proper rows)
+ *   dL/dy_ij = (lse_i - z_ij) / N              (probability targets only)
+ * Two ops in the list, one per target kind; tg_softmax_nll picks. */
+#include <tgmath.h>
+
+#include "../src/internal.h"
+
+/* Writes p and lse for every row; returns sum_i sum_j y_ij (lse_i - z_ij)
+ * with y given as classes (cls) or as rows (y). */
+#define KERNELS(T, S)                                                        \
+  static double forward_##S(const T *restrict z, const int32_t *cls,         \
+                            const T *y, T *restrict p, T *restrict lse,      \
+                            int64_t rows, int64_t cols) {                    \
+    double total = 0;                                                        \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      const T *zr = z + r * cols;                                            \
+      T *pr = p + r * cols;                                                  \
+      T m = zr[0];                                                           \
+      for (int64_t j = 1; j < cols; j++) m = zr[j] > m ? zr[j] : m;          \
+      T s = 0;                                                               \
+      for (int64_t j = 0; j < cols; j++) s += (pr[j] = exp(zr[j] - m));      \
+      for (int64_t j = 0; j < cols; j++) pr[j] /= s;                         \
+      T l = m + log(s);                                                      \
+      lse[r] = l;                                                            \
+      if (cls)                                                               \
+        total += (double)(l - zr[cls[r]]);                                   \
+      else                                                                   \
+        for (int64_t j = 0; j < cols; j++)                                   \
+          total += (double)(y[r * cols + j] * (l - zr[j]));                  \
+    }                                                                        \
+    return total;                                                            \
+  }                                                                          \
+  static void backward_##S(const T *restrict p, const T *restrict lse,       \
+                           const T *restrict z, const int32_t *cls,          \
+                           const T *y, T *dz, T *dy, T g, int64_t rows,      \
+                           int64_t cols) {                                   \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      const T *pr = p + r * cols;                                            \
+      if (cls) {                                                             \
+        if (dz) {                                                            \
+          for (int64_t j = 0; j < cols; j++) dz[r * cols + j] += g * pr[j];  \
+          dz[r * cols + cls[r]] -= g;                                        \
+        }                                                                    \
+        continue;                                                            \
+      }                                                                      \
+      const T *yr = y + r * cols;                                            \
+      if (dz) {                                                              \
+        T ysum = 0;                                                          \
+        for (int64_t j = 0; j < cols; j++) ysum += yr[j];                    \
+        for (int64_t j = 0; j < cols; j++)                                   \
+          dz[r * cols + j] += g * (pr[j] * ysum - yr[j]);                    \
+      }                                                                      \
+      if (dy)                                                                \
+        for (int64_t j = 0; j < cols; j++)                                   \
+          dy[r * cols + j] += g * (lse[r] - z[r * cols + j]);                \
+    }                                                                        \
+  }
+TG__BOTH(KERNELS)
+
+static void backward(const tg_node *n) {
+  const tg_tensor *z = n->in[0], *y = n->in[1];
+  int64_t rows = z->shape[0], cols = z->shape[1];
+  bool cls = y->dtype == TG_I32;
+  void *dz = tg__gin(n, 0), *dy = cls ? NULL : tg__gin(n, 1);
+  const void *lse = (const char *)n->saved +
+                    ((size_t)z->numel * tg__dtype_size(z->dtype) + TG__ALIGN - 1) /
+                        TG__ALIGN * TG__ALIGN;
+  if (z->dtype == TG_F32)
+    backward_f32(n->saved, lse, z->data, cls ? y->data : NULL,
+                 cls ? NULL : y->data, dz, dy,
+                 *(const float *)n->out->grad / (float)rows, rows, cols);
+  else
+    backward_f64(n->saved, lse, z->data, cls ? y->data : NULL,
+                 cls ? NULL : y->data, dz, dy,
+                 *(const double *)n->out->grad / (double)rows, rows, cols);
+}
+
+static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
+  (void)c;
+  return tg_softmax_nll(t, in[0], in[1]);
+}
+
+static const tg_opcase cases_class[] = {
+    {.ndim = {2, 1}, .shape = {{4, 3}, {4}}, .domain = {0, TG__DOM_CLASS}, .i = 3},
+    {.ndim = {2, 1}, .shape = {{1, 10}, {1}}, .domain = {0, TG__DOM_CLASS}, .i = 10},
+    {.ndim = {2, 1}, .shape = {{6, 2}, {6}}, .domain = {0, TG__DOM_CLASS}, .i = 2},
+};
+static const tg_opcase cases_prob[] = {
+    {.ndim = {2, 2}, .shape = {{4, 3}, {4, 3}}, .domain = {0, TG__DOM_PROB}},
+    {.ndim = {2, 2}, .shape = {{2, 7}, {2, 7}}, .domain = {0, TG__DOM_PROB}},
+};
+
+const tg_opdef tg__op_softmax_nll = {"softmax_nll", 2, backward, call,
+                                     cases_class, 3};
+const tg_opdef tg__op_softmax_nll_prob = {"softmax_nll_prob", 2, backward, call,
+                                          cases_prob, 2};
+
+tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
+  static const char fn[] = "tg_softmax_nll";
+  tg_tensor *in[2] = {logits, target};
+  if (!logits || !target) return NULL;
+  if (tg__check_inputs(fn, t, in, 2) || tg__check_float(fn, logits, "logits") ||
+      tg__check_2d(fn, logits, "logits"))
+    return NULL;
+  bool cls = target->dtype == TG_I32;
+  if (cls ? tg__check_classes(fn, logits, target)
+          : tg__check_same(fn, logits, target))
+    return NULL;
+  tg_tensor *out = tg__emit_scalar(
+      t, cls ? &tg__op_softmax_nll : &tg__op_softmax_nll_prob, logits->dtype,
+      in, 2);
+  if (!out) return NULL;
+  int64_t rows = logits->shape[0], cols = logits->shape[1];
+  size_t es = tg__dtype_size(logits->dtype);
+  size_t pbytes = ((size_t)logits->numel * es + TG__ALIGN - 1) / TG__ALIGN * TG__ALIGN;
+  char *saved = tg__arena_alloc(t, pbytes + (size_t)rows * es);
+  if (!saved) {
+    tg__err(TG_ENOMEM, "%s: out of memory", fn);
+    return NULL;
+  }
+  double total;
+  if (logits->dtype == TG_F32)
+    total = forward_f32(logits->data, cls ? target->data : NULL,
+                        cls ? NULL : target->data, (float *)saved,
+                        (float *)(saved + pbytes), rows, cols);
+  else
+    total = forward_f64(logits->data, cls ? target->data : NULL,
+                        cls ? NULL : target->data, (double *)saved,
+                        (double *)(saved + pbytes), rows, cols);
+  if (logits->dtype == TG_F32)
+    *(float *)out->data = (float)(total / (double)rows);
+  else
+    *(double *)out->data = total / (double)rows;
+  tg_node *nd = tg__node_of(out);
+  if (nd) nd->saved = saved;
+  return tg__done(t, out, fn);
+}

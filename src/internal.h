@@ -1,0 +1,176 @@
+/* src/internal.h: the engine's private structures and the interface every
+ * op in ops/ is written against. Not installed. */
+#ifndef TAPEGRAD_INTERNAL_H
+#define TAPEGRAD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tapegrad.h"
+
+#define TG__ALIGN 64
+#define TG__MAX_IN 3
+
+enum {
+  TG__OWNED = 1u,      /* heap tensor the caller frees */
+  TG__REQ_GRAD = 2u,   /* a parameter: keeps and accumulates its grad */
+  TG__NEEDS_GRAD = 4u, /* a parameter, or made from one by a recorded op */
+};
+
+struct tg_tensor {
+  void *data;
+  void *grad;
+  int64_t shape[TG_MAX_DIMS];
+  int64_t numel;
+  int ndim;
+  tg_dtype dtype;
+  unsigned flags;
+  tg_tape *tape;     /* owning tape, NULL for caller-owned tensors */
+  uint64_t gen;      /* the tape's generation when made */
+  int64_t node;      /* index of the node that made it, -1 if none */
+  uint64_t bw_pass;  /* last backward pass that zeroed its grad */
+};
+
+typedef struct tg_node tg_node;
+typedef struct tg_opcase tg_opcase;
+
+/* One op's definition: the engine calls backward by pointer and knows no op
+ * by name. call/cases let the tests drive every op in the list. */
+typedef struct tg_opdef {
+  const char *name;
+  int n_in;
+  /* Accumulates (+=) into n->in[k]->grad for each input whose grad is
+   * non-NULL, from n->out->grad. */
+  void (*backward)(const tg_node *n);
+  tg_tensor *(*call)(tg_tape *t, tg_tensor *const *in, const tg_opcase *c);
+  const tg_opcase *cases;
+  int n_cases;
+} tg_opdef;
+
+struct tg_node {
+  const tg_opdef *op;
+  tg_tensor *in[TG__MAX_IN];
+  tg_tensor *out;
+  double f;      /* a scalar argument (scale's constant) */
+  int64_t i;     /* an integer argument (an axis) */
+  void *saved;   /* what forward kept for backward, in the tape's arena */
+};
+
+/* Input domains for the generated tests. */
+enum {
+  TG__DOM_ANY = 0,  /* normal(0,1) */
+  TG__DOM_POS,      /* uniform in [0.5, 2] */
+  TG__DOM_NONZERO,  /* |x| in [0.1, 2]: away from a kink at 0 */
+  TG__DOM_CLASS,    /* int32 class indices in [0, C), C = case's i */
+  TG__DOM_PROB,     /* float rows that are probability distributions */
+  TG__DOM_UNIT,     /* uniform in [0, 1] */
+};
+
+struct tg_opcase {
+  int ndim[TG__MAX_IN];
+  int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
+  int domain[TG__MAX_IN];
+  double f;   /* scalar argument */
+  int64_t i;  /* integer argument: axis, or class count for TG__DOM_CLASS */
+};
+
+struct tg_arena_chunk;
+
+struct tg_tape {
+  tg_node *nodes;
+  size_t n_nodes, cap_nodes;
+  char **chunks;       /* arena chunks, 64-byte aligned */
+  size_t *chunk_cap;
+  size_t n_chunks;
+  size_t cur, used;    /* current chunk and bytes used in it */
+  uint64_t gen;        /* bumped by every clear */
+  uint64_t bw_pass;    /* bumped by every backward */
+  bool grad_enabled;
+  bool check_finite;
+};
+
+/* errors.c */
+int tg__err(int status, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* "[32,784]" into buf (at least 96 bytes); returns buf. */
+const char *tg__shape_str(const tg_tensor *t, char *buf);
+
+/* alloc.c: through the replaceable allocator. */
+void *tg__malloc(size_t n);
+void *tg__calloc(size_t count, size_t n);
+void *tg__realloc(void *p, size_t n);
+void tg__free(void *p);
+void *tg__aligned_alloc(size_t n); /* 64-byte aligned, zeroed */
+void tg__aligned_free(void *p);
+
+/* tape.c */
+void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
+/* Checks that t is a tape and that every non-NULL input is usable on it
+ * (float, current generation, this tape). Returns TG_OK or an error with a
+ * message naming fn. */
+int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n);
+/* Allocates the output of op on the tape (data not zeroed) and records a
+ * node when recording and any input needs grad. NULL on failure. */
+tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
+                    const int64_t *shape, tg_tensor *const *in, int n_in);
+/* The node that made out, or NULL when nothing was recorded. */
+tg_node *tg__node_of(tg_tensor *out);
+/* Called by each op after its forward kernel: the finite check. Returns out,
+ * or NULL with TG_ENONFINITE. */
+tg_tensor *tg__done(tg_tape *t, tg_tensor *out, const char *fn);
+
+/* The grad buffer a backward kernel accumulates into for input i, or NULL
+ * when that input needs no gradient. */
+static inline void *tg__gin(const tg_node *n, int i) {
+  tg_tensor *x = n->in[i];
+  return x && (x->flags & TG__NEEDS_GRAD) ? x->grad : NULL;
+}
+
+/* tensor.c */
+size_t tg__dtype_size(tg_dtype d);
+bool tg__same_shape(const tg_tensor *a, const tg_tensor *b);
+bool tg__is_float(tg_dtype d);
+/* rows = numel / last dim, cols = last dim. */
+void tg__rows_cols(const tg_tensor *t, int64_t *rows, int64_t *cols);
+
+/* gemm.c: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or
+ * X^T. Leading dimensions are those of the stored matrices. */
+void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc);
+void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               double alpha, const double *A, int64_t lda, const double *B,
+               int64_t ldb, double beta, double *C, int64_t ldc);
+
+/* opsupport.c: checks and the shared body of elementwise ops. Each check
+ * returns TG_OK or records a message naming fn and returns the error. */
+int tg__check_float(const char *fn, const tg_tensor *x, const char *what);
+int tg__check_same(const char *fn, const tg_tensor *a, const tg_tensor *b);
+int tg__check_2d(const char *fn, const tg_tensor *x, const char *what);
+/* In ops/pick.c: index must be int32 [N], values in [0, C), for a [N,C]. */
+int tg__check_classes(const char *fn, const tg_tensor *a, const tg_tensor *index);
+typedef void (*tg__map_f32)(const float *x, float *y, int64_t n);
+typedef void (*tg__map_f64)(const double *x, double *y, int64_t n);
+tg_tensor *tg__unary(tg_tape *t, tg_tensor *a, const tg_opdef *op,
+                     tg__map_f32 f32, tg__map_f64 f64);
+/* A [1] result, for reductions and losses. */
+tg_tensor *tg__emit_scalar(tg_tape *t, const tg_opdef *op, tg_dtype dtype,
+                           tg_tensor *const *in, int n_in);
+
+/* oplist.c: every op, from ops/ops.def. */
+#define TG_OP(name) extern const tg_opdef tg__op_##name;
+#include "../ops/ops.def"
+#undef TG_OP
+extern const tg_opdef *const tg__ops[];
+extern const int tg__n_ops;
+
+/* Both-dtype kernels: TG__BOTH(DEF) expands DEF(float, f32) and
+ * DEF(double, f64); TG__CALL(t, fn, ...) picks by dtype. */
+#define TG__BOTH(DEF) DEF(float, f32) DEF(double, f64)
+#define TG__PICK(dtype, fn) ((dtype) == TG_F32 ? fn##_f32 : fn##_f64)
+
+#endif

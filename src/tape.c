@@ -1,0 +1,286 @@
+/* src/tape.c: the tape: an arena for op results, the node list, and the
+ * reverse walk that calls each op's backward kernel. */
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define MIN_CHUNK ((size_t)1 << 20)
+
+tg_tape *tg_tape_new(void) {
+  tg_tape *t = tg__calloc(1, sizeof *t);
+  if (!t) {
+    tg__err(TG_ENOMEM, "tg_tape_new: out of memory");
+    return NULL;
+  }
+  t->grad_enabled = true;
+  t->gen = 1;
+  return t;
+}
+
+static void free_chunks(tg_tape *t) {
+  for (size_t i = 0; i < t->n_chunks; i++) tg__aligned_free(t->chunks[i]);
+  tg__free(t->chunks);
+  tg__free(t->chunk_cap);
+  t->chunks = NULL;
+  t->chunk_cap = NULL;
+  t->n_chunks = t->cur = t->used = 0;
+}
+
+void tg_tape_free(tg_tape *t) {
+  if (!t) return;
+  free_chunks(t);
+  tg__free(t->nodes);
+  tg__free(t);
+}
+
+void tg_tape_clear(tg_tape *t) {
+  if (!t) return;
+  /* A step that overflowed into several chunks is merged into one chunk of
+   * the total size, so from the next step on the arena never grows. */
+  if (t->n_chunks > 1) {
+    size_t total = 0;
+    for (size_t i = 0; i < t->n_chunks; i++) total += t->chunk_cap[i];
+    free_chunks(t);
+    char **c = tg__malloc(sizeof *c);
+    size_t *cap = tg__malloc(sizeof *cap);
+    char *mem = (c && cap) ? tg__aligned_alloc(total) : NULL;
+    if (mem) {
+      c[0] = mem;
+      cap[0] = total;
+      t->chunks = c;
+      t->chunk_cap = cap;
+      t->n_chunks = 1;
+    } else {
+      tg__free(c);
+      tg__free(cap);
+    }
+  }
+  t->cur = t->used = 0;
+  t->n_nodes = 0;
+  t->gen++;
+}
+
+void *tg__arena_alloc(tg_tape *t, size_t n) {
+  n = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
+  if (t->n_chunks && t->used + n <= t->chunk_cap[t->cur]) {
+    void *p = t->chunks[t->cur] + t->used;
+    t->used += n;
+    return p;
+  }
+  /* Move to the next kept chunk if it fits, else append a new one. */
+  if (t->cur + 1 < t->n_chunks && n <= t->chunk_cap[t->cur + 1]) {
+    t->cur++;
+    t->used = n;
+    return t->chunks[t->cur];
+  }
+  size_t last = t->n_chunks ? t->chunk_cap[t->n_chunks - 1] : 0;
+  size_t cap = last * 2 > MIN_CHUNK ? last * 2 : MIN_CHUNK;
+  if (cap < n) cap = n;
+  char **c = tg__realloc(t->chunks, (t->n_chunks + 1) * sizeof *c);
+  if (!c) return NULL;
+  t->chunks = c;
+  size_t *cc = tg__realloc(t->chunk_cap, (t->n_chunks + 1) * sizeof *cc);
+  if (!cc) return NULL;
+  t->chunk_cap = cc;
+  char *mem = tg__aligned_alloc(cap);
+  if (!mem) return NULL;
+  /* Chunks after cur that were too small stay behind the new one, unused
+   * until the next clear merges everything. */
+  t->chunks[t->n_chunks] = mem;
+  t->chunk_cap[t->n_chunks] = cap;
+  t->cur = t->n_chunks++;
+  t->used = n;
+  return mem;
+}
+
+bool tg_tape_set_grad(tg_tape *t, bool enabled) {
+  if (!t) return false;
+  bool old = t->grad_enabled;
+  t->grad_enabled = enabled;
+  return old;
+}
+
+bool tg_tape_set_check_finite(tg_tape *t, bool enabled) {
+  if (!t) return false;
+  bool old = t->check_finite;
+  t->check_finite = enabled;
+  return old;
+}
+
+size_t tg_tape_nodes(const tg_tape *t) { return t ? t->n_nodes : 0; }
+
+size_t tg_tape_arena_bytes(const tg_tape *t) {
+  size_t total = 0;
+  if (t)
+    for (size_t i = 0; i < t->n_chunks; i++) total += t->chunk_cap[i];
+  return total;
+}
+
+static const char *arg_name(int i) {
+  static const char *names[] = {"a", "b", "c"};
+  return i < 3 ? names[i] : "input";
+}
+
+/* A tape tensor is usable only on its own tape and before its clear. */
+static int check_live(const char *fn, const tg_tape *t, const tg_tensor *x,
+                      const char *what) {
+  if (!x->tape) return TG_OK;
+  if (x->tape != t)
+    return tg__err(TG_ESTATE, "%s: %s was made on another tape", fn, what);
+  if (x->gen != t->gen)
+    return tg__err(TG_ESTATE,
+                   "%s: %s is from before the last tg_tape_clear and no longer "
+                   "exists", fn, what);
+  return TG_OK;
+}
+
+int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n) {
+  if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
+  for (int i = 0; i < n; i++) {
+    if (!in[i]) continue;
+    int rc = check_live(fn, t, in[i], arg_name(i));
+    if (rc) return rc;
+  }
+  return TG_OK;
+}
+
+tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
+                    const int64_t *shape, tg_tensor *const *in, int n_in) {
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++) numel *= shape[i];
+  tg_tensor *out = tg__arena_alloc(t, sizeof *out);
+  void *data = out ? tg__arena_alloc(t, (size_t)numel * tg__dtype_size(dtype))
+                   : NULL;
+  if (!data) {
+    tg__err(TG_ENOMEM, "tg_%s: out of memory for the result", op->name);
+    return NULL;
+  }
+  memset(out, 0, sizeof *out);
+  out->data = data;
+  out->dtype = dtype;
+  out->ndim = ndim;
+  memcpy(out->shape, shape, (size_t)ndim * sizeof *shape);
+  out->numel = numel;
+  out->tape = t;
+  out->gen = t->gen;
+  out->node = -1;
+
+  bool needs = false;
+  for (int i = 0; i < n_in; i++)
+    if (in[i] && (in[i]->flags & TG__NEEDS_GRAD)) needs = true;
+  if (!t->grad_enabled || !needs) return out;
+
+  if (t->n_nodes == t->cap_nodes) {
+    size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 64;
+    tg_node *nodes = tg__realloc(t->nodes, cap * sizeof *nodes);
+    if (!nodes) {
+      tg__err(TG_ENOMEM, "tg_%s: out of memory for the tape", op->name);
+      return NULL;
+    }
+    t->nodes = nodes;
+    t->cap_nodes = cap;
+  }
+  tg_node *nd = &t->nodes[t->n_nodes];
+  memset(nd, 0, sizeof *nd);
+  nd->op = op;
+  for (int i = 0; i < n_in && i < TG__MAX_IN; i++) nd->in[i] = in[i];
+  nd->out = out;
+  out->node = (int64_t)t->n_nodes++;
+  out->flags |= TG__NEEDS_GRAD;
+  return out;
+}
+
+tg_node *tg__node_of(tg_tensor *out) {
+  return out->node >= 0 ? &out->tape->nodes[out->node] : NULL;
+}
+
+tg_tensor *tg__done(tg_tape *t, tg_tensor *out, const char *fn) {
+  if (!t->check_finite) return out;
+  for (int64_t i = 0; i < out->numel; i++) {
+    double v = out->dtype == TG_F32 ? ((const float *)out->data)[i]
+                                    : ((const double *)out->data)[i];
+    if (!isfinite(v)) {
+      char sb[96];
+      tg__err(TG_ENONFINITE,
+              "%s: first non-finite value on the tape: element %lld of its "
+              "%s result is %g", fn, (long long)i, tg__shape_str(out, sb), v);
+      return NULL;
+    }
+  }
+  return out;
+}
+
+/* Gives x a zeroed grad for this pass; parameters keep theirs (they
+ * accumulate across passes). */
+static int touch_grad(tg_tape *t, tg_tensor *x) {
+  if (x->flags & TG__REQ_GRAD) return TG_OK;
+  size_t bytes = (size_t)x->numel * tg__dtype_size(x->dtype);
+  if (!x->grad && !(x->grad = tg__arena_alloc(t, bytes)))
+    return tg__err(TG_ENOMEM, "tg_backward: out of memory for gradients");
+  if (x->bw_pass != t->bw_pass) {
+    memset(x->grad, 0, bytes);
+    x->bw_pass = t->bw_pass;
+  }
+  return TG_OK;
+}
+
+static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
+                    const char *fn) {
+  char sb[96], sb2[96];
+  if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
+  if (!out) return tg__err(TG_EINVAL, "%s: output tensor is NULL", fn);
+  int rc = check_live(fn, t, out, "the output");
+  if (rc) return rc;
+  if (!out->tape)
+    return tg__err(TG_ESTATE, "%s: the output was not made by an op on this tape", fn);
+  if (out->node < 0 || !(out->flags & TG__NEEDS_GRAD))
+    return tg__err(TG_ESTATE,
+                   "%s: the output depends on no tensor that requires grad (or "
+                   "was made with recording off)", fn);
+  if (gout) {
+    if (gout->dtype != out->dtype || !tg__same_shape(gout, out))
+      return tg__err(TG_ESHAPE,
+                     "%s: output gradient is %s %s, output is %s %s", fn,
+                     tg_dtype_name(gout->dtype), tg__shape_str(gout, sb2),
+                     tg_dtype_name(out->dtype), tg__shape_str(out, sb));
+  } else if (out->numel != 1) {
+    return tg__err(TG_ESHAPE,
+                   "%s: the loss must have one element, got %s; use "
+                   "tg_backward_grad to give the gradient of a non-scalar output",
+                   fn, tg__shape_str(out, sb));
+  }
+
+  t->bw_pass++;
+  if ((rc = touch_grad(t, out))) return rc;
+  for (int64_t i = 0; i < out->numel; i++) {
+    double g = gout ? tg_get(gout, i) : 1.0;
+    if (out->dtype == TG_F32)
+      ((float *)out->grad)[i] += (float)g;
+    else
+      ((double *)out->grad)[i] += g;
+  }
+
+  /* Nodes after the output's cannot reach it. A node runs only if its
+   * output was reached from `out` in this pass. */
+  for (int64_t k = out->node; k >= 0; k--) {
+    tg_node *nd = &t->nodes[k];
+    if (nd->out->bw_pass != t->bw_pass) continue;
+    for (int i = 0; i < TG__MAX_IN; i++) {
+      tg_tensor *x = nd->in[i];
+      if (x && (x->flags & TG__NEEDS_GRAD) && (rc = touch_grad(t, x))) return rc;
+    }
+    nd->op->backward(nd);
+  }
+  return TG_OK;
+}
+
+int tg_backward(tg_tape *t, tg_tensor *loss) {
+  return backward(t, loss, NULL, "tg_backward");
+}
+
+int tg_backward_grad(tg_tape *t, tg_tensor *out, const tg_tensor *grad_out) {
+  if (!grad_out)
+    return tg__err(TG_EINVAL, "tg_backward_grad: output gradient is NULL");
+  return backward(t, out, grad_out, "tg_backward_grad");
+}

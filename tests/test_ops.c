@@ -1,0 +1,179 @@
+/* tests/test_ops.c: every op in ops/ops.def, driven from the op list itself:
+ * gradient checks in float64 on each of the op's cases, and float32 results
+ * against float64. A new op without cases fails here. */
+#include "testutil.h"
+
+#define GRAD_TOL 1e-6
+#define F32_TOL 1e-5
+
+/* Inputs for one case in the given float dtype. Float inputs become
+ * parameters when `grad`; class indices are int32. */
+static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
+                        bool grad, uint64_t seed, tg_tensor **in) {
+  tg_rng rng;
+  tg_rng_seed(&rng, seed);
+  for (int k = 0; k < op->n_in; k++) {
+    int dom = c->domain[k];
+    tg_tensor *x = tg_zeros(dom == TG__DOM_CLASS ? TG_I32 : TG_F64, c->ndim[k],
+                            c->shape[k]);
+    ck_assert_ptr_nonnull(x);
+    for (int64_t i = 0; i < x->numel; i++) {
+      double v;
+      switch (dom) {
+      case TG__DOM_POS: v = 0.5 + 1.5 * tg_rng_uniform(&rng); break;
+      case TG__DOM_NONZERO:
+        v = (0.1 + 1.9 * tg_rng_uniform(&rng)) * (tg_rng_below(&rng, 2) ? 1 : -1);
+        break;
+      case TG__DOM_CLASS: v = (double)tg_rng_below(&rng, (uint64_t)c->i); break;
+      case TG__DOM_PROB:
+      case TG__DOM_UNIT: v = tg_rng_uniform(&rng); break;
+      default: v = tg_rng_normal(&rng);
+      }
+      tg_set(x, i, v);
+    }
+    if (dom == TG__DOM_PROB) { /* normalise each row */
+      int64_t rows, cols;
+      tg__rows_cols(x, &rows, &cols);
+      double *d = x->data;
+      for (int64_t r = 0; r < rows; r++) {
+        double s = 0;
+        for (int64_t j = 0; j < cols; j++) s += d[r * cols + j];
+        for (int64_t j = 0; j < cols; j++) d[r * cols + j] /= s;
+      }
+    }
+    if (dt == TG_F32 && x->dtype == TG_F64) {
+      /* Round to float32 and keep both views equal: the float64 reference
+       * then sees exactly the float32 inputs. */
+      tg_tensor *y = tg_zeros(TG_F32, x->ndim, x->shape);
+      for (int64_t i = 0; i < x->numel; i++) tg_set(y, i, tg_get(x, i));
+      tg_tensor_free(x);
+      x = y;
+    }
+    if (grad && tg__is_float(x->dtype))
+      ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+    in[k] = x;
+  }
+}
+
+static void free_inputs(const tg_opdef *op, tg_tensor **in) {
+  for (int k = 0; k < op->n_in; k++) tg_tensor_free(in[k]);
+}
+
+typedef struct {
+  const tg_opdef *op;
+  const tg_opcase *c;
+  tg_tensor *const *all; /* every input, parameters or not */
+} op_ctx;
+
+static tg_tensor *apply_op(tg_tape *t, tg_tensor *const *params, void *ctx) {
+  (void)params; /* the same tensors as ctx->all, which keeps their order */
+  op_ctx *o = ctx;
+  return o->op->call(t, o->all, o->c);
+}
+
+START_TEST(every_op_has_cases) {
+  ck_assert_int_gt(tg__n_ops, 0);
+  for (int i = 0; i < tg__n_ops; i++) {
+    const tg_opdef *op = tg__ops[i];
+    ck_assert_msg(op->n_cases >= 1 && op->cases && op->call && op->backward,
+                  "op %s has no test cases or no kernels", op->name);
+  }
+}
+END_TEST
+
+/* _i is the op's index in the list (a loop test). */
+START_TEST(gradcheck_op) {
+  const tg_opdef *op = tg__ops[_i];
+  for (int ci = 0; ci < op->n_cases; ci++) {
+    const tg_opcase *c = &op->cases[ci];
+    tg_tensor *in[TG__MAX_IN] = {0};
+    make_inputs(op, c, TG_F64, true, 1000 + 17 * (uint64_t)ci, in);
+    tg_tensor *params[TG__MAX_IN];
+    int np = 0;
+    for (int k = 0; k < op->n_in; k++)
+      if (tg__is_float(in[k]->dtype)) params[np++] = in[k];
+    op_ctx ctx = {op, c, in};
+    tg_gradcheck_result res;
+    int rc = tg_gradcheck(apply_op, &ctx, params, np, 1e-6, &res);
+    ck_assert_msg(rc == TG_OK, "op %s case %d: %s", op->name, ci, tg_last_error());
+    ck_assert_msg(res.max_rel_err <= GRAD_TOL,
+                  "op %s case %d: relative error %g at param %d index %lld "
+                  "(analytic %.12g, numeric %.12g)", op->name, ci,
+                  res.max_rel_err, res.param, (long long)res.index,
+                  res.analytic, res.numeric);
+    free_inputs(op, in);
+  }
+}
+END_TEST
+
+START_TEST(float32_matches_float64) {
+  const tg_opdef *op = tg__ops[_i];
+  for (int ci = 0; ci < op->n_cases; ci++) {
+    const tg_opcase *c = &op->cases[ci];
+    tg_tensor *in32[TG__MAX_IN] = {0}, *in64[TG__MAX_IN] = {0};
+    make_inputs(op, c, TG_F32, false, 2000 + (uint64_t)ci, in32);
+    for (int k = 0; k < op->n_in; k++) { /* exact float64 copies */
+      tg_dtype dt = in32[k]->dtype == TG_F32 ? TG_F64 : in32[k]->dtype;
+      in64[k] = tg_zeros(dt, in32[k]->ndim, in32[k]->shape);
+      for (int64_t i = 0; i < in32[k]->numel; i++)
+        tg_set(in64[k], i, tg_get(in32[k], i));
+    }
+    tg_tape *t = tg_tape_new();
+    tg_tensor *y32 = op->call(t, in32, c), *y64 = op->call(t, in64, c);
+    ck_assert_msg(y32 && y64, "op %s: %s", op->name, tg_last_error());
+    ck_assert_int_eq(y32->dtype, TG_F32);
+    ck_assert_int_eq(y64->dtype, TG_F64);
+    ck_assert(tg__same_shape(y32, y64));
+    for (int64_t i = 0; i < y64->numel; i++) {
+      double a = tg_get(y64, i), b = tg_get(y32, i);
+      double rel = fabs(a - b) / fmax(1.0, fabs(a));
+      ck_assert_msg(rel <= F32_TOL, "op %s case %d element %lld: f64 %.9g, f32 %.9g",
+                    op->name, ci, (long long)i, a, b);
+    }
+    tg_tape_free(t);
+    free_inputs(op, in32);
+    free_inputs(op, in64);
+  }
+}
+END_TEST
+
+/* The checker itself must fail on a wrong gradient: an op whose backward is
+ * off by a factor is caught. */
+static void wrong_backward(const tg_node *n) {
+  double *dx = tg__gin(n, 0);
+  const double *g = n->out->grad;
+  if (dx)
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += 1.01 * g[i];
+}
+static const tg_opdef wrong_neg_like = {"wrong", 1, wrong_backward, NULL, NULL, 0};
+static tg_tensor *wrong_fn(tg_tape *t, tg_tensor *const *p, void *ctx) {
+  (void)ctx;
+  tg_tensor *y = tg__emit(t, &wrong_neg_like, TG_F64, p[0]->ndim, p[0]->shape, p, 1);
+  memcpy(y->data, p[0]->data, (size_t)p[0]->numel * sizeof(double));
+  return tg_sum(t, y);
+}
+
+START_TEST(gradcheck_catches_wrong_gradient) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 5);
+  tg_tensor *x = param_normal(TG_F64, TG_SHAPE(4), &rng);
+  tg_gradcheck_result res;
+  ck_assert_int_eq(tg_gradcheck(wrong_fn, NULL, &x, 1, 0, &res), TG_OK);
+  ck_assert_double_gt(res.max_rel_err, 5e-3);
+  ck_assert_double_eq_tol(res.analytic, 1.01, 1e-12);
+  ck_assert_double_eq_tol(res.numeric, 1.0, 1e-6);
+  tg_tensor_free(x);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("ops");
+  TCase *tc = tcase_create("op list");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, every_op_has_cases);
+  tcase_add_test(tc, gradcheck_catches_wrong_gradient);
+  tcase_add_loop_test(tc, gradcheck_op, 0, tg__n_ops);
+  tcase_add_loop_test(tc, float32_matches_float64, 0, tg__n_ops);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
