@@ -174,6 +174,13 @@ START_TEST(status_table) {
   ck_assert_int_eq(tg_last_status(), TG_OK);
   ck_assert_str_eq(tg_last_error(), "");
   ck_assert_int_eq(tg_set_allocator(NULL, NULL, NULL, NULL), TG_EINVAL);
+  ck_assert_int_eq(tg_set_num_threads(0), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_set_num_threads", "0 threads");
+  int before = tg_get_num_threads();
+  ck_assert_int_ge(before, 1);
+  ck_assert_int_eq(tg_set_num_threads(1), TG_OK);
+  ck_assert_int_eq(tg_get_num_threads(), 1);
+  tg_set_num_threads(before);
 }
 END_TEST
 
