@@ -26,6 +26,7 @@
 #include "tapegrad/tape.h"
 #include "tapegrad/ops.h"
 #include "tapegrad/gradcheck.h"
+#include "tapegrad/io.h"
 
 #define TG_VERSION "0.1.0"
 
