@@ -29,6 +29,7 @@
 #include "tapegrad/gradcheck.h"
 #include "tapegrad/io.h"
 #include "tapegrad/optim.h"
+#include "tapegrad/nn.h"
 
 #define TG_VERSION "0.1.0"
 
