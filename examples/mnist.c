@@ -125,7 +125,7 @@ static int parse_args(int argc, char **argv, options *o) {
   static const char *const datasets[] = {"mnist", "fashion"};
   static const char *const optimizers[] = {"sgd", "nesterov", "adam"};
   static const char *const schedules[] = {"none", "step", "cosine"};
-  const char *prog = argv[0];
+  const char *prog = "tapegrad-mnist";
   long v;
   int c, k;
   *o = (options){.graph = "mlp", .dataset = "mnist", .optimizer = "sgd",
