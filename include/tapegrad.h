@@ -27,6 +27,7 @@
 #include "tapegrad/ops.h"
 #include "tapegrad/gradcheck.h"
 #include "tapegrad/io.h"
+#include "tapegrad/checkpoint.h"
 
 #define TG_VERSION "0.1.0"
 
