@@ -600,6 +600,162 @@ START_TEST(hostile_lengths) {
 }
 END_TEST
 
+/* --- saving safely */
+
+/* A full disk, as a file size limit: write() fails with EFBIG. In a child
+ * process, so the limit stays there. The old checkpoint survives whole and
+ * no temporary file is left. */
+START_TEST(save_full_disk) {
+  tg_tensor *old = tg_ones(TG_F32, TG_SHAPE(16));
+  const char *n = "w";
+  ck_assert_int_eq(tg_save(P("full.st"), &n, &old, 1, NULL), TG_OK);
+  size_t len0;
+  unsigned char *before = slurp(P("full.st"), &len0);
+
+  tg_tensor *big = tg_zeros(TG_F32, TG_SHAPE(256, 1024)); /* 1 MiB */
+  tg_fill(big, 2);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {64 * 1024, 64 * 1024};
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(2);
+    int rc = tg_save(P("full.st"), &n, &big, 1, NULL);
+    bool ok = rc == TG_EIO && strstr(tg_last_error(), "tg_save") &&
+              strstr(tg_last_error(), "write failed: File too large") &&
+              strstr(tg_last_error(), "the file was not replaced");
+    if (!ok) fprintf(stderr, "child: %d %s\n", rc, tg_last_error());
+    _exit(ok ? 0 : 1);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert(WIFEXITED(st));
+  ck_assert_int_eq(WEXITSTATUS(st), 0);
+
+  size_t len1;
+  unsigned char *after = slurp(P("full.st"), &len1);
+  ck_assert_uint_eq(len0, len1);
+  ck_assert_int_eq(memcmp(before, after, len0), 0);
+  ck_assert_int_eq(count_prefixed("full.st.", false), 0);
+  tg_tensor *back = tg_zeros(TG_F32, TG_SHAPE(16));
+  ck_assert_int_eq(tg_load_into(P("full.st"), &n, &back, 1), TG_OK);
+  ck_assert_double_eq(tg_get(back, 15), 1);
+
+  /* and without the limit the same save goes through */
+  ck_assert_int_eq(tg_save(P("full.st"), &n, &big, 1, NULL), TG_OK);
+  tg_checkpoint *ck = tg_checkpoint_open(P("full.st"));
+  ck_assert_ptr_nonnull(ck);
+  ck_assert_double_eq(tg_get(tg_checkpoint_get(ck, "w"), 0), 2);
+  tg_checkpoint_close(ck);
+  free(before);
+  free(after);
+  tg_tensor_free(old);
+  tg_tensor_free(big);
+  tg_tensor_free(back);
+}
+END_TEST
+
+/* A replaced file keeps its permission bits. */
+START_TEST(save_keeps_mode) {
+  tg_tensor *a = tg_ones(TG_I32, TG_SHAPE(2));
+  const char *n = "a";
+  ck_assert_int_eq(tg_save(P("mode.st"), &n, &a, 1, NULL), TG_OK);
+  struct stat st;
+  ck_assert_int_eq(stat(P("mode.st"), &st), 0);
+  ck_assert_int_eq(st.st_mode & 0777, 0644);
+  chmod(P("mode.st"), 0600);
+  ck_assert_int_eq(tg_save(P("mode.st"), &n, &a, 1, NULL), TG_OK);
+  ck_assert_int_eq(stat(P("mode.st"), &st), 0);
+  ck_assert_int_eq(st.st_mode & 0777, 0600);
+  tg_tensor_free(a);
+}
+END_TEST
+
+/* The content a writer child saves as version v: every element of every
+ * tensor derived from v, so a torn file would show. */
+static void fill_version(tg_tensor **t, int n, long v) {
+  for (int i = 0; i < n; i++) tg_fill(t[i], (double)(v % 100000) + i);
+}
+
+static void kill_tensors(tg_tensor **t) {
+  t[0] = tg_zeros(TG_F32, TG_SHAPE(640, 1024)); /* 2.5 MiB */
+  t[1] = tg_zeros(TG_F64, TG_SHAPE(256, 256));  /* 0.5 MiB */
+  t[2] = tg_zeros(TG_I32, TG_SHAPE(4, 5, 6, 7));
+}
+
+/* A child saves again and again with changing content; it is killed at a
+ * random moment; the file on disk must always load, verify and hold one
+ * whole version. */
+START_TEST(kill_during_save) {
+  const char *names[3] = {"emb", "proj", "steps"};
+  tg_tensor *t[3];
+  kill_tensors(t);
+  char path[2048];
+  snprintf(path, sizeof path, "%s", P("kill.st"));
+  fill_version(t, 3, 0);
+  ck_assert_int_eq(tg_save(path, names, t, 3, (const char *[]){"version", "0", NULL}),
+                   TG_OK);
+  tg_rng rng;
+  tg_rng_seed(&rng, 20240607);
+  int rounds = 24, advanced = 0;
+  long last = 0;
+  for (int r = 0; r < rounds; r++) {
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      close(fds[0]);
+      char c = 1;
+      if (write(fds[1], &c, 1) != 1) _exit(3);
+      for (long k = 1;; k++) {
+        long v = (r + 1) * 1000L + k;
+        char vs[32];
+        snprintf(vs, sizeof vs, "%ld", v);
+        fill_version(t, 3, v);
+        if (tg_save(path, names, t, 3, (const char *[]){"version", vs, NULL})) {
+          fprintf(stderr, "writer: %s\n", tg_last_error());
+          _exit(4);
+        }
+      }
+    }
+    close(fds[1]);
+    char c;
+    ck_assert_int_eq(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    struct timespec ts = {0, (long)(1 + tg_rng_below(&rng, 120)) * 1000000L};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGKILL);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFSIGNALED(st), "round %d: the writer exited (status %d)", r,
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+
+    tg_checkpoint *ck = tg_checkpoint_open(path);
+    ck_assert_msg(ck != NULL, "round %d: %s", r, tg_last_error());
+    ck_assert(tg_checkpoint_verified(ck));
+    long v = atol(tg_checkpoint_meta(ck, "version"));
+    for (int i = 0; i < 3; i++) {
+      tg_tensor *x = tg_checkpoint_get(ck, names[i]);
+      ck_assert_ptr_nonnull(x);
+      double want = (double)(v % 100000) + i;
+      ck_assert_double_eq(tg_get(x, 0), want);
+      ck_assert_double_eq(tg_get(x, tg_tensor_numel(x) - 1), want);
+    }
+    tg_checkpoint_close(ck);
+    if (v != last) advanced++;
+    last = v;
+    /* at most the one temporary file that was in flight */
+    ck_assert_int_le(count_prefixed("kill.st.", true), 1);
+  }
+  ck_assert_int_eq(count_prefixed("kill.st.", false), 0);
+  ck_assert_msg(advanced > 0, "no save finished in %d rounds", rounds);
+  for (int i = 0; i < 3; i++) tg_tensor_free(t[i]);
+}
+END_TEST
+
 int main(void) {
   make_dir();
   Suite *s = suite_create("checkpoint");
@@ -613,6 +769,12 @@ int main(void) {
   tcase_add_test(tc, hostile_headers);
   tcase_add_test(tc, hostile_lengths);
   suite_add_tcase(s, tc);
+  TCase *safe = tcase_create("saving safely");
+  tcase_set_timeout(safe, 120);
+  tcase_add_test(safe, save_full_disk);
+  tcase_add_test(safe, save_keeps_mode);
+  tcase_add_test(safe, kill_during_save);
+  suite_add_tcase(s, safe);
   int rc = run_suite(s);
   remove_tree(dir);
   return rc;
