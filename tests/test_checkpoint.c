@@ -611,6 +611,7 @@ START_TEST(save_full_disk) {
   ck_assert_int_eq(tg_save(P("full.st"), &n, &old, 1, NULL), TG_OK);
   size_t len0;
   unsigned char *before = slurp(P("full.st"), &len0);
+  ck_assert_int_eq(tg_npy_save(P("full.npy"), old), TG_OK);
 
   tg_tensor *big = tg_zeros(TG_F32, TG_SHAPE(256, 1024)); /* 1 MiB */
   tg_fill(big, 2);
@@ -626,7 +627,11 @@ START_TEST(save_full_disk) {
               strstr(tg_last_error(), "write failed: File too large") &&
               strstr(tg_last_error(), "the file was not replaced");
     if (!ok) fprintf(stderr, "child: %d %s\n", rc, tg_last_error());
-    _exit(ok ? 0 : 1);
+    rc = tg_npy_save(P("full.npy"), big);
+    bool ok2 = rc == TG_EIO && strstr(tg_last_error(), "tg_npy_save") &&
+               strstr(tg_last_error(), "File too large");
+    if (!ok2) fprintf(stderr, "child: %d %s\n", rc, tg_last_error());
+    _exit(ok && ok2 ? 0 : 1);
   }
   int st;
   ck_assert_int_eq(waitpid(pid, &st, 0), pid);
@@ -638,6 +643,10 @@ START_TEST(save_full_disk) {
   ck_assert_uint_eq(len0, len1);
   ck_assert_int_eq(memcmp(before, after, len0), 0);
   ck_assert_int_eq(count_prefixed("full.st.", false), 0);
+  ck_assert_int_eq(count_prefixed("full.npy.", false), 0);
+  tg_tensor *npy = tg_npy_load(P("full.npy"));
+  assert_same(npy, old);
+  tg_tensor_free(npy);
   tg_tensor *back = tg_zeros(TG_F32, TG_SHAPE(16));
   ck_assert_int_eq(tg_load_into(P("full.st"), &n, &back, 1), TG_OK);
   ck_assert_double_eq(tg_get(back, 15), 1);
@@ -756,6 +765,197 @@ START_TEST(kill_during_save) {
 }
 END_TEST
 
+/* --- .npy */
+
+/* A .npy file by hand: version, header text (padded as given), data. */
+static void npy_put(const char *name, int major, const char *hdr,
+                    const void *data, size_t dn) {
+  size_t hn = strlen(hdr), ln = major == 1 ? 2 : 4;
+  unsigned char *b = malloc(8 + ln + hn + dn + 1);
+  memcpy(b, "\x93NUMPY", 6);
+  b[6] = (unsigned char)major;
+  b[7] = 0;
+  for (size_t i = 0; i < ln; i++) b[8 + i] = (unsigned char)(hn >> (8 * i));
+  memcpy(b + 8 + ln, hdr, hn);
+  if (dn) memcpy(b + 8 + ln + hn, data, dn);
+  put(name, b, 8 + ln + hn + dn);
+  free(b);
+}
+
+START_TEST(npy_round_trip) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 3);
+  tg_tensor *t[6] = {
+      rand_tensor(TG_F32, TG_SHAPE(7), &rng),
+      rand_tensor(TG_F64, TG_SHAPE(2, 3), &rng),
+      rand_tensor(TG_I32, TG_SHAPE(2, 1, 3), &rng),
+      rand_tensor(TG_F32, TG_SHAPE(2, 3, 4, 5), &rng),
+      rand_tensor(TG_F64, TG_SHAPE(1), &rng),
+      rand_tensor(TG_I32, TG_SHAPE(3, 4), &rng),
+  };
+  for (int i = 0; i < 6; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "t%d.npy", i);
+    ck_assert_msg(tg_npy_save(P(name), t[i]) == TG_OK, "%s", tg_last_error());
+    tg_tensor *u = tg_npy_load(P(name));
+    ck_assert_msg(u != NULL, "%s", tg_last_error());
+    assert_same(u, t[i]);
+    tg_tensor_free(u);
+    size_t len;
+    unsigned char *b = slurp(P(name), &len);
+    size_t hlen = b[8] | (size_t)b[9] << 8;
+    ck_assert_uint_eq((10 + hlen) % 64, 0);
+    ck_assert_int_eq(b[9 + hlen], '\n');
+    free(b);
+  }
+  /* the header is what NumPy writes */
+  size_t len;
+  unsigned char *b = slurp(P("t1.npy"), &len);
+  static const char h1[] = "\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', "
+                           "'fortran_order': False, 'shape': (2, 3), }   ";
+  ck_assert_int_eq(memcmp(b, h1, sizeof h1 - 1), 0);
+  free(b);
+  b = slurp(P("t0.npy"), &len);
+  const char *h0 = "{'descr': '<f4', 'fortran_order': False, 'shape': (7,), }";
+  ck_assert_int_eq(memcmp(b + 10, h0, strlen(h0)), 0);
+  free(b);
+  for (int i = 0; i < 6; i++) tg_tensor_free(t[i]);
+
+  /* files NumPy could have written: versions 2.0 and 3.0, other key order,
+   * double quotes, no trailing comma, no padding */
+  float d[6] = {1, 2, 3, 4, 5, 6};
+  npy_put("v2.npy", 2, "{\"shape\": (3, 2), \"fortran_order\": False, "
+          "\"descr\": \"<f4\"}\n", d, sizeof d);
+  npy_put("v3.npy", 3, "{'descr':'<f4','fortran_order':False,'shape':(6,),}", d,
+          sizeof d);
+  tg_tensor *u = tg_npy_load(P("v2.npy"));
+  ck_assert_msg(u != NULL, "%s", tg_last_error());
+  ck_assert_int_eq(tg_tensor_dim(u, 0), 3);
+  ck_assert_float_eq(tg_tensor_f32(u)[5], 6);
+  tg_tensor_free(u);
+  u = tg_npy_load(P("v3.npy"));
+  ck_assert_msg(u != NULL, "%s", tg_last_error());
+  ck_assert_int_eq(tg_tensor_ndim(u), 1);
+  tg_tensor_free(u);
+
+  ck_assert_int_eq(tg_npy_save(NULL, u), TG_EINVAL);
+  ck_assert_int_eq(tg_npy_save(P("x.npy"), NULL), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_npy_save", "tensor is NULL");
+  ck_assert_ptr_null(tg_npy_load(NULL));
+  ck_assert_ptr_null(tg_npy_load(P("none.npy")));
+  ck_assert_error_has(TG_EIO, "tg_npy_load", P("none.npy"), "No such file");
+}
+END_TEST
+
+static const struct {
+  const char *label;
+  int major;
+  const char *hdr;
+  size_t dn;
+  const char *frag;
+} bad_npy[] = {
+    {"big-endian", 1, "{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", 8,
+     "descr '>f4' is big-endian"},
+    {"f16", 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", 4,
+     "descr '<f2' is not supported"},
+    {"i64", 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", 16,
+     "descr '<i8' is not supported"},
+    {"u8", 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }", 2,
+     "descr '|u1'"},
+    {"structured", 1, "{'descr': [('a', '<f4')], 'fortran_order': False, "
+     "'shape': (2,), }", 8, "structured dtypes are not supported"},
+    {"fortran", 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", 16,
+     "fortran_order is True"},
+    {"fortran-junk", 1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (2,), }", 8,
+     "fortran_order must be True or False"},
+    {"scalar", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (), }", 4,
+     "0-d array"},
+    {"zero-dim", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }", 0,
+     "dimension 1 is 0"},
+    {"five-dims", 1, "{'descr': '<f4', 'fortran_order': False, "
+     "'shape': (1, 1, 1, 1, 1), }", 4, "more than 4 dimensions"},
+    {"negative", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", 8,
+     "dimension 0 is negative"},
+    {"no-comma", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2), }", 8,
+     "shape (2) is not a tuple"},
+    {"fraction", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2.5,), }", 8,
+     "expected ',' or ')' in shape, found '.'"},
+    {"list-shape", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", 8,
+     "expected a tuple '(' for shape"},
+    {"huge-dim", 1, "{'descr': '<f4', 'fortran_order': False, "
+     "'shape': (99999999999999999999,), }", 8, "dimension 0 is too large"},
+    {"overflow", 1, "{'descr': '<f4', 'fortran_order': False, "
+     "'shape': (4294967296, 4294967296), }", 8, "element count overflows"},
+    {"missing-key", 1, "{'descr': '<f4', 'shape': (2,), }", 8,
+     "the key 'fortran_order' is missing"},
+    {"unknown-key", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), "
+     "'x': 1}", 8, "unknown key 'x'"},
+    {"dup-key", 1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, "
+     "'shape': (2,)}", 8, "key 'descr' appears twice"},
+    {"not-dict", 1, "['descr', '<f4']", 8, "expected a dict '{', found '['"},
+    {"after-dict", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x", 8,
+     "unexpected 'x' after the dict"},
+    {"unterminated", 1, "{'descr': '<f4", 8, "unterminated string"},
+    {"escape", 1, "{'descr': '<f\\4', 'fortran_order': False, 'shape': (2,)}", 8,
+     "unexpected '\\' in descr"},
+    {"non-ascii", 1, "{'descr': '<f4', 'fortran_order': False, 'sh\xc3\xa4pe': (2,)}",
+     8, "unexpected byte 0xc3 in a key"},
+    {"no-colon", 1, "{'descr' '<f4'}", 8, "expected ':' after 'descr'"},
+    {"no-close", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)", 8,
+     "expected ',' or '}', found the end of the header"},
+    {"truncated", 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }",
+     20, "truncated: float32 [3,2] needs 24 data bytes but the file holds 20"},
+    {"trailing", 3, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", 12,
+     "4 bytes of trailing data after the 8 data bytes of int32 [2]"},
+    {"empty-data", 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", 0,
+     "needs 8 data bytes but the file holds 0"},
+};
+
+START_TEST(npy_hostile) {
+  static const unsigned char zeros[64];
+  for (size_t i = 0; i < sizeof bad_npy / sizeof *bad_npy; i++) {
+    npy_put(bad_npy[i].label, bad_npy[i].major, bad_npy[i].hdr, zeros,
+            bad_npy[i].dn);
+    tg_tensor *t = tg_npy_load(P(bad_npy[i].label));
+    ck_assert_msg(t == NULL, "%s: loaded", bad_npy[i].label);
+    ck_assert_msg(tg_last_status() == TG_EFORMAT &&
+                      strstr(tg_last_error(), bad_npy[i].frag) &&
+                      strstr(tg_last_error(), P(bad_npy[i].label)) &&
+                      strstr(tg_last_error(), "tg_npy_load"),
+                  "%s: status %s, message \"%s\" lacks \"%s\"", bad_npy[i].label,
+                  tg_status_name(tg_last_status()), tg_last_error(),
+                  bad_npy[i].frag);
+  }
+
+  put("empty.npy", "", 0);
+  ck_assert_ptr_null(tg_npy_load(P("empty.npy")));
+  ck_assert_error_has(TG_EFORMAT, "the file is 0 bytes");
+  put("magic.npy", "\x93NUMPZ\x01\x00\x00\x00", 10);
+  ck_assert_ptr_null(tg_npy_load(P("magic.npy")));
+  ck_assert_error_has(TG_EFORMAT, "not a .npy file");
+  put("v4.npy", "\x93NUMPY\x04\x00\x00\x00", 10);
+  ck_assert_ptr_null(tg_npy_load(P("v4.npy")));
+  ck_assert_error_has(TG_EFORMAT, "format version 4.0 is not supported");
+  put("v1.1.npy", "\x93NUMPY\x01\x01\x00\x00", 10);
+  ck_assert_ptr_null(tg_npy_load(P("v1.1.npy")));
+  ck_assert_error_has(TG_EFORMAT, "format version 1.1");
+  put("v2short.npy", "\x93NUMPY\x02\x00\x00\x00", 10);
+  ck_assert_ptr_null(tg_npy_load(P("v2short.npy")));
+  ck_assert_error_has(TG_EFORMAT, "ends inside its header length");
+  put("hlen.npy", "\x93NUMPY\x01\x00\xff\x00{}", 12);
+  ck_assert_ptr_null(tg_npy_load(P("hlen.npy")));
+  ck_assert_error_has(TG_EFORMAT, "header length 255 is larger than the 2 bytes");
+  put("hlen4g.npy", "\x93NUMPY\x02\x00\xff\xff\xff\xff{}", 14);
+  ck_assert_ptr_null(tg_npy_load(P("hlen4g.npy")));
+  ck_assert_error_has(TG_EFORMAT, "header length 4294967295 is larger than the "
+                      "limit of 65536 bytes");
+  put("nohdr.npy", "\x93NUMPY\x01\x00\x00\x00", 10);
+  ck_assert_ptr_null(tg_npy_load(P("nohdr.npy")));
+  ck_assert_error_has(TG_EFORMAT, "bad header at byte 0",
+                      "expected a dict '{', found the end of the header");
+}
+END_TEST
+
 int main(void) {
   make_dir();
   Suite *s = suite_create("checkpoint");
@@ -769,6 +969,10 @@ int main(void) {
   tcase_add_test(tc, hostile_headers);
   tcase_add_test(tc, hostile_lengths);
   suite_add_tcase(s, tc);
+  TCase *npy = tcase_create("npy");
+  tcase_add_test(npy, npy_round_trip);
+  tcase_add_test(npy, npy_hostile);
+  suite_add_tcase(s, npy);
   TCase *safe = tcase_create("saving safely");
   tcase_set_timeout(safe, 120);
   tcase_add_test(safe, save_full_disk);
