@@ -30,6 +30,7 @@
 #include "tapegrad/io.h"
 #include "tapegrad/optim.h"
 #include "tapegrad/nn.h"
+#include "tapegrad/checkpoint.h"
 
 #define TG_VERSION "0.1.0"
 

@@ -22,6 +22,7 @@ typedef struct {
   const char *path;
   FILE *f;        /* a plain regular file */
   gzFile gz;      /* anything else: gzip, or a stream read transparently */
+  const unsigned char *mem; /* or a plain file's bytes in memory (fuzzing) */
   bool gzipped;
   bool sized;     /* a plain regular file, whose size is known */
   uint64_t size;
@@ -105,7 +106,10 @@ static int src_open(idx_src *s) {
  * corrupt gzip data or a gzip stream cut short is an error. */
 static int src_read(idx_src *s, void *buf, size_t n, size_t *got) {
   size_t done = 0;
-  if (s->f) {
+  if (s->mem) {
+    done = n < s->size - s->pos ? n : (size_t)(s->size - s->pos);
+    memcpy(buf, s->mem + s->pos, done);
+  } else if (s->f) {
     done = fread(buf, 1, n, s->f);
     if (done < n && ferror(s->f)) return io_err(s, "read failed", errno);
   } else {
@@ -326,6 +330,8 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
   return TG_OK;
 }
 
+static tg_tensor *load(idx_src *s, tg_dtype dtype);
+
 tg_tensor *tg_idx_load(const char *path, tg_dtype dtype) {
   if (!path) {
     tg__err(TG_EINVAL, "tg_idx_load: path is NULL");
@@ -337,13 +343,30 @@ tg_tensor *tg_idx_load(const char *path, tg_dtype dtype) {
   }
   idx_src s = {.fn = "tg_idx_load", .path = path};
   if (src_open(&s)) return NULL;
+  tg_tensor *t = load(&s, dtype);
+  src_close(&s);
+  return t;
+}
+
+tg_tensor *tg__idx_parse(const void *buf, size_t len, tg_dtype dtype) {
+  if (dtype != TG_F32 && dtype != TG_F64 && dtype != TG_I32) {
+    tg__err(TG_EINVAL, "tg_idx_load: <memory>: unknown dtype %d", (int)dtype);
+    return NULL;
+  }
+  idx_src s = {.fn = "tg_idx_load", .path = "<memory>", .mem = buf,
+               .sized = true, .size = len};
+  return load(&s, dtype);
+}
+
+/* Header, data and conversion, from an open source. */
+static tg_tensor *load(idx_src *s, tg_dtype dtype) {
+  const char *path = s->path;
   uint32_t dims[3];
   int nd = 0;
   uint64_t n = 0;
   unsigned char *bytes = NULL;
-  int rc = read_header(&s, dtype, dims, &nd, &n);
-  if (!rc) rc = read_data(&s, dims, nd, n, &bytes);
-  src_close(&s);
+  int rc = read_header(s, dtype, dims, &nd, &n);
+  if (!rc) rc = read_data(s, dims, nd, n, &bytes);
   if (rc) return NULL;
 
   int64_t shape[2] = {(int64_t)dims[0], (int64_t)(n / dims[0])};

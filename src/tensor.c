@@ -119,8 +119,9 @@ int tg_tensor_free(tg_tensor *t) {
   if (!t) return TG_OK;
   if (!(t->flags & TG__OWNED))
     return tg__err(TG_ESTATE,
-                   "tg_tensor_free: the tensor belongs to a tape; it is freed by "
-                   "tg_tape_clear or tg_tape_free");
+                   "tg_tensor_free: the tensor belongs to a tape or a "
+                   "checkpoint; it is freed by tg_tape_clear, tg_tape_free or "
+                   "tg_checkpoint_close");
   tg__aligned_free(t->data);
   tg__aligned_free(t->grad);
   tg__free(t);
