@@ -25,7 +25,7 @@ static const char *const cost_names[] = {"quadratic", "cross-entropy",
 
 typedef struct {
   const char *graph, *dataset, *data_dir, *optimizer, *schedule, *log_path,
-      *plot_path;
+      *plot_path, *save_path, *resume_path;
   enum cost cost;
   int epochs, threads, quiet;
   long batch, limit;
@@ -64,6 +64,8 @@ static void usage(FILE *f, const char *prog) {
           "  --limit N                     train on the first N images only\n"
           "  --log FILE.csv                one row per epoch\n"
           "  --plot FILE.svg               loss and accuracy curves\n"
+          "  --save FILE                   checkpoint (safetensors) after every epoch\n"
+          "  --resume FILE                 continue from a checkpoint of the same run\n"
           "  --quiet                       only the final accuracy\n"
           "  --help\n",
           prog);
@@ -118,6 +120,8 @@ static int parse_args(int argc, char **argv, options *o) {
       {"limit", required_argument, 0, 'L'},
       {"log", required_argument, 0, 'C'},
       {"plot", required_argument, 0, 'P'},
+      {"save", required_argument, 0, 'W'},
+      {"resume", required_argument, 0, 'R'},
       {"quiet", no_argument, 0, 'q'},
       {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
@@ -188,6 +192,8 @@ static int parse_args(int argc, char **argv, options *o) {
       break;
     case 'C': o->log_path = optarg; break;
     case 'P': o->plot_path = optarg; break;
+    case 'W': o->save_path = optarg; break;
+    case 'R': o->resume_path = optarg; break;
     case 'q': o->quiet = 1; break;
     case 'h': usage(stdout, prog); return -1;
     default:
@@ -399,6 +405,135 @@ static int write_svg(const char *path, const epoch_stats *s, int n,
   return close_atomic(f, tmp, path);
 }
 
+/* --- checkpoints: the parameters, the optimizer's state, the finished
+ * epochs' statistics and the settings that must match on resume. The
+ * batcher's order needs no state of its own: epoch e's order is the seed's
+ * e-th shuffle, replayed on resume. */
+
+enum { MAX_SAVED = 6 * MAX_LAYERS + 1, NAME_LEN = 32, STATS_COLS = 5 };
+
+typedef struct {
+  int n;
+  char names[MAX_SAVED][NAME_LEN];
+  const char *name_ptr[MAX_SAVED];
+  tg_tensor *tensors[MAX_SAVED];
+} saved_set;
+
+/* The tensors a checkpoint holds, with stable names. */
+static void collect(const model *m, tg_optim *opt, saved_set *ss) {
+  ss->n = 0;
+  for (int i = 0; i < m->n; i++)
+    for (int k = 0; k < 2; k++) {
+      int pi = 2 * i + k;
+      const char *what = k ? "bias" : "weight";
+      tg_tensor *p = k ? tg_dense_bias(m->layer[i]) : tg_dense_weight(m->layer[i]);
+      tg_tensor *b1 = NULL, *b2 = NULL;
+      tg_optim_state(opt, pi, &b1, &b2);
+      tg_tensor *list[3] = {p, b1, b2};
+      const char *suffix[3] = {"", ".state1", ".state2"};
+      for (int j = 0; j < 3; j++) {
+        if (!list[j]) continue;
+        snprintf(ss->names[ss->n], NAME_LEN, "%s%d.%s%s", j ? "optim.layer" : "layer", i,
+                 what, suffix[j]);
+        ss->tensors[ss->n++] = list[j];
+      }
+    }
+  for (int i = 0; i < ss->n; i++) ss->name_ptr[i] = ss->names[i];
+}
+
+/* The settings a resumed run must share with the run that saved. */
+#define CKPT_KEYS(X) X("graph", o->graph) X("cost", cost_names[o->cost]) \
+  X("dataset", o->dataset) X("optimizer", o->optimizer) X("batch", batch) \
+  X("seed", seed) X("limit", limit)
+
+static int save_checkpoint(const options *o, const model *m, tg_optim *opt,
+                           const epoch_stats *stats, int epochs_done) {
+  saved_set ss;
+  collect(m, opt, &ss);
+  tg_tensor *st = tg_zeros(TG_F64, TG_SHAPE(epochs_done, STATS_COLS));
+  if (!st) return -1;
+  for (int e = 0; e < epochs_done; e++) {
+    const double row[STATS_COLS] = {stats[e].train_loss, stats[e].train_acc,
+                                    stats[e].test_acc, stats[e].seconds,
+                                    stats[e].samples_per_s};
+    memcpy(tg_tensor_f64(st) + e * STATS_COLS, row, sizeof row);
+  }
+  ss.name_ptr[ss.n] = "stats";
+  ss.tensors[ss.n] = st;
+  char batch[32], seed[32], limit[32], epoch[32], steps[32];
+  snprintf(batch, sizeof batch, "%ld", o->batch);
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+  snprintf(limit, sizeof limit, "%ld", o->limit);
+  snprintf(epoch, sizeof epoch, "%d", epochs_done);
+  snprintf(steps, sizeof steps, "%lld", (long long)tg_optim_steps(opt));
+#define KV(k, v) k, v,
+  const char *meta[] = {CKPT_KEYS(KV) "epoch", epoch, "steps", steps, NULL};
+#undef KV
+  int rc = tg_save(o->save_path, ss.name_ptr, ss.tensors, ss.n + 1, meta);
+  tg_tensor_free(st);
+  return rc;
+}
+
+/* Loads a checkpoint of the same run; returns the epochs it had finished,
+ * or -1 with a message. */
+static int resume(const options *o, const model *m, tg_optim *opt,
+                  epoch_stats *stats) {
+  tg_checkpoint *ck = tg_checkpoint_open(o->resume_path);
+  if (!ck) {
+    fprintf(stderr, "%s\n", tg_last_error());
+    return -1;
+  }
+  char batch[32], seed[32], limit[32];
+  snprintf(batch, sizeof batch, "%ld", o->batch);
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+  snprintf(limit, sizeof limit, "%ld", o->limit);
+  int epochs_done = -1;
+#define CHECK(k, v)                                                              \
+  if (!tg_checkpoint_meta(ck, k) || strcmp(tg_checkpoint_meta(ck, k), v)) {    \
+    fprintf(stderr, "%s: saved with %s %s, this run has %s\n", o->resume_path, \
+            k, tg_checkpoint_meta(ck, k) ? tg_checkpoint_meta(ck, k) : "(none)", v); \
+    goto out;                                                                  \
+  }
+  CKPT_KEYS(CHECK)
+#undef CHECK
+  long e, steps;
+  const char *es = tg_checkpoint_meta(ck, "epoch"), *ss_ = tg_checkpoint_meta(ck, "steps");
+  tg_tensor *st = tg_checkpoint_get(ck, "stats");
+  if (!es || !ss_ || parse_long(es, 1, o->epochs, &e) ||
+      parse_long(ss_, 0, 1L << 52, &steps) || !st ||
+      tg_tensor_dtype(st) != TG_F64 || tg_tensor_dim(st, 0) != e ||
+      tg_tensor_dim(st, 1) != STATS_COLS) {
+    fprintf(stderr, "%s: not a checkpoint of tapegrad-mnist with at most %d epochs\n",
+            o->resume_path, o->epochs);
+    goto out;
+  }
+  saved_set ss;
+  collect(m, opt, &ss);
+  if (tg_load_into(o->resume_path, ss.name_ptr, ss.tensors, ss.n) ||
+      tg_optim_set_steps(opt, steps)) {
+    fprintf(stderr, "%s\n", tg_last_error());
+    goto out;
+  }
+  for (long i = 0; i < e; i++) {
+    const double *r = tg_tensor_f64(st) + i * STATS_COLS;
+    stats[i] = (epoch_stats){r[0], r[1], r[2], r[3], r[4]};
+  }
+  epochs_done = (int)e;
+out:
+  tg_checkpoint_close(ck);
+  return epochs_done;
+}
+
+/* One hash over every parameter's bits: equal runs print equal hashes. */
+static uint64_t params_hash(const model *m) {
+  uint64_t h = 0;
+  for (int i = 0; i < m->n; i++) {
+    h = h * 31 + tg_tensor_hash(tg_dense_weight(m->layer[i]));
+    h = h * 31 + tg_tensor_hash(tg_dense_bias(m->layer[i]));
+  }
+  return h;
+}
+
 int main(int argc, char **argv) {
   options o;
   int rc = parse_args(argc, argv, &o);
@@ -471,7 +606,14 @@ int main(int argc, char **argv) {
     printf("%s; %lld training images, %d epochs, %d threads, seed %llu\n", title,
            (long long)n_train, o.epochs, tg_get_num_threads(), (unsigned long long)o.seed);
 
-  for (int e = 0; e < o.epochs; e++) {
+  int start = 0;
+  if (o.resume_path) {
+    if ((start = resume(&o, &m, opt, stats)) < 0) goto fail_quiet;
+    for (int e = 0; e < start; e++) tg_batcher_shuffle(batches); /* replay the order */
+    if (!o.quiet)
+      printf("resumed from %s after epoch %d\n", o.resume_path, start);
+  }
+  for (int e = start; e < o.epochs; e++) {
     double lr = !strcmp(o.schedule, "step") ? tg_lr_step(o.lr, e, (o.epochs + 2) / 3, 0.1)
                 : !strcmp(o.schedule, "cosine") ? tg_lr_cosine(o.lr, e, o.epochs, 0)
                                                 : o.lr;
@@ -517,6 +659,7 @@ int main(int argc, char **argv) {
              s->samples_per_s);
     fflush(stdout);
     if (o.log_path && write_csv(o.log_path, stats, e + 1)) goto fail_quiet;
+    if (o.save_path && save_checkpoint(&o, &m, opt, stats, e + 1)) goto fail;
   }
 
   int64_t confusion[CLASSES * CLASSES] = {0};
@@ -525,6 +668,7 @@ int main(int argc, char **argv) {
     printf("\ntest confusion matrix (rows: true class, columns: predicted)\n");
     tg_confusion_print(stdout, confusion, CLASSES);
   }
+  if (!o.quiet) printf("parameters: xxh3 %016llx\n", (unsigned long long)params_hash(&m));
   printf("test accuracy: %.2f%%\n", 100 * test_acc);
   if (o.plot_path && write_svg(o.plot_path, stats, o.epochs, title)) goto fail_quiet;
   status = 0;

@@ -1,0 +1,67 @@
+#!/bin/sh
+# tests/mnist-cli.sh: tapegrad-mnist as a user runs it, on a small synthetic
+# data set: bad options, missing data, the CSV log and SVG plot, and a run
+# stopped after 2 epochs and resumed for 2 more ending bit-identical to 4
+# epochs in one go.
+set -u
+prog=./tapegrad-mnist
+dir=$(mktemp -d) || exit 99
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+
+# Bad options: usage and exit status 2, nothing trained.
+for args in "--graph foo" "--epochs 0" "--lr -1" "--lr nan" "--batch 1x" \
+            "--bogus" "--epochs" "extra" "--cost quadratic" \
+            "--optimizer nesterov --momentum 0" "--threads 0"; do
+  # shellcheck disable=SC2086
+  $prog $args >"$dir/out" 2>&1
+  st=$?
+  if [ $st -eq 2 ] && grep -q 'tapegrad-mnist' "$dir/out"; then ok "rejects $args"
+  else bad "'$args' gave status $st: $(head -n 2 "$dir/out")"; fi
+done
+
+$prog --data "$dir/none" >"$dir/out" 2>&1
+st=$?
+if [ $st -eq 1 ] && grep -q 'found neither' "$dir/out"; then ok "missing data"
+else bad "missing data gave status $st: $(cat "$dir/out")"; fi
+
+./tests/mkidx "$dir" 600 200 || exit 99
+common="--data $dir --limit 500 --batch 20 --threads 1 --seed 7"
+# shellcheck disable=SC2086
+$prog $common --epochs 4 --log "$dir/log.csv" --plot "$dir/plot.svg" >"$dir/full" 2>&1 ||
+  bad "4 epochs: $(tail -n 3 "$dir/full")"
+rows=$(wc -l <"$dir/log.csv" 2>/dev/null || echo 0)
+if [ "$rows" -eq 5 ] && head -n 1 "$dir/log.csv" | grep -q '^epoch,train_loss'; then ok "csv log"
+else bad "csv log has $rows lines"; fi
+if head -c 4 "$dir/plot.svg" | grep -q '<svg' && tail -n 1 "$dir/plot.svg" | grep -q '</svg>' &&
+   [ "$(grep -c '<polyline' "$dir/plot.svg")" -eq 3 ]; then ok "svg plot"
+else bad "svg plot is not a whole chart"; fi
+acc=$(sed -n 's/^test accuracy: \([0-9]*\)\..*/\1/p' "$dir/full")
+if [ "${acc:-0}" -ge 60 ]; then ok "learns ($acc%)"; else bad "test accuracy ${acc:-none}% < 60%"; fi
+
+# shellcheck disable=SC2086
+$prog $common --epochs 2 --save "$dir/ck" >"$dir/half" 2>&1 || bad "2 epochs: $(tail -n 3 "$dir/half")"
+# shellcheck disable=SC2086
+$prog $common --epochs 4 --resume "$dir/ck" --save "$dir/ck" >"$dir/resumed" 2>&1 ||
+  bad "resume: $(tail -n 3 "$dir/resumed")"
+h1=$(grep '^parameters: xxh3' "$dir/full")
+h2=$(grep '^parameters: xxh3' "$dir/resumed")
+if [ -n "$h1" ] && [ "$h1" = "$h2" ] && grep -q 'resumed from' "$dir/resumed"; then
+  ok "2 + 2 resumed epochs equal 4 ($h1)"
+else bad "resumed parameters differ: '$h1' vs '$h2'"; fi
+
+# shellcheck disable=SC2086
+$prog $common --epochs 4 --lr 0.1 --batch 10 --resume "$dir/ck" >"$dir/other" 2>&1
+st=$?
+if [ $st -ne 0 ] && grep -q 'saved with batch 20, this run has 10' "$dir/other"; then ok "refuses a different run's checkpoint"
+else bad "resume with other settings gave status $st: $(tail -n 2 "$dir/other")"; fi
+printf 'not a checkpoint' >"$dir/junk"
+# shellcheck disable=SC2086
+$prog $common --epochs 4 --resume "$dir/junk" >"$dir/other" 2>&1
+st=$?
+if [ $st -eq 1 ] && grep -q "$dir/junk" "$dir/other"; then ok "refuses a junk checkpoint"
+else bad "junk checkpoint gave status $st: $(tail -n 2 "$dir/other")"; fi
+
+[ $fails -eq 0 ]
