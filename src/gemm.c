@@ -1,52 +1,324 @@
-/* src/gemm.c: the built-in matrix product for both float types, in the
- * three layouts the forward and backward passes need (NN, NT, TN), without
- * materialising a transpose. Each inner loop runs over contiguous memory
- * and is marked for SIMD; rows of C go to threads above a work threshold. */
+/* src/gemm.c: the built-in matrix product for both float types, packed and
+ * cache-blocked (see gemm_drv.h), with AVX-512 and AVX2+FMA micro-kernels
+ * (gemm_kern.h) chosen at run time and a portable C one for every other
+ * machine. The default build needs no -march flag: only the kernels
+ * themselves are compiled for their instruction sets. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define PAR_THRESHOLD (1L << 18) /* multiply-adds below which one thread is faster */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TG_GEMM_X86 1
+#include <immintrin.h>
+#else
+#define TG_GEMM_X86 0
+#endif
 
-#define DEF_GEMM(T, S)                                                        \
-  void tg__##S##gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,      \
-                     T alpha, const T *restrict A, int64_t lda,               \
-                     const T *restrict B, int64_t ldb, T beta,                \
-                     T *restrict C, int64_t ldc) {                            \
-    long work = (long)(M * N * K);                                            \
-    (void)work;                                                               \
-    _Pragma("omp parallel for if (work > PAR_THRESHOLD) schedule(static)")    \
-    for (int64_t i = 0; i < M; i++) {                                         \
-      T *restrict c = C + i * ldc;                                            \
-      if (beta == 0) {                                                        \
-        for (int64_t j = 0; j < N; j++) c[j] = 0;                             \
-      } else if (beta != 1) {                                                 \
-        for (int64_t j = 0; j < N; j++) c[j] *= beta;                         \
-      }                                                                       \
-      if (!tb) {                                                              \
-        /* c[i,:] += sum_k a(i,k) * B[k,:] */                                 \
-        for (int64_t k = 0; k < K; k++) {                                     \
-          T a = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);               \
-          if (a == 0) continue;                                               \
-          const T *restrict b = B + k * ldb;                                  \
-          _Pragma("omp simd")                                                 \
-          for (int64_t j = 0; j < N; j++) c[j] += a * b[j];                   \
-        }                                                                     \
-      } else {                                                                \
-        /* c[i,j] += a(i,:) . B[j,:] */                                       \
-        for (int64_t j = 0; j < N; j++) {                                     \
-          const T *restrict b = B + j * ldb;                                  \
-          T s = 0;                                                            \
-          if (!ta) {                                                          \
-            const T *restrict a = A + i * lda;                                \
-            _Pragma("omp simd reduction(+ : s)")                              \
-            for (int64_t k = 0; k < K; k++) s += a[k] * b[k];                 \
-          } else {                                                            \
-            for (int64_t k = 0; k < K; k++) s += A[k * lda + i] * b[k];       \
-          }                                                                   \
-          c[j] += alpha * s;                                                  \
-        }                                                                     \
-      }                                                                       \
-    }                                                                         \
+/* ---- packing buffers: one per thread, grown when a larger block needs it,
+ * freed when the thread ends (or by tg__gemm_release). The start of the
+ * allocation is kept beside the aligned pointer, so a leak checker sees the
+ * buffers of threads still alive at exit as reachable. */
+typedef struct {
+  void *raw;
+  void *p;
+  size_t cap;
+} gemm_tbuf;
+
+static _Thread_local gemm_tbuf tl_buf;
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static bool buf_key_ok;
+
+static void buf_free(gemm_tbuf *b) {
+  tg__free(b->raw);
+  b->raw = b->p = NULL;
+  b->cap = 0;
+}
+
+static void buf_at_exit(void *arg) { buf_free(arg); }
+
+static void buf_key_init(void) {
+  buf_key_ok = pthread_key_create(&buf_key, buf_at_exit) == 0;
+}
+
+static void *gemm_buf(size_t bytes) {
+  gemm_tbuf *b = &tl_buf;
+  if (b->cap >= bytes) return b->p;
+  buf_free(b);
+  /* Grow in generous steps so a sequence of slightly larger shapes does
+   * not reallocate each time. */
+  size_t cap = bytes + bytes / 4 + 4096;
+  char *raw = tg__malloc(cap + TG__ALIGN);
+  if (!raw) return NULL;
+  pthread_once(&buf_once, buf_key_init);
+  if (buf_key_ok) pthread_setspecific(buf_key, b);
+  b->raw = raw;
+  b->p = (void *)(((uintptr_t)raw + TG__ALIGN - 1) & ~(uintptr_t)(TG__ALIGN - 1));
+  b->cap = cap;
+  return b->p;
+}
+
+void tg__gemm_release(void) { buf_free(&tl_buf); }
+
+/* ---- threads */
+
+/* Multiply-adds below which a second thread costs more than it saves, and
+ * the least each thread should get. */
+#define PAR_MIN_WORK 4.0e6
+#define PAR_PER_THREAD 2.0e6
+
+static int gemm_threads(double work, int64_t units) {
+#ifdef _OPENMP
+  if (work < PAR_MIN_WORK || omp_in_parallel()) return 1;
+  int64_t nt = omp_get_max_threads();
+  if (nt > (int64_t)(work / PAR_PER_THREAD)) nt = (int64_t)(work / PAR_PER_THREAD);
+  if (nt > units) nt = units;
+  return nt < 1 ? 1 : (int)nt;
+#else
+  (void)work;
+  (void)units;
+  return 1;
+#endif
+}
+
+/* ---- drivers and kernels for each type */
+#define TG_CAT2(a, b) a##b
+#define TG_CAT(a, b) TG_CAT2(a, b)
+
+#define T float
+#define P(x) TG_CAT(s_, x)
+#include "gemm_drv.h"
+#undef T
+#undef P
+
+#define T double
+#define P(x) TG_CAT(d_, x)
+#include "gemm_drv.h"
+#undef T
+#undef P
+
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define R12(X) R6(X) X(6) X(7) X(8) X(9) X(10) X(11)
+
+#if TG_GEMM_X86
+/* AVX2 + FMA: 16 ymm registers hold a 6 x 2-vector tile (12), two B
+ * vectors and one broadcast. */
+#define KTARGET __attribute__((target("avx2,fma")))
+#define KMR 6
+#define KROWS R6
+#define KZERO _mm256_setzero_ps
+#define KLOAD _mm256_loadu_ps
+#define KSTORE _mm256_storeu_ps
+#define KBCAST _mm256_broadcast_ss
+#define KFMA _mm256_fmadd_ps
+#define KMUL _mm256_mul_ps
+#define KSET1 _mm256_set1_ps
+#define KNAME s_kern_avx2
+#define KT float
+#define KV __m256
+#define KVL 8
+#define KEDGE s_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#define KZERO _mm256_setzero_pd
+#define KLOAD _mm256_loadu_pd
+#define KSTORE _mm256_storeu_pd
+#define KBCAST _mm256_broadcast_sd
+#define KFMA _mm256_fmadd_pd
+#define KMUL _mm256_mul_pd
+#define KSET1 _mm256_set1_pd
+#define KNAME d_kern_avx2
+#define KT double
+#define KV __m256d
+#define KVL 4
+#define KEDGE d_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#undef KTARGET
+#undef KMR
+#undef KROWS
+
+/* AVX-512F: 32 zmm registers hold a 12 x 2-vector tile (24), two B
+ * vectors and the broadcasts. */
+#define KTARGET __attribute__((target("avx512f")))
+#define KMR 12
+#define KROWS R12
+#define KZERO _mm512_setzero_ps
+#define KLOAD _mm512_loadu_ps
+#define KSTORE _mm512_storeu_ps
+#define KBCAST(p) _mm512_set1_ps(*(p))
+#define KFMA _mm512_fmadd_ps
+#define KMUL _mm512_mul_ps
+#define KSET1 _mm512_set1_ps
+#define KNAME s_kern_avx512
+#define KT float
+#define KV __m512
+#define KVL 16
+#define KEDGE s_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#define KZERO _mm512_setzero_pd
+#define KLOAD _mm512_loadu_pd
+#define KSTORE _mm512_storeu_pd
+#define KBCAST(p) _mm512_set1_pd(*(p))
+#define KFMA _mm512_fmadd_pd
+#define KMUL _mm512_mul_pd
+#define KSET1 _mm512_set1_pd
+#define KNAME d_kern_avx512
+#define KT double
+#define KV __m512d
+#define KVL 8
+#define KEDGE d_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#undef KTARGET
+#undef KMR
+#undef KROWS
+#endif /* TG_GEMM_X86 */
+
+/* Block sizes: the A block (MC x KC) stays in L2, a B micro-panel
+ * (KC x NR) in L1, the B block (KC x NC) in L3. */
+static const s_cfg s_cfgs[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = {s_kern_generic, 4, 8, 256, 128, 2048},
+#if TG_GEMM_X86
+    [TG__GEMM_AVX2] = {s_kern_avx2, 6, 16, 256, 144, 2048},
+    [TG__GEMM_AVX512] = {s_kern_avx512, 12, 32, 256, 192, 2048},
+#endif
+};
+static const d_cfg d_cfgs[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = {d_kern_generic, 4, 8, 256, 64, 2048},
+#if TG_GEMM_X86
+    [TG__GEMM_AVX2] = {d_kern_avx2, 6, 8, 256, 72, 2048},
+    [TG__GEMM_AVX512] = {d_kern_avx512, 12, 16, 256, 96, 2048},
+#endif
+};
+
+/* ---- choosing a kernel */
+
+static const char *const kernel_names[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = "generic",
+    [TG__GEMM_AVX2] = "avx2",
+    [TG__GEMM_AVX512] = "avx512",
+};
+
+const char *tg__gemm_kernel_name(int k) {
+  return k >= 0 && k < TG__GEMM_NKERNELS ? kernel_names[k] : "?";
+}
+
+bool tg__gemm_kernel_supported(int k) {
+  switch (k) {
+    case TG__GEMM_GENERIC:
+      return true;
+#if TG_GEMM_X86
+    case TG__GEMM_AVX2:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case TG__GEMM_AVX512:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+      return false;
   }
+}
 
-DEF_GEMM(float, s)
-DEF_GEMM(double, d)
+static _Atomic int kernel_now = -1;
+
+/* The best the CPU has, unless TG_GEMM_KERNEL names another it also has. */
+static int kernel_default(void) {
+  int best = TG__GEMM_GENERIC;
+  for (int k = TG__GEMM_NKERNELS - 1; k > TG__GEMM_GENERIC; k--)
+    if (tg__gemm_kernel_supported(k)) {
+      best = k;
+      break;
+    }
+  const char *env = getenv("TG_GEMM_KERNEL");
+  if (env)
+    for (int k = 0; k < TG__GEMM_NKERNELS; k++)
+      if (strcmp(env, kernel_names[k]) == 0 && tg__gemm_kernel_supported(k))
+        return k;
+  return best;
+}
+
+int tg__gemm_kernel(void) {
+  int k = atomic_load_explicit(&kernel_now, memory_order_relaxed);
+  if (k < 0) {
+    k = kernel_default();
+    atomic_store_explicit(&kernel_now, k, memory_order_relaxed);
+  }
+  return k;
+}
+
+int tg__gemm_set_kernel(int k) {
+  if (k < 0) {
+    atomic_store_explicit(&kernel_now, -1, memory_order_relaxed);
+    return TG_OK;
+  }
+  if (!tg__gemm_kernel_supported(k)) return TG_EINVAL;
+  atomic_store_explicit(&kernel_now, k, memory_order_relaxed);
+  return TG_OK;
+}
+
+void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc) {
+  s_gemm(&s_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
+         beta, C, ldc);
+}
+
+void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               double alpha, const double *A, int64_t lda, const double *B,
+               int64_t ldb, double beta, double *C, int64_t ldc) {
+  d_gemm(&d_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
+         beta, C, ldc);
+}

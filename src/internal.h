@@ -145,6 +145,19 @@ void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc);
+/* The micro-kernels gemm.c can run. By default it takes the best the CPU
+ * supports, or the one named by the environment variable TG_GEMM_KERNEL
+ * (generic, avx2, avx512) when the CPU supports that one. */
+enum { TG__GEMM_GENERIC, TG__GEMM_AVX2, TG__GEMM_AVX512, TG__GEMM_NKERNELS };
+bool tg__gemm_kernel_supported(int k);
+const char *tg__gemm_kernel_name(int k);
+int tg__gemm_kernel(void); /* the one in use */
+/* Forces kernel k for every thread (k < 0: back to the default); TG_EINVAL
+ * when this CPU cannot run it. */
+int tg__gemm_set_kernel(int k);
+/* Frees the calling thread's packing buffers (they are otherwise kept for
+ * the next call, and freed when the thread ends). */
+void tg__gemm_release(void);
 
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */
