@@ -3,6 +3,10 @@
  * (gemm_kern.h) chosen at run time and a portable C one for every other
  * machine. The default build needs no -march flag: only the kernels
  * themselves are compiled for their instruction sets. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -11,6 +15,10 @@
 #include "internal.h"
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+
+#ifdef TG_USE_CBLAS
+#include <cblas.h>
 #endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -273,6 +281,9 @@ bool tg__gemm_kernel_supported(int k) {
 }
 
 static _Atomic int kernel_now = -1;
+/* Set when a kernel was named (tg__gemm_set_kernel, TG_GEMM_KERNEL): the
+ * built-in product is then used even in a build configured --with-blas. */
+static _Atomic bool kernel_named;
 
 /* The best the CPU has, unless TG_GEMM_KERNEL names another it also has. */
 static int kernel_default(void) {
@@ -285,8 +296,10 @@ static int kernel_default(void) {
   const char *env = getenv("TG_GEMM_KERNEL");
   if (env)
     for (int k = 0; k < TG__GEMM_NKERNELS; k++)
-      if (strcmp(env, kernel_names[k]) == 0 && tg__gemm_kernel_supported(k))
+      if (strcmp(env, kernel_names[k]) == 0 && tg__gemm_kernel_supported(k)) {
+        atomic_store_explicit(&kernel_named, true, memory_order_relaxed);
         return k;
+      }
   return best;
 }
 
@@ -301,17 +314,43 @@ int tg__gemm_kernel(void) {
 
 int tg__gemm_set_kernel(int k) {
   if (k < 0) {
+    atomic_store_explicit(&kernel_named, false, memory_order_relaxed);
     atomic_store_explicit(&kernel_now, -1, memory_order_relaxed);
     return TG_OK;
   }
   if (!tg__gemm_kernel_supported(k)) return TG_EINVAL;
+  atomic_store_explicit(&kernel_named, true, memory_order_relaxed);
   atomic_store_explicit(&kernel_now, k, memory_order_relaxed);
   return TG_OK;
 }
 
+#ifdef TG_USE_CBLAS
+/* Multiply-adds from which a product goes to the CBLAS: below it, the
+ * library's own set-up costs more than the built-in kernel loses. */
+#define BLAS_MIN_WORK 1.0e6
+
+static bool use_blas(int64_t M, int64_t N, int64_t K, int64_t lda,
+                     int64_t ldb, int64_t ldc) {
+  int kern = tg__gemm_kernel(); /* resolves TG_GEMM_KERNEL first */
+  (void)kern;
+  if (atomic_load_explicit(&kernel_named, memory_order_relaxed)) return false;
+  if ((double)M * (double)N * (double)K < BLAS_MIN_WORK) return false;
+  return M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
+         ldb <= INT_MAX && ldc <= INT_MAX;
+}
+#define TRANS(t) ((t) ? CblasTrans : CblasNoTrans)
+#endif
+
 void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc) {
+#ifdef TG_USE_CBLAS
+  if (use_blas(M, N, K, lda, ldb, ldc)) {
+    cblas_sgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+  }
+#endif
   s_gemm(&s_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
          beta, C, ldc);
 }
@@ -319,6 +358,13 @@ void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc) {
+#ifdef TG_USE_CBLAS
+  if (use_blas(M, N, K, lda, ldb, ldc)) {
+    cblas_dgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+  }
+#endif
   d_gemm(&d_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
          beta, C, ldc);
 }

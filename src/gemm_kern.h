@@ -15,6 +15,14 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
 #define KDECL(r) KV c##r##0 = KZERO(), c##r##1 = KZERO();
   KROWS(KDECL)
 #undef KDECL
+  /* C is touched only after the K loop: start fetching its rows now. */
+#define KPF(r)                                             \
+  if ((r) < m) {                                           \
+    __builtin_prefetch(c + (r) * ldc, 1, 3);               \
+    __builtin_prefetch(c + (r) * ldc + 2 * KVL - 1, 1, 3); \
+  }
+  KROWS(KPF)
+#undef KPF
 #define KROW(r, o)                                                   \
   {                                                                  \
     KV ar = KBCAST(a + (o) * KMR + (r));                             \

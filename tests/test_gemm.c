@@ -141,17 +141,22 @@ static void free_problem(problem *p) {
 DEF_CHECK(float, s, (double)FLT_EPSILON)
 DEF_CHECK(double, d, DBL_EPSILON)
 
-/* _i: kernel * 2 + (0 float, 1 double). */
+/* _i: kernel * 2 + (0 float, 1 double); kernel TG__GEMM_NKERNELS is the
+ * default route (the best kernel, or a CBLAS in a --with-blas build). */
 START_TEST(test_gemm_all) {
   int kern = _i / 2;
   bool single = _i % 2 == 0;
-  const char *kname = tg__gemm_kernel_name(kern);
-  if (!tg__gemm_kernel_supported(kern)) {
+  const char *kname =
+      kern == TG__GEMM_NKERNELS ? "default" : tg__gemm_kernel_name(kern);
+  if (kern == TG__GEMM_NKERNELS) {
+    ck_assert_int_eq(tg__gemm_set_kernel(-1), TG_OK);
+  } else if (!tg__gemm_kernel_supported(kern)) {
     printf("test_gemm: this CPU cannot run the %s kernel; not tested\n", kname);
     return;
+  } else {
+    ck_assert_int_eq(tg__gemm_set_kernel(kern), TG_OK);
+    ck_assert_int_eq(tg__gemm_kernel(), kern);
   }
-  ck_assert_int_eq(tg__gemm_set_kernel(kern), TG_OK);
-  ck_assert_int_eq(tg__gemm_kernel(), kern);
   rng_state = 42 + (uint64_t)_i;
   for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
     problem p = make_problem(&shapes[s], single);
@@ -195,7 +200,7 @@ static Suite *gemm_suite(void) {
   Suite *s = suite_create("gemm");
   TCase *tc = tcase_create("gemm");
   tcase_set_timeout(tc, 600);
-  tcase_add_loop_test(tc, test_gemm_all, 0, 2 * TG__GEMM_NKERNELS);
+  tcase_add_loop_test(tc, test_gemm_all, 0, 2 * (TG__GEMM_NKERNELS + 1));
   tcase_add_test(tc, test_gemm_degenerate);
   tcase_add_test(tc, test_gemm_kernel_choice);
   suite_add_tcase(s, tc);
