@@ -81,6 +81,12 @@ void tg__gemm_release(void) { buf_free(&tl_buf); }
 #define PAR_MIN_WORK 4.0e6
 #define PAR_PER_THREAD 2.0e6
 
+/* Rows of C up to which B is read in place rather than packed (when it is
+ * not transposed): tuned on the MNIST shapes. */
+#ifndef DIRECT_B_MAX_M
+#define DIRECT_B_MAX_M 64
+#endif
+
 static int gemm_threads(double work, int64_t units) {
 #ifdef _OPENMP
   if (work < PAR_MIN_WORK || omp_in_parallel()) return 1;

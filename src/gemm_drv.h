@@ -131,21 +131,41 @@ static size_t P(buf_elems)(const P(cfg) *cf, int64_t M, int64_t N,
   return a + (size_t)(*nc * *kc);
 }
 
+/* How one thread runs its product. C(i,j) is C[i*rsc + j*csc]: csc is 1,
+ * or the product is computed transposed (C^T = op(B)^T op(A)^T) and the
+ * kernel's tiles are written back through a small buffer. With direct_b
+ * (only when !tb), whole B micro-panels are read where they are stored
+ * instead of being packed, which pays when few rows of A reuse them. */
+typedef struct {
+  bool ta, tb, direct_b;
+  int64_t rsc, csc;
+} P(plan);
+
+#define MAX_TILE (12 * 32)
+
 /* The blocked product on one thread, into buf (buf_elems values). */
-static void P(blocked)(const P(cfg) *cf, int64_t mc, int64_t nc, int64_t kc,
-                       bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                       T alpha, const T *A, int64_t lda, const T *B,
-                       int64_t ldb, T beta, T *C, int64_t ldc, T *buf) {
+static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
+                       int64_t nc, int64_t kc, int64_t M, int64_t N,
+                       int64_t K, T alpha, const T *A, int64_t lda,
+                       const T *B, int64_t ldb, T beta, T *C, T *buf) {
   const int mr = cf->mr, nr = cf->nr;
+  const bool ta = pl->ta, tb = pl->tb;
+  const int64_t rsc = pl->rsc, csc = pl->csc;
   T *ap = buf;
   T *bp = buf + P(round_up)(mc * kc, 64 / (int64_t)sizeof(T));
+  _Alignas(64) T tile[MAX_TILE];
   for (int64_t jc = 0; jc < N; jc += nc) {
     int64_t nb = P(min)(nc, N - jc);
     for (int64_t pc = 0; pc < K; pc += kc) {
       int64_t kb = P(min)(kc, K - pc);
       T be = pc == 0 ? beta : 1;
-      P(pack_b)(tb, tb ? B + jc * ldb + pc : B + pc * ldb + jc, ldb, kb, nb,
-                nr, bp);
+      const T *bblk = tb ? B + jc * ldb + pc : B + pc * ldb + jc;
+      int64_t nfull = nb / nr * nr; /* columns in whole micro-panels */
+      if (!pl->direct_b)
+        P(pack_b)(tb, bblk, ldb, kb, nb, nr, bp);
+      else if (nfull < nb) /* only the ragged last panel */
+        P(pack_b)(tb, bblk + nfull, ldb, kb, nb - nfull, nr,
+                  bp + nfull * kb);
       for (int64_t ic = 0; ic < M; ic += mc) {
         int64_t mb = P(min)(mc, M - ic);
         P(pack_a)(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mb, kb,
@@ -153,10 +173,25 @@ static void P(blocked)(const P(cfg) *cf, int64_t mc, int64_t nc, int64_t kc,
         for (int64_t jr = 0; jr < nb; jr += nr) {
           int n = (int)P(min)(nr, nb - jr);
           const T *b = bp + jr * kb;
+          int64_t rsb = nr;
+          if (pl->direct_b && jr < nfull) {
+            b = bblk + jr;
+            rsb = ldb;
+          }
           for (int64_t ir = 0; ir < mb; ir += mr) {
             int m = (int)P(min)(mr, mb - ir);
-            cf->fn(kb, ap + ir * kb, b, nr, C + (ic + ir) * ldc + jc + jr,
-                   ldc, alpha, be, m, n);
+            T *c = C + (ic + ir) * rsc + (jc + jr) * csc;
+            if (csc == 1) {
+              cf->fn(kb, ap + ir * kb, b, rsb, c, rsc, alpha, be, m, n);
+              continue;
+            }
+            cf->fn(kb, ap + ir * kb, b, rsb, tile, nr, 1, 0, mr, nr);
+            for (int i = 0; i < m; i++)
+              for (int j = 0; j < n; j++) {
+                T *cij = c + i * rsc + j * csc;
+                T v = alpha * tile[i * nr + j];
+                *cij = be == 0 ? v : v + be * *cij;
+              }
           }
         }
       }
@@ -165,33 +200,33 @@ static void P(blocked)(const P(cfg) *cf, int64_t mc, int64_t nc, int64_t kc,
 }
 
 /* Without a packing buffer (allocation failed): correct, not fast. */
-static void P(naive)(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+static void P(naive)(const P(plan) *pl, int64_t M, int64_t N, int64_t K,
                      T alpha, const T *A, int64_t lda, const T *B,
-                     int64_t ldb, T beta, T *C, int64_t ldc) {
+                     int64_t ldb, T beta, T *C) {
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
       T s = 0;
       for (int64_t k = 0; k < K; k++)
-        s += (ta ? A[k * lda + i] : A[i * lda + k]) *
-             (tb ? B[j * ldb + k] : B[k * ldb + j]);
-      T *c = C + i * ldc + j;
+        s += (pl->ta ? A[k * lda + i] : A[i * lda + k]) *
+             (pl->tb ? B[j * ldb + k] : B[k * ldb + j]);
+      T *c = C + i * pl->rsc + j * pl->csc;
       *c = beta == 0 ? alpha * s : alpha * s + beta * *c;
     }
 }
 
-/* One thread's share: rows [i0, i1) and columns [j0, j1) of C. */
-static void P(slab)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
-                    int64_t K, T alpha, const T *A, int64_t lda, const T *B,
-                    int64_t ldb, T beta, T *C, int64_t ldc) {
+/* One thread's share of C, with that thread's own buffer. */
+static void P(slab)(const P(cfg) *cf, const P(plan) *pl, int64_t M,
+                    int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
+                    const T *B, int64_t ldb, T beta, T *C) {
   int64_t mc, nc, kc;
   size_t n = P(buf_elems)(cf, M, N, K, &mc, &nc, &kc);
   T *buf = gemm_buf(n * sizeof(T));
   if (!buf) {
-    P(naive)(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    P(naive)(pl, M, N, K, alpha, A, lda, B, ldb, beta, C);
     return;
   }
-  P(blocked)(cf, mc, nc, kc, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C,
-             ldc, buf);
+  P(blocked)(cf, pl, mc, nc, kc, M, N, K, alpha, A, lda, B, ldb, beta, C,
+             buf);
 }
 
 static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
@@ -208,6 +243,24 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
     }
     return;
   }
+  P(plan) pl = {ta, tb, false, ldc, 1};
+  /* A C narrower than one micro-panel wastes most of each tile and packs
+   * all of A to use it once: compute C^T = op(B)^T op(A)^T instead, whose
+   * tiles are full and whose B is A, often readable in place. */
+  if (N < cf->nr && M >= 2 * cf->nr) {
+    const T *t = A;
+    A = B;
+    B = t;
+    int64_t l = lda, d = M;
+    lda = ldb;
+    ldb = l;
+    M = N;
+    N = d;
+    pl = (P(plan)){!tb, !ta, false, 1, ldc};
+  }
+  /* Packing B pays for itself over the row blocks of A that reuse it; with
+   * a single short one, read B in place. */
+  pl.direct_b = !pl.tb && M <= DIRECT_B_MAX_M;
   /* Threads each take a slab of C along its longer side, in whole tiles,
    * and run the serial blocked product on it with their own buffers: no
    * barrier, no shared packing. */
@@ -216,7 +269,7 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
                           : (M + cf->mr - 1) / cf->mr;
   int nt = gemm_threads((double)M * (double)N * (double)K, units);
   if (nt <= 1) {
-    P(slab)(cf, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    P(slab)(cf, &pl, M, N, K, alpha, A, lda, B, ldb, beta, C);
     return;
   }
 #ifdef _OPENMP
@@ -227,14 +280,14 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
     if (split_n) {
       int64_t j0 = u0 * cf->nr, j1 = P(min)(u1 * cf->nr, N);
       if (j1 > j0)
-        P(slab)(cf, ta, tb, M, j1 - j0, K, alpha, A, lda,
-                tb ? B + j0 * ldb : B + j0, ldb, beta, C + j0, ldc);
+        P(slab)(cf, &pl, M, j1 - j0, K, alpha, A, lda,
+                pl.tb ? B + j0 * ldb : B + j0, ldb, beta, C + j0 * pl.csc);
     } else {
       int64_t i0 = u0 * cf->mr, i1 = P(min)(u1 * cf->mr, M);
       if (i1 > i0)
-        P(slab)(cf, ta, tb, i1 - i0, N, K, alpha,
-                ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,
-                C + i0 * ldc, ldc);
+        P(slab)(cf, &pl, i1 - i0, N, K, alpha,
+                pl.ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,
+                C + i0 * pl.rsc);
     }
   }
 #endif

@@ -19,7 +19,8 @@ static const shape shapes[] = {
     {145, 33, 300, true}, {3, 200, 5, true},    {200, 3, 600, true},
     /* MNIST training shapes: forward, then the NT/TN backward ones. */
     {32, 100, 784, true}, {32, 10, 100, true},  {784, 100, 32, true},
-    {100, 10, 32, true},  {32, 100, 10, true},  {128, 512, 784, false},
+    {100, 10, 32, true},  {32, 100, 10, true},  {128, 10, 512, true},
+    {512, 10, 128, true}, {128, 512, 10, true},  {128, 512, 784, false},
     {512, 512, 128, false},
     /* Above every block size, for both threads. */
     {300, 520, 700, false},
