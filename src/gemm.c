@@ -238,22 +238,125 @@ static int gemm_threads(double work, int64_t units) {
 #undef KTARGET
 #undef KMR
 #undef KROWS
+/* 8 x 8 transpose of r0..r7 (rows) into o0..o7 (columns). */
+#define TR8(r0, r1, r2, r3, r4, r5, r6, r7, o0, o1, o2, o3, o4, o5, o6, o7)   \
+  {                                                                          \
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), \
+           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3), \
+           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), \
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7); \
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));          \
+    o0 = _mm256_permute2f128_ps(s0, s4, 0x20);                               \
+    o1 = _mm256_permute2f128_ps(s1, s5, 0x20);                               \
+    o2 = _mm256_permute2f128_ps(s2, s6, 0x20);                               \
+    o3 = _mm256_permute2f128_ps(s3, s7, 0x20);                               \
+    o4 = _mm256_permute2f128_ps(s0, s4, 0x31);                               \
+    o5 = _mm256_permute2f128_ps(s1, s5, 0x31);                               \
+    o6 = _mm256_permute2f128_ps(s2, s6, 0x31);                               \
+    o7 = _mm256_permute2f128_ps(s3, s7, 0x31);                               \
+  }
+
+/* One 6-row micro-panel of a non-transposed float A for the AVX2 kernel:
+ * eight columns at a time through the 8 x 8 transpose (rows 6 and 7 repeat
+ * row 5). Each column is stored as 8 values at a stride of 6; the two extra
+ * land on the next column's slot, written just after, so a chunk runs only
+ * while a later column remains. */
+__attribute__((target("avx2"))) static void s_pack_an_avx2(
+    const float *restrict A, int64_t lda, int64_t kb, float *restrict ap) {
+  const float *r0 = A, *r1 = A + lda, *r2 = A + 2 * lda, *r3 = A + 3 * lda,
+              *r4 = A + 4 * lda, *r5 = A + 5 * lda;
+  int64_t k = 0;
+  for (; k + 8 < kb; k += 8) {
+    __m256 x0 = _mm256_loadu_ps(r0 + k), x1 = _mm256_loadu_ps(r1 + k),
+           x2 = _mm256_loadu_ps(r2 + k), x3 = _mm256_loadu_ps(r3 + k),
+           x4 = _mm256_loadu_ps(r4 + k), x5 = _mm256_loadu_ps(r5 + k);
+    __m256 o0, o1, o2, o3, o4, o5, o6, o7;
+    TR8(x0, x1, x2, x3, x4, x5, x5, x5, o0, o1, o2, o3, o4, o5, o6, o7)
+    float *d = ap + k * 6;
+    _mm256_storeu_ps(d, o0);
+    _mm256_storeu_ps(d + 6, o1);
+    _mm256_storeu_ps(d + 12, o2);
+    _mm256_storeu_ps(d + 18, o3);
+    _mm256_storeu_ps(d + 24, o4);
+    _mm256_storeu_ps(d + 30, o5);
+    _mm256_storeu_ps(d + 36, o6);
+    _mm256_storeu_ps(d + 42, o7);
+  }
+  for (; k < kb; k++) {
+    float *d = ap + k * 6;
+    d[0] = r0[k], d[1] = r1[k], d[2] = r2[k];
+    d[3] = r3[k], d[4] = r4[k], d[5] = r5[k];
+  }
+}
+
+/* The transposed B block of a float product, eight rows of the stored B
+ * at a time through an 8 x 8 register transpose (AVX2, so it serves the
+ * AVX-512 kernel too). */
+__attribute__((target("avx2"))) static void s_pack_bt_avx2(
+    const float *restrict B, int64_t ldb, int64_t kb, int64_t nb, int nr,
+    float *restrict bp) {
+  for (int64_t j0 = 0; j0 < nb; j0 += nr, bp += kb * nr) {
+    int n = nb - j0 < nr ? (int)(nb - j0) : nr;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const float *r = B + (j0 + j) * ldb;
+      int64_t k = 0;
+      for (; k + 8 <= kb; k += 8) {
+        __m256 r0 = _mm256_loadu_ps(r + k), r1 = _mm256_loadu_ps(r + ldb + k),
+               r2 = _mm256_loadu_ps(r + 2 * ldb + k),
+               r3 = _mm256_loadu_ps(r + 3 * ldb + k),
+               r4 = _mm256_loadu_ps(r + 4 * ldb + k),
+               r5 = _mm256_loadu_ps(r + 5 * ldb + k),
+               r6 = _mm256_loadu_ps(r + 6 * ldb + k),
+               r7 = _mm256_loadu_ps(r + 7 * ldb + k);
+        __m256 o0, o1, o2, o3, o4, o5, o6, o7;
+        TR8(r0, r1, r2, r3, r4, r5, r6, r7, o0, o1, o2, o3, o4, o5, o6, o7)
+        float *d = bp + k * nr + j;
+        _mm256_storeu_ps(d, o0);
+        _mm256_storeu_ps(d + nr, o1);
+        _mm256_storeu_ps(d + 2 * nr, o2);
+        _mm256_storeu_ps(d + 3 * nr, o3);
+        _mm256_storeu_ps(d + 4 * nr, o4);
+        _mm256_storeu_ps(d + 5 * nr, o5);
+        _mm256_storeu_ps(d + 6 * nr, o6);
+        _mm256_storeu_ps(d + 7 * nr, o7);
+      }
+      for (; k < kb; k++)
+        for (int q = 0; q < 8; q++) bp[k * nr + j + q] = r[q * ldb + k];
+    }
+    for (; j < n; j++) {
+      const float *r = B + (j0 + j) * ldb;
+      for (int64_t k = 0; k < kb; k++) bp[k * nr + j] = r[k];
+    }
+    for (; j < nr; j++)
+      for (int64_t k = 0; k < kb; k++) bp[k * nr + j] = 0;
+  }
+}
 #endif /* TG_GEMM_X86 */
 
 /* Block sizes: the A block (MC x KC) stays in L2, a B micro-panel
  * (KC x NR) in L1, the B block (KC x NC) in L3. */
 static const s_cfg s_cfgs[TG__GEMM_NKERNELS] = {
-    [TG__GEMM_GENERIC] = {s_kern_generic, 4, 8, 256, 128, 2048},
+    [TG__GEMM_GENERIC] = {s_kern_generic, 4, 8, 256, 128, 2048, NULL, NULL},
 #if TG_GEMM_X86
-    [TG__GEMM_AVX2] = {s_kern_avx2, 6, 16, 256, 144, 2048},
-    [TG__GEMM_AVX512] = {s_kern_avx512, 12, 32, 256, 192, 2048},
+    [TG__GEMM_AVX2] = {s_kern_avx2, 6, 16, 256, 144, 2048, s_pack_bt_avx2,
+                       s_pack_an_avx2},
+    [TG__GEMM_AVX512] = {s_kern_avx512, 12, 32, 256, 192, 2048, s_pack_bt_avx2,
+                         NULL},
 #endif
 };
 static const d_cfg d_cfgs[TG__GEMM_NKERNELS] = {
-    [TG__GEMM_GENERIC] = {d_kern_generic, 4, 8, 256, 64, 2048},
+    [TG__GEMM_GENERIC] = {d_kern_generic, 4, 8, 256, 64, 2048, NULL, NULL},
 #if TG_GEMM_X86
-    [TG__GEMM_AVX2] = {d_kern_avx2, 6, 8, 256, 72, 2048},
-    [TG__GEMM_AVX512] = {d_kern_avx512, 12, 16, 256, 96, 2048},
+    [TG__GEMM_AVX2] = {d_kern_avx2, 6, 8, 256, 72, 2048, NULL, NULL},
+    [TG__GEMM_AVX512] = {d_kern_avx512, 12, 16, 256, 96, 2048, NULL, NULL},
 #endif
 };
 

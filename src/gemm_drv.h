@@ -12,9 +12,20 @@
 typedef void (*P(kern_fn))(int64_t kc, const T *a, const T *b, int64_t rsb,
                            T *c, int64_t ldc, T alpha, T beta, int m, int n);
 
+/* Packs a transposed B block (as pack_b with tb), faster than the plain
+ * loop; NULL where there is none. */
+typedef void (*P(pack_fn))(const T *B, int64_t ldb, int64_t kb, int64_t nb,
+                           int nr, T *bp);
+
+/* Packs one whole MR-row micro-panel of a non-transposed A block:
+ * ap[k*mr + i] = A[i*lda + k]; NULL where there is none. */
+typedef void (*P(pack_a_fn))(const T *A, int64_t lda, int64_t kb, T *ap);
+
 typedef struct {
   P(kern_fn) fn;
   int mr, nr, kc, mc, nc;
+  P(pack_fn) pack_bt;
+  P(pack_a_fn) pack_an;
 } P(cfg);
 
 /* The tile of a kernel that did not fill a whole MR x NR block, or the
@@ -55,13 +66,16 @@ static void P(kern_generic)(int64_t kc, const T *restrict a,
 
 /* Packs op(A)[0:mb, 0:kb] (A points at its first element) into MR-tall
  * micro-panels, ap[panel][k][i], padding the last panel with zeros. */
-static void P(pack_a)(bool ta, const T *restrict A, int64_t lda, int64_t mb,
-                      int64_t kb, int mr, T *restrict ap) {
+static void P(pack_a)(const P(cfg) *cf, bool ta, const T *restrict A,
+                      int64_t lda, int64_t mb, int64_t kb, T *restrict ap) {
+  const int mr = cf->mr;
   for (int64_t i0 = 0; i0 < mb; i0 += mr) {
     int m = mb - i0 < mr ? (int)(mb - i0) : mr;
     if (!ta) {
       const T *a0 = A + i0 * lda;
-      if (m == mr) {
+      if (m == mr && cf->pack_an) {
+        cf->pack_an(a0, lda, kb, ap);
+      } else if (m == mr) {
         for (int64_t k = 0; k < kb; k++)
           for (int i = 0; i < mr; i++) ap[k * mr + i] = a0[i * lda + k];
       } else {
@@ -161,15 +175,17 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
       T be = pc == 0 ? beta : 1;
       const T *bblk = tb ? B + jc * ldb + pc : B + pc * ldb + jc;
       int64_t nfull = nb / nr * nr; /* columns in whole micro-panels */
-      if (!pl->direct_b)
+      if (tb && cf->pack_bt)
+        cf->pack_bt(bblk, ldb, kb, nb, nr, bp);
+      else if (!pl->direct_b)
         P(pack_b)(tb, bblk, ldb, kb, nb, nr, bp);
       else if (nfull < nb) /* only the ragged last panel */
         P(pack_b)(tb, bblk + nfull, ldb, kb, nb - nfull, nr,
                   bp + nfull * kb);
       for (int64_t ic = 0; ic < M; ic += mc) {
         int64_t mb = P(min)(mc, M - ic);
-        P(pack_a)(ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mb, kb,
-                  mr, ap);
+        P(pack_a)(cf, ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mb,
+                  kb, ap);
         for (int64_t jr = 0; jr < nb; jr += nr) {
           int n = (int)P(min)(nr, nb - jr);
           const T *b = bp + jr * kb;
