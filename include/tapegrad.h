@@ -10,7 +10,8 @@
  *   tg_tensor *loss = tg_softmax_nll(t, tg_add(t, tg_matmul(t, h, V), c), y);
  *   if (!loss) fprintf(stderr, "%s\n", tg_last_error());
  *   tg_backward(t, loss);          // W, b, V, c now hold dloss/dparam
- *   ...update the parameters, tg_zero_grad them...
+ *   ...update the parameters, tg_zero_grad them (an optimizer from
+ *      tapegrad/optim.h: tg_optim_step, tg_optim_zero_grad)...
  *   tg_tape_clear(t);              // O(1); the memory is reused next step
  *
  * Every op runs at once; the tape remembers what it needs for the backward
@@ -26,6 +27,10 @@
 #include "tapegrad/tape.h"
 #include "tapegrad/ops.h"
 #include "tapegrad/gradcheck.h"
+#include "tapegrad/io.h"
+#include "tapegrad/optim.h"
+#include "tapegrad/nn.h"
+#include "tapegrad/checkpoint.h"
 
 #define TG_VERSION "0.1.0"
 

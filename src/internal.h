@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tapegrad.h"
 
@@ -136,6 +137,54 @@ bool tg__same_shape(const tg_tensor *a, const tg_tensor *b);
 bool tg__is_float(tg_dtype d);
 /* rows = numel / last dim, cols = last dim. */
 void tg__rows_cols(const tg_tensor *t, int64_t *rows, int64_t *cols);
+
+/* fileio.c: reading files treated as hostile, and replacing files
+ * atomically. Messages name fn and the path. */
+const char *tg__errstr(int errnum, char *buf, size_t n);
+/* A regular file of known size, or a memory buffer (the fuzzers' way in). */
+typedef struct {
+  const char *fn, *path;
+  FILE *f;
+  const unsigned char *mem;
+  uint64_t size, pos;
+} tg__src;
+int tg__src_open(tg__src *s, const char *fn, const char *path);
+void tg__src_mem(tg__src *s, const char *fn, const char *name, const void *buf,
+                 size_t len);
+/* Exactly n bytes; callers check sizes against s->size first, so a short
+ * read means the file changed under us (TG_EIO). */
+int tg__src_read(tg__src *s, void *buf, size_t n);
+void tg__src_close(tg__src *s);
+bool tg__host_le(void);
+void tg__bswap(void *p, size_t n_elems, size_t elem);
+/* Offset of the first byte that is not well-formed UTF-8 (or is NUL); n
+ * when there is none. */
+size_t tg__utf8_check(const unsigned char *s, size_t n);
+
+/* Writes path.XXXXXX beside path, then commit: flush, fsync, close, rename
+ * over path, fsync the folder. The first error sticks (TG_EIO with a
+ * message); commit then removes the temporary file and returns it, leaving
+ * path untouched. abort removes the temporary file. */
+typedef struct {
+  const char *fn, *path;
+  char *tmp;
+  int fd;
+  unsigned char *buf;
+  size_t used;
+  int rc;
+} tg__afile;
+int tg__afile_open(tg__afile *a, const char *fn, const char *path);
+int tg__afile_write(tg__afile *a, const void *p, size_t n);
+/* Elements of elem bytes, written little-endian whatever the host. */
+int tg__afile_write_le(tg__afile *a, const void *p, size_t n, size_t elem);
+int tg__afile_commit(tg__afile *a);
+void tg__afile_abort(tg__afile *a);
+
+/* Parsers from memory, for the fuzzers: as the public loaders, on a buffer
+ * instead of a file. */
+int tg__safetensors_parse(const void *buf, size_t len, tg_checkpoint **out);
+tg_tensor *tg__npy_parse(const void *buf, size_t len);
+tg_tensor *tg__idx_parse(const void *buf, size_t len, tg_dtype dtype);
 
 /* gemm.c: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or
  * X^T. Leading dimensions are those of the stored matrices. */

@@ -2,6 +2,7 @@
  * random initialisers. */
 #include <math.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "internal.h"
 
@@ -118,8 +119,9 @@ int tg_tensor_free(tg_tensor *t) {
   if (!t) return TG_OK;
   if (!(t->flags & TG__OWNED))
     return tg__err(TG_ESTATE,
-                   "tg_tensor_free: the tensor belongs to a tape; it is freed by "
-                   "tg_tape_clear or tg_tape_free");
+                   "tg_tensor_free: the tensor belongs to a tape or a "
+                   "checkpoint; it is freed by tg_tape_clear, tg_tape_free or "
+                   "tg_checkpoint_close");
   tg__aligned_free(t->data);
   tg__aligned_free(t->grad);
   tg__free(t);
@@ -210,6 +212,14 @@ int tg_fill(tg_tensor *t, double v) {
   if (!t) return tg__err(TG_EINVAL, "tg_fill: tensor is NULL");
   for (int64_t i = 0; i < t->numel; i++) store(t->data, t->dtype, i, v);
   return TG_OK;
+}
+
+uint64_t tg_tensor_hash(const tg_tensor *t) {
+  if (!t) return 0;
+  int64_t head[1 + TG_MAX_DIMS] = {(int64_t)t->dtype};
+  memcpy(head + 1, t->shape, (size_t)t->ndim * sizeof *head);
+  uint64_t seed = XXH3_64bits(head, (size_t)(1 + t->ndim) * sizeof *head);
+  return XXH3_64bits_withSeed(t->data, (size_t)t->numel * tg__dtype_size(t->dtype), seed);
 }
 
 int tg_tensor_print(FILE *f, const tg_tensor *t, const char *name) {

@@ -148,6 +148,23 @@ START_TEST(initialisers) {
 }
 END_TEST
 
+START_TEST(hash_sees_dtype_shape_and_bits) {
+  float v[6] = {1, 2, 3, 4, 5, 6};
+  tg_tensor *a = tg_tensor_from(TG_F32, TG_SHAPE(2, 3), v);
+  tg_tensor *b = tg_tensor_from(TG_F32, TG_SHAPE(2, 3), v);
+  tg_tensor *c = tg_tensor_from(TG_F32, TG_SHAPE(3, 2), v);
+  tg_tensor *d = tg_tensor_from(TG_I32, TG_SHAPE(2, 3), v);
+  ck_assert_uint_eq(tg_tensor_hash(a), tg_tensor_hash(b));
+  ck_assert_uint_ne(tg_tensor_hash(a), tg_tensor_hash(c));
+  ck_assert_uint_ne(tg_tensor_hash(a), tg_tensor_hash(d));
+  tg_tensor_f32(b)[5] = nextafterf(6.0f, 7.0f); /* one bit */
+  ck_assert_uint_ne(tg_tensor_hash(a), tg_tensor_hash(b));
+  ck_assert_uint_eq(tg_tensor_hash(NULL), 0);
+  tg_tensor *all[] = {a, b, c, d};
+  for (int i = 0; i < 4; i++) tg_tensor_free(all[i]);
+}
+END_TEST
+
 START_TEST(status_table) {
   ck_assert_str_eq(tg_status_name(TG_ESHAPE), "TG_ESHAPE");
   ck_assert_str_eq(tg_strerror(TG_ECHECKSUM), "checksum mismatch");
@@ -157,6 +174,13 @@ START_TEST(status_table) {
   ck_assert_int_eq(tg_last_status(), TG_OK);
   ck_assert_str_eq(tg_last_error(), "");
   ck_assert_int_eq(tg_set_allocator(NULL, NULL, NULL, NULL), TG_EINVAL);
+  ck_assert_int_eq(tg_set_num_threads(0), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_set_num_threads", "0 threads");
+  int before = tg_get_num_threads();
+  ck_assert_int_ge(before, 1);
+  ck_assert_int_eq(tg_set_num_threads(1), TG_OK);
+  ck_assert_int_eq(tg_get_num_threads(), 1);
+  tg_set_num_threads(before);
 }
 END_TEST
 
@@ -169,6 +193,7 @@ int main(void) {
   tcase_add_test(tc, rng_is_deterministic_and_fixed);
   tcase_add_test(tc, rng_distributions);
   tcase_add_test(tc, initialisers);
+  tcase_add_test(tc, hash_sees_dtype_shape_and_bits);
   tcase_add_test(tc, status_table);
   suite_add_tcase(s, tc);
   return run_suite(s);

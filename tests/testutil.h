@@ -47,4 +47,40 @@ static inline tg_tensor *param_normal(tg_dtype dt, int ndim,
   return t;
 }
 
+/* A counting allocator for tg_set_allocator: every library malloc, realloc
+ * and calloc bumps test_allocs(), every free bumps test_frees(). Switch it
+ * on before making any tapegrad object and off after freeing them all. */
+static inline long *test_allocs(void) {
+  static long n;
+  return &n;
+}
+static inline long *test_frees(void) {
+  static long n;
+  return &n;
+}
+static inline void *count_malloc(size_t n) {
+  ++*test_allocs();
+  return malloc(n);
+}
+static inline void *count_realloc(void *p, size_t n) {
+  ++*test_allocs();
+  return realloc(p, n);
+}
+static inline void *count_calloc(size_t c, size_t n) {
+  ++*test_allocs();
+  return calloc(c, n);
+}
+static inline void count_free(void *p) {
+  ++*test_frees();
+  free(p);
+}
+static inline void counting_allocator(bool on) {
+  *test_allocs() = *test_frees() = 0;
+  if (on)
+    ck_assert_int_eq(tg_set_allocator(count_malloc, count_realloc,
+                                      count_calloc, count_free), TG_OK);
+  else
+    ck_assert_int_eq(tg_set_allocator(malloc, realloc, calloc, free), TG_OK);
+}
+
 #endif

@@ -1,5 +1,5 @@
-/* tapegrad/status.h: status codes, the thread-local error message, and the
- * replaceable allocator. */
+/* tapegrad/status.h: library-wide matters: status codes, the thread-local
+ * error message, the replaceable allocator, the thread count. */
 #ifndef TAPEGRAD_STATUS_H
 #define TAPEGRAD_STATUS_H
 
@@ -62,6 +62,13 @@ typedef void *(*tg_calloc_fn)(size_t count, size_t size);
 typedef void (*tg_free_fn)(void *ptr);
 TG_API int tg_set_allocator(tg_malloc_fn m, tg_realloc_fn r, tg_calloc_fn c,
                             tg_free_fn f);
+
+/* The number of threads the kernels may use (OpenMP); small ops always run
+ * on one. Defaults to OpenMP's own default (OMP_NUM_THREADS, else the core
+ * count). tg_set_num_threads returns TG_OK, or TG_EINVAL for n < 1; without
+ * OpenMP it accepts any n >= 1 and tg_get_num_threads is 1. */
+TG_API int tg_set_num_threads(int n);
+TG_API int tg_get_num_threads(void);
 
 #ifdef __cplusplus
 }

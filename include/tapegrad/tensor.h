@@ -64,6 +64,10 @@ TG_API int tg_set(tg_tensor *t, int64_t i, double value);
 /* Fill every element with value. */
 TG_API int tg_fill(tg_tensor *t, double value);
 
+/* XXH3-64 of the tensor's dtype, shape and data: equal tensors hash equal
+ * on every machine; a quick way to compare runs bit for bit. */
+TG_API uint64_t tg_tensor_hash(const tg_tensor *t);
+
 /* Print "name [2,3] float32" and the values, rows per line, to f. */
 TG_API int tg_tensor_print(FILE *f, const tg_tensor *t, const char *name);
 

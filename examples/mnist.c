@@ -1,0 +1,551 @@
+/* examples/mnist.c: tapegrad-mnist, trains the example graphs on MNIST or
+ * Fashion-MNIST and reports loss, accuracy, speed and the confusion matrix.
+ *
+ * Graphs:
+ *   nielsen  784-30-10 sigmoid (Nielsen's network), --cost quadratic |
+ *            cross-entropy | log-likelihood
+ *   mlp      784-100-10, sigmoid hidden, fused softmax-NLL
+ *   deep     784-512-512-10, ReLU, fused softmax-NLL
+ * Run with --help for the options. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tapegrad.h"
+
+enum { CLASSES = 10, EVAL_BATCH = 1000, MAX_LAYERS = 3 };
+enum cost { COST_QUADRATIC, COST_CROSS_ENTROPY, COST_LOG_LIKELIHOOD };
+static const char *const cost_names[] = {"quadratic", "cross-entropy",
+                                         "log-likelihood"};
+
+typedef struct {
+  const char *graph, *dataset, *data_dir, *optimizer, *schedule, *log_path,
+      *plot_path;
+  enum cost cost;
+  int epochs, threads, quiet;
+  long batch, limit;
+  double lr, momentum, weight_decay;
+  uint64_t seed;
+  /* which of the per-graph defaults the user overrode */
+  int set_epochs, set_batch, set_lr, set_momentum, set_cost;
+} options;
+
+typedef struct {
+  int n;
+  tg_dense *layer[MAX_LAYERS];
+  tg_activation hidden;
+  enum cost cost;
+} model;
+
+typedef struct {
+  double train_loss, train_acc, test_acc, seconds, samples_per_s;
+} epoch_stats;
+
+static void usage(FILE *f, const char *prog) {
+  fprintf(f,
+          "usage: %s [options]\n"
+          "  --graph nielsen|mlp|deep      the network (default mlp)\n"
+          "  --cost quadratic|cross-entropy|log-likelihood\n"
+          "                                nielsen's output cost (default cross-entropy)\n"
+          "  --dataset mnist|fashion       (default mnist)\n"
+          "  --data DIR                    IDX files (default data/mnist or data/fashion)\n"
+          "  --epochs N  --batch N  --lr X  (defaults depend on the graph)\n"
+          "  --optimizer sgd|nesterov|adam  (default sgd)\n"
+          "  --momentum X                  SGD momentum in [0,1) (deep: 0.9, else 0)\n"
+          "  --weight-decay X              L2 penalty (default 0)\n"
+          "  --schedule none|step|cosine   learning-rate schedule (default none)\n"
+          "  --threads N                   kernel threads (default: all cores)\n"
+          "  --seed N                      initialisation and shuffling (default 1)\n"
+          "  --limit N                     train on the first N images only\n"
+          "  --log FILE.csv                one row per epoch\n"
+          "  --plot FILE.svg               loss and accuracy curves\n"
+          "  --quiet                       only the final accuracy\n"
+          "  --help\n",
+          prog);
+}
+
+static int bad(const char *prog, const char *what, const char *arg) {
+  fprintf(stderr, "%s: invalid %s: '%s'\n", prog, what, arg);
+  usage(stderr, prog);
+  return 2;
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
+  *out = v;
+  return 0;
+}
+
+static int pick(const char *s, const char *const *names, int n) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(s, names[i])) return i;
+  return -1;
+}
+
+/* Returns 0 to go on, or the exit status. */
+static int parse_args(int argc, char **argv, options *o) {
+  static const struct option longopts[] = {
+      {"graph", required_argument, 0, 'g'},
+      {"cost", required_argument, 0, 'c'},
+      {"dataset", required_argument, 0, 'D'},
+      {"data", required_argument, 0, 'd'},
+      {"epochs", required_argument, 0, 'e'},
+      {"batch", required_argument, 0, 'b'},
+      {"lr", required_argument, 0, 'l'},
+      {"optimizer", required_argument, 0, 'o'},
+      {"momentum", required_argument, 0, 'm'},
+      {"weight-decay", required_argument, 0, 'w'},
+      {"schedule", required_argument, 0, 'S'},
+      {"threads", required_argument, 0, 't'},
+      {"seed", required_argument, 0, 's'},
+      {"limit", required_argument, 0, 'L'},
+      {"log", required_argument, 0, 'C'},
+      {"plot", required_argument, 0, 'P'},
+      {"quiet", no_argument, 0, 'q'},
+      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  static const char *const graphs[] = {"nielsen", "mlp", "deep"};
+  static const char *const datasets[] = {"mnist", "fashion"};
+  static const char *const optimizers[] = {"sgd", "nesterov", "adam"};
+  static const char *const schedules[] = {"none", "step", "cosine"};
+  const char *prog = "tapegrad-mnist";
+  long v;
+  int c, k;
+  *o = (options){.graph = "mlp", .dataset = "mnist", .optimizer = "sgd",
+                 .schedule = "none", .cost = COST_CROSS_ENTROPY, .seed = 1};
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'g':
+      if ((k = pick(optarg, graphs, 3)) < 0) return bad(prog, "--graph", optarg);
+      o->graph = graphs[k];
+      break;
+    case 'c':
+      if ((k = pick(optarg, cost_names, 3)) < 0) return bad(prog, "--cost", optarg);
+      o->cost = (enum cost)k;
+      o->set_cost = 1;
+      break;
+    case 'D':
+      if ((k = pick(optarg, datasets, 2)) < 0) return bad(prog, "--dataset", optarg);
+      o->dataset = datasets[k];
+      break;
+    case 'd': o->data_dir = optarg; break;
+    case 'e':
+      if (parse_long(optarg, 1, 100000, &v)) return bad(prog, "--epochs", optarg);
+      o->epochs = (int)v;
+      o->set_epochs = 1;
+      break;
+    case 'b':
+      if (parse_long(optarg, 1, 1L << 20, &o->batch)) return bad(prog, "--batch", optarg);
+      o->set_batch = 1;
+      break;
+    case 'l':
+      if (parse_double(optarg, 1e-12, 1e6, &o->lr)) return bad(prog, "--lr", optarg);
+      o->set_lr = 1;
+      break;
+    case 'o':
+      if ((k = pick(optarg, optimizers, 3)) < 0) return bad(prog, "--optimizer", optarg);
+      o->optimizer = optimizers[k];
+      break;
+    case 'm':
+      if (parse_double(optarg, 0, 0.999999, &o->momentum)) return bad(prog, "--momentum", optarg);
+      o->set_momentum = 1;
+      break;
+    case 'w':
+      if (parse_double(optarg, 0, 1e3, &o->weight_decay)) return bad(prog, "--weight-decay", optarg);
+      break;
+    case 'S':
+      if ((k = pick(optarg, schedules, 3)) < 0) return bad(prog, "--schedule", optarg);
+      o->schedule = schedules[k];
+      break;
+    case 't':
+      if (parse_long(optarg, 1, 1024, &v)) return bad(prog, "--threads", optarg);
+      o->threads = (int)v;
+      break;
+    case 's':
+      if (parse_long(optarg, 0, 0x7fffffffL, &v)) return bad(prog, "--seed", optarg);
+      o->seed = (uint64_t)v;
+      break;
+    case 'L':
+      if (parse_long(optarg, 1, 1L << 30, &o->limit)) return bad(prog, "--limit", optarg);
+      break;
+    case 'C': o->log_path = optarg; break;
+    case 'P': o->plot_path = optarg; break;
+    case 'q': o->quiet = 1; break;
+    case 'h': usage(stdout, prog); return -1;
+    default:
+      fprintf(stderr, "%s: unknown or incomplete option '%s'\n", prog, argv[optind - 1]);
+      usage(stderr, prog);
+      return 2;
+    }
+  }
+  if (optind < argc) return bad(prog, "argument", argv[optind]);
+  bool nielsen = !strcmp(o->graph, "nielsen"), deep = !strcmp(o->graph, "deep");
+  if (o->set_cost && !nielsen) {
+    fprintf(stderr, "%s: --cost applies to --graph nielsen only (mlp and deep use the fused softmax-NLL)\n", prog);
+    return 2;
+  }
+  if (!nielsen) o->cost = COST_LOG_LIKELIHOOD;
+  /* the settings of the results table, unless overridden */
+  if (!o->set_epochs) o->epochs = nielsen ? 30 : 10;
+  if (!o->set_batch) o->batch = nielsen ? 10 : deep ? 128 : 32;
+  if (!o->set_lr)
+    o->lr = !strcmp(o->optimizer, "adam") ? 1e-3
+            : nielsen ? (o->cost == COST_QUADRATIC ? 3.0 : 0.5)
+            : deep ? 0.05 : 0.5;
+  if (!o->set_momentum) o->momentum = deep || !strcmp(o->optimizer, "nesterov") ? 0.9 : 0.0;
+  if (!strcmp(o->optimizer, "nesterov") && o->momentum <= 0) {
+    fprintf(stderr, "%s: --optimizer nesterov needs --momentum > 0\n", prog);
+    return 2;
+  }
+  if (!o->data_dir) o->data_dir = !strcmp(o->dataset, "fashion") ? "data/fashion" : "data/mnist";
+  return 0;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int model_init(model *m, const options *o, tg_rng *rng) {
+  int64_t sizes[MAX_LAYERS + 1];
+  if (!strcmp(o->graph, "nielsen")) {
+    m->n = 2, sizes[0] = 784, sizes[1] = 30, sizes[2] = 10;
+    m->hidden = TG_ACT_SIGMOID;
+  } else if (!strcmp(o->graph, "mlp")) {
+    m->n = 2, sizes[0] = 784, sizes[1] = 100, sizes[2] = 10;
+    m->hidden = TG_ACT_SIGMOID;
+  } else {
+    m->n = 3, sizes[0] = 784, sizes[1] = 512, sizes[2] = 512, sizes[3] = 10;
+    m->hidden = TG_ACT_RELU;
+  }
+  m->cost = o->cost;
+  for (int i = 0; i < m->n; i++) {
+    tg_activation act = i + 1 < m->n ? m->hidden
+                        : m->cost == COST_LOG_LIKELIHOOD ? TG_ACT_NONE
+                                                         : TG_ACT_SIGMOID;
+    m->layer[i] = tg_dense_new(sizes[i], sizes[i + 1], TG_F32, act, rng);
+    if (!m->layer[i]) return -1;
+  }
+  return 0;
+}
+
+static tg_tensor *logits(tg_tape *t, const model *m, tg_tensor *x) {
+  tg_tensor *h = x;
+  for (int i = 0; i < m->n; i++) {
+    h = tg_dense_forward(t, m->layer[i], h);
+    if (i + 1 < m->n) h = tg_activate(t, h, m->hidden);
+  }
+  return h;
+}
+
+/* One-hot rows for the costs that compare against vectors. */
+static void one_hot(tg_tensor *dst, tg_tensor *labels) {
+  float *d = tg_tensor_f32(dst);
+  const int32_t *y = tg_tensor_i32(labels);
+  int64_t rows = tg_tensor_dim(labels, 0);
+  memset(d, 0, (size_t)rows * CLASSES * sizeof *d);
+  for (int64_t i = 0; i < rows; i++) d[i * CLASSES + y[i]] = 1;
+}
+
+static tg_tensor *cost(tg_tape *t, const model *m, tg_tensor *z, tg_tensor *y,
+                       tg_tensor *onehot) {
+  switch (m->cost) {
+  case COST_QUADRATIC: return tg_quadratic(t, tg_sigmoid(t, z), onehot);
+  case COST_CROSS_ENTROPY: return tg_sigmoid_bce(t, z, onehot);
+  default: return tg_softmax_nll(t, z, y);
+  }
+}
+
+static void progress(int epoch, int epochs, int64_t done, int64_t total,
+                     double elapsed) {
+  const int width = 30;
+  int filled = (int)(width * done / total);
+  double rate = elapsed > 0 ? (double)done / elapsed : 0;
+  double eta = rate > 0 ? (double)(total - done) / rate : 0;
+  fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
+  for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
+  fprintf(stderr, "] %3d%%  %7.0f samples/s  ETA %5.1fs ", (int)(100 * done / total),
+          rate, eta);
+  fflush(stderr);
+}
+
+/* Accuracy over a whole set, with recording off; fills the confusion matrix
+ * when one is given. */
+static double evaluate(tg_tape *t, const model *m, tg_batcher *b,
+                       int64_t *confusion) {
+  tg_tensor *x, *y;
+  int64_t correct_rows = 0, rows = 0;
+  bool was = tg_tape_set_grad(t, false);
+  tg_batcher_rewind(b);
+  while (tg_batcher_next(b, &x, &y) == 1) {
+    tg_tensor *z = logits(t, m, x);
+    if (!z) break;
+    int64_t n = tg_tensor_dim(y, 0);
+    correct_rows += (int64_t)llround(tg_accuracy(z, y) * (double)n);
+    rows += n;
+    if (confusion) tg_confusion(z, y, confusion);
+    tg_tape_clear(t);
+  }
+  tg_tape_set_grad(t, was);
+  return rows ? (double)correct_rows / (double)rows : 0;
+}
+
+/* Writes to path.tmp and renames, so a reader never sees half a file. */
+static FILE *open_atomic(const char *path, char *tmp, size_t cap) {
+  snprintf(tmp, cap, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (!f) fprintf(stderr, "cannot write %s: %s\n", tmp, strerror(errno));
+  return f;
+}
+
+static int close_atomic(FILE *f, const char *tmp, const char *path) {
+  int bad_write = ferror(f);
+  if (fclose(f) || bad_write || rename(tmp, path)) {
+    fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
+    remove(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+static int write_csv(const char *path, const epoch_stats *s, int n) {
+  char tmp[4096];
+  FILE *f = open_atomic(path, tmp, sizeof tmp);
+  if (!f) return -1;
+  fprintf(f, "epoch,train_loss,train_accuracy,test_accuracy,seconds,samples_per_s\n");
+  for (int i = 0; i < n; i++)
+    fprintf(f, "%d,%.6f,%.4f,%.4f,%.3f,%.0f\n", i + 1, s[i].train_loss,
+            100 * s[i].train_acc, 100 * s[i].test_acc, s[i].seconds,
+            s[i].samples_per_s);
+  return close_atomic(f, tmp, path);
+}
+
+/* An SVG line chart a browser shows: loss on the left, accuracy on the
+ * right, epochs along the bottom. */
+static int write_svg(const char *path, const epoch_stats *s, int n,
+                     const char *title) {
+  char tmp[4096];
+  FILE *f = open_atomic(path, tmp, sizeof tmp);
+  if (!f) return -1;
+  const double W = 900, H = 380, pw = 360, ph = 260, top = 60;
+  const double lefts[2] = {70, 510};
+  double maxloss = 0, minacc = 1;
+  for (int i = 0; i < n; i++) {
+    maxloss = fmax(maxloss, s[i].train_loss);
+    minacc = fmin(minacc, fmin(s[i].train_acc, s[i].test_acc));
+  }
+  if (maxloss <= 0) maxloss = 1;
+  minacc = floor(minacc * 20) / 20; /* to a 5% step below the lowest */
+  if (minacc >= 1) minacc = 0.95;
+  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' "
+             "font-family='sans-serif' font-size='12'>\n", W, H);
+  fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
+  fprintf(f, "<text x='%g' y='24' font-size='16' text-anchor='middle'>%s</text>\n", W / 2, title);
+  const char *names[2] = {"train loss", "accuracy (%)"};
+  for (int p = 0; p < 2; p++) {
+    double x0 = lefts[p];
+    fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#444'/>\n",
+            x0, top, pw, ph);
+    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>%s</text>\n", x0 + pw / 2, top - 8, names[p]);
+    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>epoch</text>\n", x0 + pw / 2, top + ph + 36);
+    for (int k = 0; k <= 4; k++) { /* y ticks */
+      double frac = k / 4.0, y = top + ph - frac * ph;
+      double v = p == 0 ? frac * maxloss : 100 * (minacc + frac * (1 - minacc));
+      fprintf(f, "<line x1='%g' x2='%g' y1='%g' y2='%g' stroke='#ddd'/>\n", x0, x0 + pw, y, y);
+      fprintf(f, "<text x='%g' y='%g' text-anchor='end'>%.*f</text>\n", x0 - 6, y + 4,
+              p == 0 ? 3 : 1, v);
+    }
+    for (int i = 0; i < n; i++) { /* x ticks */
+      if (n > 12 && (i + 1) % ((n + 9) / 10) && i + 1 != n) continue;
+      double x = x0 + (n > 1 ? pw * i / (n - 1) : pw / 2);
+      fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>%d</text>\n", x, top + ph + 18, i + 1);
+    }
+    int series = p == 0 ? 1 : 2;
+    const char *colors[2] = {"#1f77b4", "#d62728"};
+    const char *labels[2] = {"train", "test"};
+    for (int sidx = 0; sidx < series; sidx++) {
+      fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[sidx]);
+      for (int i = 0; i < n; i++) {
+        double v = p == 0 ? s[i].train_loss / maxloss
+                          : ((sidx ? s[i].test_acc : s[i].train_acc) - minacc) / (1 - minacc);
+        fprintf(f, "%.1f,%.1f ", x0 + (n > 1 ? pw * i / (n - 1) : pw / 2), top + ph - fmax(0, v) * ph);
+      }
+      fprintf(f, "'/>\n");
+      if (p == 1)
+        fprintf(f, "<text x='%g' y='%g' fill='%s'>%s</text>\n", x0 + pw - 50,
+                top + ph - 30 + 16 * sidx, colors[sidx], labels[sidx]);
+    }
+  }
+  fprintf(f, "</svg>\n");
+  return close_atomic(f, tmp, path);
+}
+
+int main(int argc, char **argv) {
+  options o;
+  int rc = parse_args(argc, argv, &o);
+  if (rc) return rc < 0 ? 0 : rc;
+  if (o.threads && tg_set_num_threads(o.threads)) {
+    fprintf(stderr, "%s\n", tg_last_error());
+    return 2;
+  }
+
+  tg_tensor *train_x = NULL, *train_y = NULL, *test_x = NULL, *test_y = NULL;
+  if (tg_mnist_load(o.data_dir, "train", &train_x, &train_y) ||
+      tg_mnist_load(o.data_dir, "t10k", &test_x, &test_y)) {
+    fprintf(stderr, "%s\n", tg_last_error());
+    fprintf(stderr, "(fetch the data with scripts/fetch-%s, or give --data DIR)\n",
+            !strcmp(o.dataset, "fashion") ? "fashion-mnist" : "mnist");
+    tg_tensor_free(train_x);
+    tg_tensor_free(train_y);
+    return 1;
+  }
+  if (o.limit && o.limit < tg_tensor_dim(train_x, 0)) { /* keep the first rows */
+    tg_tensor *x = tg_tensor_from(TG_F32, TG_SHAPE(o.limit, tg_tensor_dim(train_x, 1)),
+                                  tg_tensor_data(train_x));
+    tg_tensor *y = tg_tensor_from(TG_I32, TG_SHAPE(o.limit), tg_tensor_data(train_y));
+    tg_tensor_free(train_x);
+    tg_tensor_free(train_y);
+    train_x = x, train_y = y;
+  }
+  int64_t n_train = tg_tensor_dim(train_x, 0);
+
+  tg_rng rng;
+  tg_rng_seed(&rng, o.seed);
+  model m = {0};
+  tg_tensor *params[2 * MAX_LAYERS];
+  int np = 0;
+  tg_optim *opt = NULL;
+  tg_batcher *batches = tg_batcher_new(train_x, train_y, o.batch, o.seed + 1);
+  tg_batcher *test_eval = tg_batcher_new(test_x, test_y, EVAL_BATCH, 0);
+  int64_t rem = n_train % o.batch;
+  tg_tensor *onehot = tg_zeros(TG_F32, TG_SHAPE(o.batch < n_train ? o.batch : n_train, CLASSES));
+  tg_tensor *onehot_rem = rem ? tg_zeros(TG_F32, TG_SHAPE(rem, CLASSES)) : NULL;
+  tg_tape *t = tg_tape_new();
+  epoch_stats *stats = calloc((size_t)o.epochs, sizeof *stats);
+  int status = 1;
+  if (!batches || !test_eval || !onehot || (rem && !onehot_rem) ||
+      !t || !stats || model_init(&m, &o, &rng))
+    goto fail;
+  for (int i = 0; i < m.n; i++) np += tg_dense_params(m.layer[i], params + np);
+  if (!strcmp(o.optimizer, "adam")) {
+    tg_adam_config cfg = TG_ADAM_DEFAULTS;
+    cfg.lr = o.lr;
+    cfg.weight_decay = o.weight_decay;
+    opt = tg_adam_new(params, np, &cfg);
+  } else {
+    tg_sgd_config cfg = TG_SGD_DEFAULTS;
+    cfg.lr = o.lr;
+    cfg.momentum = o.momentum;
+    cfg.nesterov = !strcmp(o.optimizer, "nesterov");
+    cfg.weight_decay = o.weight_decay;
+    opt = tg_sgd_new(params, np, &cfg);
+  }
+  if (!opt) goto fail;
+
+  bool tty = !o.quiet && isatty(STDERR_FILENO);
+  char title[256];
+  snprintf(title, sizeof title, "tapegrad: %s%s%s on %s, %s lr %g, batch %ld", o.graph,
+           strcmp(o.graph, "nielsen") ? "" : " / ",
+           strcmp(o.graph, "nielsen") ? "" : cost_names[o.cost], o.dataset,
+           o.optimizer, o.lr, o.batch);
+  if (!o.quiet)
+    printf("%s; %lld training images, %d epochs, %d threads, seed %llu\n", title,
+           (long long)n_train, o.epochs, tg_get_num_threads(), (unsigned long long)o.seed);
+
+  for (int e = 0; e < o.epochs; e++) {
+    double lr = !strcmp(o.schedule, "step") ? tg_lr_step(o.lr, e, (o.epochs + 2) / 3, 0.1)
+                : !strcmp(o.schedule, "cosine") ? tg_lr_cosine(o.lr, e, o.epochs, 0)
+                                                : o.lr;
+    tg_optim_set_lr(opt, lr);
+    tg_batcher_shuffle(batches);
+    double t0 = now(), last_draw = 0, loss_sum = 0;
+    int64_t done = 0, correct = 0;
+    tg_tensor *x, *y;
+    while ((rc = tg_batcher_next(batches, &x, &y)) == 1) {
+      int64_t rows = tg_tensor_dim(y, 0);
+      tg_tensor *oh = rows == tg_tensor_dim(onehot, 0) ? onehot : onehot_rem;
+      if (m.cost != COST_LOG_LIKELIHOOD) one_hot(oh, y);
+      tg_tensor *z = logits(t, &m, x);
+      tg_tensor *loss = cost(t, &m, z, y, oh);
+      if (!loss || tg_backward(t, loss) || tg_optim_step(opt) ||
+          tg_optim_zero_grad(opt))
+        goto fail;
+      loss_sum += tg_get(loss, 0) * (double)rows;
+      correct += (int64_t)llround(tg_accuracy(z, y) * (double)rows);
+      done += rows;
+      tg_tape_clear(t);
+      if (tty && now() - last_draw > 0.1) {
+        last_draw = now();
+        progress(e + 1, o.epochs, done, n_train, last_draw - t0);
+      }
+    }
+    if (rc < 0) goto fail;
+    double secs = now() - t0;
+    if (tty) fprintf(stderr, "\r%*s\r", 90, "");
+    epoch_stats *s = &stats[e];
+    s->train_loss = loss_sum / (double)done;
+    s->train_acc = (double)correct / (double)done;
+    s->seconds = secs;
+    s->samples_per_s = (double)done / secs;
+    s->test_acc = evaluate(t, &m, test_eval, NULL);
+    if (!isfinite(s->train_loss)) {
+      fprintf(stderr, "epoch %d: the training loss is %g; lower --lr\n", e + 1, s->train_loss);
+      goto fail;
+    }
+    if (!o.quiet)
+      printf("epoch %2d  loss %.4f  train %.2f%%  test %.2f%%  %.1f s  (%.0f samples/s)\n",
+             e + 1, s->train_loss, 100 * s->train_acc, 100 * s->test_acc, secs,
+             s->samples_per_s);
+    fflush(stdout);
+    if (o.log_path && write_csv(o.log_path, stats, e + 1)) goto fail_quiet;
+  }
+
+  int64_t confusion[CLASSES * CLASSES] = {0};
+  double test_acc = evaluate(t, &m, test_eval, confusion);
+  if (!o.quiet) {
+    printf("\ntest confusion matrix (rows: true class, columns: predicted)\n");
+    tg_confusion_print(stdout, confusion, CLASSES);
+  }
+  printf("test accuracy: %.2f%%\n", 100 * test_acc);
+  if (o.plot_path && write_svg(o.plot_path, stats, o.epochs, title)) goto fail_quiet;
+  status = 0;
+  goto done;
+
+fail:
+  fprintf(stderr, "%s\n", tg_last_error());
+fail_quiet:
+  status = 1;
+done:
+  free(stats);
+  tg_tape_free(t);
+  tg_optim_free(opt);
+  for (int i = 0; i < m.n; i++) tg_dense_free(m.layer[i]);
+  tg_batcher_free(batches);
+  tg_batcher_free(test_eval);
+  tg_tensor_free(onehot);
+  tg_tensor_free(onehot_rem);
+  tg_tensor_free(train_x);
+  tg_tensor_free(train_y);
+  tg_tensor_free(test_x);
+  tg_tensor_free(test_y);
+  return status;
+}

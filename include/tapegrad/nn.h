@@ -1,0 +1,143 @@
+/* tapegrad/nn.h: the pieces of a training loop built on the ops: a dense
+ * layer, activations by name, a shuffling minibatch iterator and
+ * classification metrics.
+ *
+ *   tg_rng rng;
+ *   tg_rng_seed(&rng, 1);
+ *   tg_dense *l1 = tg_dense_new(784, 100, TG_F32, TG_ACT_SIGMOID, &rng);
+ *   tg_dense *l2 = tg_dense_new(100, 10, TG_F32, TG_ACT_NONE, &rng);
+ *   tg_batcher *b = tg_batcher_new(images, labels, 32, 42);
+ *   tg_tape *t = tg_tape_new();
+ *   tg_tensor *x, *y;
+ *   for (int epoch = 0; epoch < 10; epoch++) {
+ *     tg_batcher_shuffle(b);
+ *     while (tg_batcher_next(b, &x, &y) == 1) {
+ *       tg_tensor *h = tg_activate(t, tg_dense_forward(t, l1, x), TG_ACT_SIGMOID);
+ *       tg_tensor *loss = tg_softmax_nll(t, tg_dense_forward(t, l2, h), y);
+ *       ...tg_backward, tg_optim_step, tg_optim_zero_grad, tg_tape_clear...
+ *     }
+ *   }
+ */
+#ifndef TAPEGRAD_NN_H
+#define TAPEGRAD_NN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tape.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  TG_ACT_NONE = 0,
+  TG_ACT_SIGMOID = 1,
+  TG_ACT_RELU = 2,
+  TG_ACT_TANH = 3,
+} tg_activation;
+
+/* "none", "sigmoid", "relu", "tanh"; "unknown" otherwise. */
+TG_API const char *tg_activation_name(tg_activation act);
+
+/* act(x) on the tape: x itself for TG_ACT_NONE, else tg_sigmoid, tg_relu or
+ * tg_tanh. The result belongs to the tape. NULL x gives NULL with the
+ * earlier message left in place (as every op); an unknown act gives NULL
+ * and TG_EINVAL. */
+TG_API tg_tensor *tg_activate(tg_tape *t, tg_tensor *x, tg_activation act);
+
+/* --- dense (fully connected) layer: y[N,out] = x[N,in] . W[in,out] + b[out] */
+
+/* Opaque. Owns its two parameters. */
+typedef struct tg_dense tg_dense;
+
+/* Makes W[in,out] and b[out] of dtype (float32 or float64), both with
+ * requires_grad. act is the activation that will follow the layer and only
+ * picks the initialisation of W: He normal (tg_init_he) for TG_ACT_RELU,
+ * Xavier uniform (tg_init_xavier) otherwise; b starts at 0. The rng is
+ * advanced, so one seeded rng gives a whole model reproducibly. The caller
+ * owns the layer and frees it with tg_dense_free, which frees W and b. NULL
+ * and a message on bad arguments. */
+TG_API tg_dense *tg_dense_new(int64_t in, int64_t out, tg_dtype dtype,
+                              tg_activation act, tg_rng *rng);
+/* NULL is a no-op. W and b must not be used afterwards. */
+TG_API void tg_dense_free(tg_dense *d);
+
+/* tg_add(t, tg_matmul(t, x, W), b), without the activation. x must be
+ * [N,in] of the layer's dtype (checked here, so the message names the
+ * layer's shapes). The result belongs to the tape. NULL x gives NULL
+ * without a new message. */
+TG_API tg_tensor *tg_dense_forward(tg_tape *t, const tg_dense *d,
+                                   tg_tensor *x);
+
+/* The layer's parameters (owned by the layer; NULL for a NULL layer). Hand
+ * them to an optimizer, or read and write them to save and load. */
+TG_API tg_tensor *tg_dense_weight(const tg_dense *d);
+TG_API tg_tensor *tg_dense_bias(const tg_dense *d);
+/* Writes {W, b} to out[0..1] and returns 2 (the count written), so a
+ * model's parameter list is filled layer by layer:
+ *   n += tg_dense_params(l1, params + n); n += tg_dense_params(l2, params + n);
+ * A NULL layer or out writes nothing and returns 0. */
+TG_API int tg_dense_params(const tg_dense *d, tg_tensor **out);
+
+/* --- minibatches */
+
+/* Opaque. Serves the rows of images[N,D] (float32 or float64) with their
+ * labels[N] (int32, >= 0) in batches, in an order made by
+ * tg_batcher_shuffle. It reads the two tensors at every batch but does not
+ * own them: they must be caller-owned (not made on a tape) and outlive the
+ * batcher. */
+typedef struct tg_batcher tg_batcher;
+
+/* batch_size >= 1; a batch size above N is taken as N. The order starts as
+ * 0..N-1 and the internal rng is seeded with seed, so the sequence of
+ * epochs is the same on every machine for a given seed. Everything the
+ * batcher uses is allocated here: tg_batcher_next allocates nothing. The
+ * caller owns the result and frees it with tg_batcher_free. NULL and a
+ * message on bad arguments. */
+TG_API tg_batcher *tg_batcher_new(const tg_tensor *images,
+                                  const tg_tensor *labels, int64_t batch_size,
+                                  uint64_t seed);
+TG_API void tg_batcher_free(tg_batcher *b);
+
+/* Starts a new epoch in a new random order: a Fisher-Yates shuffle of
+ * 0..N-1 (driven by tg_rng_below on the batcher's rng, so successive epochs
+ * differ). Returns TG_OK or TG_EINVAL. */
+TG_API int tg_batcher_shuffle(tg_batcher *b);
+/* Starts the epoch again in the same order. */
+TG_API int tg_batcher_rewind(tg_batcher *b);
+
+/* The next batch: *x = the rows [B,D] and *y = their labels [B], copied in
+ * the current order. Returns 1 with a batch, 0 at the end of the epoch
+ * (and rewinds, so the next call starts the same order again; call
+ * tg_batcher_shuffle for a new one), or a negative tg_status.
+ * When N is not a multiple of the batch size the last batch of an epoch is
+ * smaller (N mod batch_size rows); it comes in a second pair of tensors, so
+ * every tensor keeps one shape. All four tensors are owned by the batcher:
+ * do not free them; their contents are overwritten by the next call. */
+TG_API int tg_batcher_next(tg_batcher *b, tg_tensor **x, tg_tensor **y);
+
+/* Batches per epoch (ceil(N / batch_size)); 0 for NULL. */
+TG_API int64_t tg_batcher_batches(const tg_batcher *b);
+
+/* --- classification metrics. scores[N,C] are logits or probabilities
+ * (float32/float64; a tape's result is fine until its clear); labels[N] are
+ * int32 classes in [0, C). The prediction is the argmax of a row; ties go to
+ * the lowest index, and NaN never wins over a number. */
+
+/* Fraction of rows predicted right, in [0, 1]; on bad arguments a negative
+ * tg_status (as a double) and a message. */
+TG_API double tg_accuracy(const tg_tensor *scores, const tg_tensor *labels);
+/* Adds each row to matrix[C*C] (row = true class, column = predicted), so
+ * it accumulates over batches; the caller zeroes it first. On bad arguments
+ * nothing is added. Returns TG_OK or a negative tg_status. */
+TG_API int tg_confusion(const tg_tensor *scores, const tg_tensor *labels,
+                        int64_t *matrix);
+/* Prints the C*C matrix as a table (rows true, columns predicted) followed
+ * by the overall accuracy. Returns TG_OK, TG_EINVAL or TG_EIO. */
+TG_API int tg_confusion_print(FILE *f, const int64_t *matrix, int C);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

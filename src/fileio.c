@@ -1,0 +1,280 @@
+/* src/fileio.c: what the checkpoint and .npy code share: a byte source over a
+ * regular file or a memory buffer (for the fuzzers), byte-order helpers, a
+ * UTF-8 check, and a writer that replaces a file atomically. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const char *tg__errstr(int errnum, char *buf, size_t n) {
+  if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
+  return buf;
+}
+
+static int src_io_err(const tg__src *s, const char *what, int errnum) {
+  char eb[128];
+  return tg__err(TG_EIO, "%s: %s: %s: %s", s->fn, s->path, what,
+                 tg__errstr(errnum, eb, sizeof eb));
+}
+
+int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  memset(s, 0, sizeof *s);
+  s->fn = fn;
+  s->path = path;
+  s->f = fopen(path, "rb");
+  if (!s->f) return src_io_err(s, "cannot open", errno);
+  struct stat st;
+  int rc = TG_OK;
+  if (fstat(fileno(s->f), &st) != 0)
+    rc = src_io_err(s, "cannot stat", errno);
+  else if (S_ISDIR(st.st_mode))
+    rc = src_io_err(s, "cannot read", EISDIR);
+  else if (!S_ISREG(st.st_mode))
+    rc = tg__err(TG_EIO, "%s: %s: not a regular file", fn, path);
+  if (rc) {
+    tg__src_close(s);
+    return rc;
+  }
+  s->size = (uint64_t)st.st_size;
+  return TG_OK;
+}
+
+void tg__src_mem(tg__src *s, const char *fn, const char *name, const void *buf,
+                 size_t len) {
+  memset(s, 0, sizeof *s);
+  s->fn = fn;
+  s->path = name;
+  s->mem = buf;
+  s->size = len;
+}
+
+int tg__src_read(tg__src *s, void *buf, size_t n) {
+  if (n > s->size - s->pos)
+    return tg__err(TG_EIO, "%s: %s: the file is shorter than when it was opened",
+                   s->fn, s->path);
+  if (s->mem) {
+    memcpy(buf, s->mem + s->pos, n);
+  } else if (fread(buf, 1, n, s->f) != n) {
+    if (ferror(s->f)) return src_io_err(s, "read failed", errno);
+    return tg__err(TG_EIO, "%s: %s: the file shrank while it was being read",
+                   s->fn, s->path);
+  }
+  s->pos += n;
+  return TG_OK;
+}
+
+void tg__src_close(tg__src *s) {
+  if (s->f) fclose(s->f);
+  s->f = NULL;
+}
+
+bool tg__host_le(void) {
+  const uint16_t one = 1;
+  unsigned char b;
+  memcpy(&b, &one, 1);
+  return b == 1;
+}
+
+void tg__bswap(void *p, size_t n_elems, size_t elem) {
+  unsigned char *b = p;
+  for (size_t i = 0; i < n_elems; i++, b += elem)
+    for (size_t j = 0; j < elem / 2; j++) {
+      unsigned char c = b[j];
+      b[j] = b[elem - 1 - j];
+      b[elem - 1 - j] = c;
+    }
+}
+
+/* Well-formed UTF-8 (no overlong forms, no surrogates, nothing past
+ * U+10FFFF) without NUL bytes. Returns the offset of the first bad byte, or
+ * n when all is well. */
+size_t tg__utf8_check(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c == 0) return i;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF; /* range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+      len = 3;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 4;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else
+      return i;
+    if (n - i < len) return i;
+    if (s[i + 1] < lo || s[i + 1] > hi) return i;
+    for (size_t k = 2; k < len; k++)
+      if ((s[i + k] & 0xC0) != 0x80) return i;
+    i += len;
+  }
+  return n;
+}
+
+/* --- atomic replacement: a temporary file beside the target, written,
+ * flushed to disk, then renamed over it; the folder is synced so the rename
+ * itself survives a power cut. */
+
+#define AFILE_BUF ((size_t)1 << 16)
+
+static int afile_fail(tg__afile *a, const char *what, int errnum) {
+  if (a->rc) return a->rc;
+  char eb[128];
+  a->rc = tg__err(TG_EIO, "%s: %s: %s: %s; the file was not replaced", a->fn,
+                  a->path, what, tg__errstr(errnum, eb, sizeof eb));
+  return a->rc;
+}
+
+int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
+  memset(a, 0, sizeof *a);
+  a->fn = fn;
+  a->path = path;
+  a->fd = -1;
+  size_t n = strlen(path);
+  a->tmp = tg__malloc(n + 8);
+  a->buf = tg__malloc(AFILE_BUF);
+  if (!a->tmp || !a->buf) {
+    tg__free(a->tmp);
+    tg__free(a->buf);
+    a->tmp = NULL;
+    a->buf = NULL;
+    return a->rc = tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
+  }
+  memcpy(a->tmp, path, n);
+  memcpy(a->tmp + n, ".XXXXXX", 8);
+  a->fd = mkstemp(a->tmp);
+  if (a->fd < 0) {
+    int e = errno;
+    char eb[128];
+    a->rc = tg__err(TG_EIO, "%s: %s: cannot create a temporary file %s: %s", fn,
+                    path, a->tmp, tg__errstr(e, eb, sizeof eb));
+    tg__free(a->tmp);
+    tg__free(a->buf);
+    a->tmp = NULL;
+    a->buf = NULL;
+    return a->rc;
+  }
+  /* mkstemp makes the file private (0600); a replaced file keeps its mode,
+   * a new one gets the usual 0644. */
+  struct stat st;
+  mode_t mode = 0644;
+  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  if (fchmod(a->fd, mode) != 0) afile_fail(a, "cannot set the file mode", errno);
+  return a->rc;
+}
+
+static int write_all(tg__afile *a, const unsigned char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(a->fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return afile_fail(a, "write failed", errno);
+    }
+    if (w == 0) return afile_fail(a, "write failed", EIO);
+    p += w;
+    n -= (size_t)w;
+  }
+  return TG_OK;
+}
+
+static int afile_flush(tg__afile *a) {
+  if (a->rc) return a->rc;
+  int rc = write_all(a, a->buf, a->used);
+  a->used = 0;
+  return rc;
+}
+
+int tg__afile_write(tg__afile *a, const void *p, size_t n) {
+  if (a->rc) return a->rc;
+  const unsigned char *b = p;
+  if (n >= AFILE_BUF) {
+    if (afile_flush(a)) return a->rc;
+    return write_all(a, b, n);
+  }
+  if (a->used + n > AFILE_BUF && afile_flush(a)) return a->rc;
+  memcpy(a->buf + a->used, b, n);
+  a->used += n;
+  return TG_OK;
+}
+
+int tg__afile_write_le(tg__afile *a, const void *p, size_t n, size_t elem) {
+  if (tg__host_le() || elem == 1) return tg__afile_write(a, p, n);
+  const unsigned char *b = p;
+  while (n > 0 && !a->rc) {
+    if (a->used + elem > AFILE_BUF && afile_flush(a)) break;
+    size_t k = (AFILE_BUF - a->used) / elem * elem;
+    if (k > n) k = n;
+    memcpy(a->buf + a->used, b, k);
+    tg__bswap(a->buf + a->used, k / elem, elem);
+    a->used += k;
+    b += k;
+    n -= k;
+  }
+  return a->rc;
+}
+
+void tg__afile_abort(tg__afile *a) {
+  if (a->fd >= 0) close(a->fd);
+  if (a->tmp) unlink(a->tmp);
+  a->fd = -1;
+  tg__free(a->tmp);
+  tg__free(a->buf);
+  a->tmp = NULL;
+  a->buf = NULL;
+}
+
+int tg__afile_commit(tg__afile *a) {
+  if (!a->rc) afile_flush(a);
+  if (!a->rc && fsync(a->fd) != 0) afile_fail(a, "fsync failed", errno);
+  if (!a->rc) {
+    int rc = close(a->fd);
+    a->fd = -1;
+    if (rc != 0) afile_fail(a, "close failed", errno);
+  }
+  if (!a->rc && rename(a->tmp, a->path) != 0)
+    afile_fail(a, "cannot rename the temporary file over it", errno);
+  if (a->rc) {
+    int rc = a->rc;
+    tg__afile_abort(a);
+    return rc;
+  }
+  tg__free(a->tmp);
+  tg__free(a->buf);
+  a->tmp = NULL;
+  a->buf = NULL;
+
+  /* The folder's entry must reach the disk too. */
+  char *dir = tg__malloc(strlen(a->path) + 2);
+  if (!dir) return tg__err(TG_ENOMEM, "%s: %s: out of memory", a->fn, a->path);
+  strcpy(dir, a->path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  int rc = TG_OK;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)) {
+    int e = errno;
+    char eb[128];
+    rc = tg__err(TG_EIO,
+                 "%s: %s: the file was written and renamed into place, but its "
+                 "folder %s could not be synced: %s",
+                 a->fn, a->path, dir, tg__errstr(e, eb, sizeof eb));
+  }
+  if (fd >= 0) close(fd);
+  tg__free(dir);
+  return rc;
+}

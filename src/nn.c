@@ -1,0 +1,260 @@
+/* src/nn.c: the dense layer, activations by name and the minibatch
+ * iterator: the parts of a training loop above the ops. */
+#include <string.h>
+
+#include "internal.h"
+
+/* --- activations */
+
+const char *tg_activation_name(tg_activation act) {
+  switch (act) {
+  case TG_ACT_NONE: return "none";
+  case TG_ACT_SIGMOID: return "sigmoid";
+  case TG_ACT_RELU: return "relu";
+  case TG_ACT_TANH: return "tanh";
+  }
+  return "unknown";
+}
+
+tg_tensor *tg_activate(tg_tape *t, tg_tensor *x, tg_activation act) {
+  if (!x) return NULL;
+  switch (act) {
+  case TG_ACT_NONE:
+    if (tg__check_inputs("tg_activate", t, &x, 1)) return NULL;
+    return x;
+  case TG_ACT_SIGMOID: return tg_sigmoid(t, x);
+  case TG_ACT_RELU: return tg_relu(t, x);
+  case TG_ACT_TANH: return tg_tanh(t, x);
+  }
+  tg__err(TG_EINVAL, "tg_activate: unknown activation %d", (int)act);
+  return NULL;
+}
+
+/* --- dense layer */
+
+struct tg_dense {
+  tg_tensor *W, *b;
+};
+
+tg_dense *tg_dense_new(int64_t in, int64_t out, tg_dtype dtype,
+                       tg_activation act, tg_rng *rng) {
+  static const char fn[] = "tg_dense_new";
+  if (in < 1 || out < 1) {
+    tg__err(TG_ESHAPE, "%s: in is %lld and out is %lld; both must be >= 1", fn,
+            (long long)in, (long long)out);
+    return NULL;
+  }
+  if (!tg__is_float(dtype)) {
+    tg__err(TG_EDTYPE, "%s: dtype is %s; it must be float32 or float64", fn,
+            tg_dtype_name(dtype));
+    return NULL;
+  }
+  if (act < TG_ACT_NONE || act > TG_ACT_TANH) {
+    tg__err(TG_EINVAL, "%s: unknown activation %d", fn, (int)act);
+    return NULL;
+  }
+  if (!rng) {
+    tg__err(TG_EINVAL, "%s: rng is NULL", fn);
+    return NULL;
+  }
+  tg_dense *d = tg__calloc(1, sizeof *d);
+  if (!d) {
+    tg__err(TG_ENOMEM, "%s: out of memory", fn);
+    return NULL;
+  }
+  int64_t wshape[2] = {in, out};
+  d->W = tg_zeros(dtype, 2, wshape);
+  d->b = d->W ? tg_zeros(dtype, 1, &out) : NULL;
+  if (!d->b) goto fail; /* tg_zeros said why */
+  int rc = act == TG_ACT_RELU ? tg_init_he(d->W, rng) : tg_init_xavier(d->W, rng);
+  if (rc || tg_requires_grad(d->W, true) || tg_requires_grad(d->b, true))
+    goto fail;
+  return d;
+fail:
+  tg_dense_free(d);
+  return NULL;
+}
+
+void tg_dense_free(tg_dense *d) {
+  if (!d) return;
+  tg_tensor_free(d->W);
+  tg_tensor_free(d->b);
+  tg__free(d);
+}
+
+tg_tensor *tg_dense_forward(tg_tape *t, const tg_dense *d, tg_tensor *x) {
+  static const char fn[] = "tg_dense_forward";
+  char sx[96], sw[96];
+  if (!d) {
+    tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+    return NULL;
+  }
+  if (!x) return NULL;
+  if (tg__check_inputs(fn, t, &x, 1)) return NULL;
+  if (x->ndim != 2 || x->shape[1] != d->W->shape[0]) {
+    tg__err(TG_ESHAPE, "%s: x is %s; the layer's W is %s, so x must be [N,%lld]",
+            fn, tg__shape_str(x, sx), tg__shape_str(d->W, sw),
+            (long long)d->W->shape[0]);
+    return NULL;
+  }
+  if (x->dtype != d->W->dtype) {
+    tg__err(TG_EDTYPE, "%s: x is %s; the layer is %s", fn,
+            tg_dtype_name(x->dtype), tg_dtype_name(d->W->dtype));
+    return NULL;
+  }
+  return tg_add(t, tg_matmul(t, x, d->W), d->b);
+}
+
+tg_tensor *tg_dense_weight(const tg_dense *d) { return d ? d->W : NULL; }
+tg_tensor *tg_dense_bias(const tg_dense *d) { return d ? d->b : NULL; }
+
+int tg_dense_params(const tg_dense *d, tg_tensor **out) {
+  if (!d || !out) return 0;
+  out[0] = d->W;
+  out[1] = d->b;
+  return 2;
+}
+
+/* --- minibatch iterator */
+
+struct tg_batcher {
+  const tg_tensor *images, *labels; /* borrowed */
+  int64_t n, d, batch;
+  int64_t pos;       /* next position in perm */
+  int64_t *perm;     /* this epoch's order */
+  tg_rng rng;
+  tg_tensor *x, *y;  /* full batches */
+  tg_tensor *xr, *yr; /* the smaller last batch, NULL when none */
+};
+
+static int check_source(const char *fn, const tg_tensor *x, const char *what) {
+  if (!x) return tg__err(TG_EINVAL, "%s: %s is NULL", fn, what);
+  if (x->tape)
+    return tg__err(TG_ESTATE,
+                   "%s: %s was made by an op on a tape and would vanish at its "
+                   "clear; pass a caller-owned tensor (tg_tensor_clone it)",
+                   fn, what);
+  return TG_OK;
+}
+
+tg_batcher *tg_batcher_new(const tg_tensor *images, const tg_tensor *labels,
+                           int64_t batch_size, uint64_t seed) {
+  static const char fn[] = "tg_batcher_new";
+  char si[96], sl[96];
+  if (check_source(fn, images, "images") || check_source(fn, labels, "labels"))
+    return NULL;
+  if (images->ndim != 2 || !tg__is_float(images->dtype)) {
+    tg__err(images->ndim != 2 ? TG_ESHAPE : TG_EDTYPE,
+            "%s: images is %s %s; it must be a 2-D [N,D] float32 or float64 "
+            "tensor", fn, tg_dtype_name(images->dtype),
+            tg__shape_str(images, si));
+    return NULL;
+  }
+  if (labels->dtype != TG_I32 || labels->ndim != 1 ||
+      labels->shape[0] != images->shape[0]) {
+    tg__err(labels->dtype != TG_I32 ? TG_EDTYPE : TG_ESHAPE,
+            "%s: labels is %s %s; for images %s it must be int32 [%lld]", fn,
+            tg_dtype_name(labels->dtype), tg__shape_str(labels, sl),
+            tg__shape_str(images, si), (long long)images->shape[0]);
+    return NULL;
+  }
+  if (batch_size < 1) {
+    tg__err(TG_EINVAL, "%s: batch_size is %lld; it must be at least 1", fn,
+            (long long)batch_size);
+    return NULL;
+  }
+  const int32_t *lab = labels->data;
+  for (int64_t i = 0; i < labels->numel; i++)
+    if (lab[i] < 0) {
+      tg__err(TG_ERANGE, "%s: labels[%lld] is %d; classes must be >= 0", fn,
+              (long long)i, (int)lab[i]);
+      return NULL;
+    }
+
+  tg_batcher *b = tg__calloc(1, sizeof *b);
+  if (!b) goto oom;
+  b->images = images;
+  b->labels = labels;
+  b->n = images->shape[0];
+  b->d = images->shape[1];
+  b->batch = batch_size < b->n ? batch_size : b->n;
+  tg_rng_seed(&b->rng, seed);
+  b->perm = tg__malloc((size_t)b->n * sizeof *b->perm);
+  if (!b->perm) goto oom;
+  for (int64_t i = 0; i < b->n; i++) b->perm[i] = i;
+  int64_t rem = b->n % b->batch;
+  int64_t xs[2] = {b->batch, b->d}, xrs[2] = {rem, b->d};
+  if (!(b->x = tg_zeros(images->dtype, 2, xs)) ||
+      !(b->y = tg_zeros(TG_I32, 1, &b->batch)))
+    goto fail;
+  if (rem && (!(b->xr = tg_zeros(images->dtype, 2, xrs)) ||
+              !(b->yr = tg_zeros(TG_I32, 1, &rem))))
+    goto fail;
+  return b;
+oom:
+  tg__err(TG_ENOMEM, "%s: out of memory", fn);
+fail:
+  tg_batcher_free(b);
+  return NULL;
+}
+
+void tg_batcher_free(tg_batcher *b) {
+  if (!b) return;
+  tg__free(b->perm);
+  tg_tensor_free(b->x);
+  tg_tensor_free(b->y);
+  tg_tensor_free(b->xr);
+  tg_tensor_free(b->yr);
+  tg__free(b);
+}
+
+int tg_batcher_shuffle(tg_batcher *b) {
+  if (!b) return tg__err(TG_EINVAL, "tg_batcher_shuffle: batcher is NULL");
+  /* From the identity each time, so an epoch's order depends only on the
+   * seed and the number of shuffles before it. */
+  for (int64_t i = 0; i < b->n; i++) b->perm[i] = i;
+  for (int64_t i = b->n - 1; i > 0; i--) {
+    int64_t j = (int64_t)tg_rng_below(&b->rng, (uint64_t)i + 1);
+    int64_t tmp = b->perm[i];
+    b->perm[i] = b->perm[j];
+    b->perm[j] = tmp;
+  }
+  b->pos = 0;
+  return TG_OK;
+}
+
+int tg_batcher_rewind(tg_batcher *b) {
+  if (!b) return tg__err(TG_EINVAL, "tg_batcher_rewind: batcher is NULL");
+  b->pos = 0;
+  return TG_OK;
+}
+
+int tg_batcher_next(tg_batcher *b, tg_tensor **x, tg_tensor **y) {
+  if (!b || !x || !y)
+    return tg__err(TG_EINVAL, "tg_batcher_next: NULL argument");
+  if (b->pos >= b->n) {
+    b->pos = 0;
+    return 0;
+  }
+  int64_t rows = b->n - b->pos < b->batch ? b->n - b->pos : b->batch;
+  tg_tensor *bx = rows == b->batch ? b->x : b->xr;
+  tg_tensor *by = rows == b->batch ? b->y : b->yr;
+  size_t row_bytes = (size_t)b->d * tg__dtype_size(b->images->dtype);
+  const char *src = b->images->data;
+  const int32_t *lab = b->labels->data;
+  char *dst = bx->data;
+  int32_t *ydst = by->data;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t k = b->perm[b->pos + r];
+    memcpy(dst + (size_t)r * row_bytes, src + (size_t)k * row_bytes, row_bytes);
+    ydst[r] = lab[k];
+  }
+  b->pos += rows;
+  *x = bx;
+  *y = by;
+  return 1;
+}
+
+int64_t tg_batcher_batches(const tg_batcher *b) {
+  return b ? (b->n + b->batch - 1) / b->batch : 0;
+}

@@ -1,0 +1,333 @@
+/* src/optim.c: SGD (momentum, Nesterov) and Adam over caller-owned
+ * parameters, and the learning-rate schedules. Every buffer is made at
+ * creation so a training step allocates nothing. */
+#include <string.h>
+#include <tgmath.h>
+
+#include "internal.h"
+
+enum { SGD, ADAM };
+
+struct tg_optim {
+  int kind;
+  int n;
+  tg_tensor **params; /* borrowed */
+  tg_tensor **buf1;   /* SGD: momentum (or NULLs); Adam: m */
+  tg_tensor **buf2;   /* Adam: v */
+  double lr;
+  int64_t steps;
+  tg_sgd_config sgd;
+  tg_adam_config adam;
+};
+
+/* --- kernels, one pair per dtype (tgmath picks sqrtf for float). Scalars
+ * arrive in the parameter's type. */
+
+#define KERNELS(T, S)                                                        \
+  static void sgd_##S(T *restrict w, const T *restrict g, T *restrict v,     \
+                      int64_t n, T lr, T mu, T wd, bool nesterov) {          \
+    for (int64_t i = 0; i < n; i++) {                                        \
+      T d = g[i] + wd * w[i];                                                \
+      if (v) {                                                               \
+        v[i] = mu * v[i] + d;                                                \
+        d = nesterov ? d + mu * v[i] : v[i];                                 \
+      }                                                                      \
+      w[i] -= lr * d;                                                        \
+    }                                                                        \
+  }                                                                          \
+  static void adam_##S(T *restrict w, const T *restrict g, T *restrict m,    \
+                       T *restrict v, int64_t n, T step_size, T b1, T b2,    \
+                       T eps, T wd, T sqrt_bc2) {                            \
+    for (int64_t i = 0; i < n; i++) {                                        \
+      T d = g[i] + wd * w[i];                                                \
+      m[i] = b1 * m[i] + (1 - b1) * d;                                       \
+      v[i] = b2 * v[i] + (1 - b2) * d * d;                                   \
+      w[i] -= step_size * m[i] / (sqrt(v[i]) / sqrt_bc2 + eps);              \
+    }                                                                        \
+  }
+TG__BOTH(KERNELS)
+
+/* --- validation */
+
+static int check_params(const char *fn, tg_tensor *const *params, int n) {
+  if (!params) return tg__err(TG_EINVAL, "%s: params is NULL", fn);
+  if (n < 1)
+    return tg__err(TG_EINVAL, "%s: n is %d; it must be at least 1", fn, n);
+  for (int i = 0; i < n; i++) {
+    const tg_tensor *p = params[i];
+    if (!p) return tg__err(TG_EINVAL, "%s: params[%d] is NULL", fn, i);
+    if (!tg__is_float(p->dtype))
+      return tg__err(TG_EDTYPE,
+                     "%s: params[%d] is %s; parameters must be float32 or "
+                     "float64", fn, i, tg_dtype_name(p->dtype));
+    if (!(p->flags & TG__REQ_GRAD) || !p->grad)
+      return tg__err(TG_ESTATE,
+                     "%s: params[%d] does not require grad (call "
+                     "tg_requires_grad first)", fn, i);
+    for (int j = 0; j < i; j++)
+      if (params[j] == p)
+        return tg__err(TG_EINVAL,
+                       "%s: params[%d] and params[%d] are the same tensor; it "
+                       "would be updated twice", fn, j, i);
+  }
+  return TG_OK;
+}
+
+static int check_lr(const char *fn, double lr) {
+  if (!isfinite(lr) || lr <= 0)
+    return tg__err(TG_EINVAL, "%s: lr is %g; it must be finite and > 0", fn, lr);
+  return TG_OK;
+}
+
+/* [0, 1), NaN excluded. */
+static int check_unit(const char *fn, const char *what, double x) {
+  if (!(x >= 0 && x < 1))
+    return tg__err(TG_EINVAL, "%s: %s is %g; it must be in [0, 1)", fn, what, x);
+  return TG_OK;
+}
+
+static int check_wd(const char *fn, double wd) {
+  if (!isfinite(wd) || wd < 0)
+    return tg__err(TG_EINVAL,
+                   "%s: weight_decay is %g; it must be finite and >= 0", fn, wd);
+  return TG_OK;
+}
+
+/* --- lifecycle */
+
+void tg_optim_free(tg_optim *opt) {
+  if (!opt) return;
+  for (int i = 0; i < opt->n; i++) {
+    if (opt->buf1) tg_tensor_free(opt->buf1[i]);
+    if (opt->buf2) tg_tensor_free(opt->buf2[i]);
+  }
+  tg__free(opt->params);
+  tg__free(opt->buf1);
+  tg__free(opt->buf2);
+  tg__free(opt);
+}
+
+/* A zeroed buffer shaped like each parameter, for each non-NULL slot. */
+static int make_bufs(const char *fn, tg_optim *o, tg_tensor **bufs) {
+  for (int i = 0; i < o->n; i++) {
+    const tg_tensor *p = o->params[i];
+    if (!(bufs[i] = tg_zeros(p->dtype, p->ndim, p->shape)))
+      return tg__err(TG_ENOMEM, "%s: out of memory for the state of params[%d]",
+                     fn, i);
+  }
+  return TG_OK;
+}
+
+static tg_optim *new_optim(const char *fn, int kind, tg_tensor *const *params,
+                           int n, int n_bufs) {
+  tg_optim *o = tg__calloc(1, sizeof *o);
+  if (!o) goto oom;
+  o->kind = kind;
+  o->n = n;
+  o->params = tg__calloc((size_t)n, sizeof *o->params);
+  o->buf1 = tg__calloc((size_t)n, sizeof *o->buf1);
+  o->buf2 = tg__calloc((size_t)n, sizeof *o->buf2);
+  if (!o->params || !o->buf1 || !o->buf2) goto oom;
+  memcpy(o->params, params, (size_t)n * sizeof *params);
+  if ((n_bufs >= 1 && make_bufs(fn, o, o->buf1)) ||
+      (n_bufs >= 2 && make_bufs(fn, o, o->buf2))) {
+    tg_optim_free(o);
+    return NULL;
+  }
+  return o;
+oom:
+  tg_optim_free(o);
+  tg__err(TG_ENOMEM, "%s: out of memory", fn);
+  return NULL;
+}
+
+tg_optim *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_config *cfg) {
+  static const char fn[] = "tg_sgd_new";
+  if (check_params(fn, params, n)) return NULL;
+  if (!cfg) {
+    tg__err(TG_EINVAL, "%s: cfg is NULL (start from TG_SGD_DEFAULTS)", fn);
+    return NULL;
+  }
+  if (check_lr(fn, cfg->lr) || check_unit(fn, "momentum", cfg->momentum) ||
+      check_wd(fn, cfg->weight_decay))
+    return NULL;
+  if (cfg->nesterov && cfg->momentum == 0) {
+    tg__err(TG_EINVAL, "%s: nesterov needs momentum > 0; momentum is 0", fn);
+    return NULL;
+  }
+  tg_optim *o = new_optim(fn, SGD, params, n, cfg->momentum > 0 ? 1 : 0);
+  if (!o) return NULL;
+  o->sgd = *cfg;
+  o->lr = cfg->lr;
+  return o;
+}
+
+tg_optim *tg_adam_new(tg_tensor *const *params, int n,
+                      const tg_adam_config *cfg) {
+  static const char fn[] = "tg_adam_new";
+  if (check_params(fn, params, n)) return NULL;
+  if (!cfg) {
+    tg__err(TG_EINVAL, "%s: cfg is NULL (start from TG_ADAM_DEFAULTS)", fn);
+    return NULL;
+  }
+  if (check_lr(fn, cfg->lr) || check_unit(fn, "beta1", cfg->beta1) ||
+      check_unit(fn, "beta2", cfg->beta2) || check_wd(fn, cfg->weight_decay))
+    return NULL;
+  if (!isfinite(cfg->eps) || cfg->eps <= 0) {
+    tg__err(TG_EINVAL, "%s: eps is %g; it must be finite and > 0", fn, cfg->eps);
+    return NULL;
+  }
+  tg_optim *o = new_optim(fn, ADAM, params, n, 2);
+  if (!o) return NULL;
+  o->adam = *cfg;
+  o->lr = cfg->lr;
+  return o;
+}
+
+/* --- the update */
+
+int tg_optim_step(tg_optim *o) {
+  if (!o) return tg__err(TG_EINVAL, "tg_optim_step: optimizer is NULL");
+  o->steps++;
+  /* Adam's bias corrections for step t, in double whatever the dtype. */
+  double step_size = 0, sqrt_bc2 = 1;
+  if (o->kind == ADAM) {
+    double t = (double)o->steps;
+    step_size = o->lr / (1 - pow(o->adam.beta1, t));
+    sqrt_bc2 = sqrt(1 - pow(o->adam.beta2, t));
+  }
+  for (int i = 0; i < o->n; i++) {
+    tg_tensor *p = o->params[i];
+    if (!(p->flags & TG__REQ_GRAD)) continue; /* frozen */
+    void *v1 = o->buf1[i] ? o->buf1[i]->data : NULL;
+    if (o->kind == SGD) {
+      const tg_sgd_config *c = &o->sgd;
+      if (p->dtype == TG_F32)
+        sgd_f32(p->data, p->grad, v1, p->numel, (float)o->lr,
+                (float)c->momentum, (float)c->weight_decay, c->nesterov);
+      else
+        sgd_f64(p->data, p->grad, v1, p->numel, o->lr, c->momentum,
+                c->weight_decay, c->nesterov);
+    } else {
+      const tg_adam_config *c = &o->adam;
+      void *v2 = o->buf2[i]->data;
+      if (p->dtype == TG_F32)
+        adam_f32(p->data, p->grad, v1, v2, p->numel, (float)step_size,
+                 (float)c->beta1, (float)c->beta2, (float)c->eps,
+                 (float)c->weight_decay, (float)sqrt_bc2);
+      else
+        adam_f64(p->data, p->grad, v1, v2, p->numel, step_size, c->beta1,
+                 c->beta2, c->eps, c->weight_decay, sqrt_bc2);
+    }
+  }
+  return TG_OK;
+}
+
+int tg_optim_zero_grad(tg_optim *o) {
+  if (!o) return tg__err(TG_EINVAL, "tg_optim_zero_grad: optimizer is NULL");
+  for (int i = 0; i < o->n; i++) tg_zero_grad(o->params[i]);
+  return TG_OK;
+}
+
+/* --- learning rate and state */
+
+int tg_optim_set_lr(tg_optim *o, double lr) {
+  if (!o) return tg__err(TG_EINVAL, "tg_optim_set_lr: optimizer is NULL");
+  if (!isfinite(lr) || lr < 0)
+    return tg__err(TG_EINVAL,
+                   "tg_optim_set_lr: lr is %g; it must be finite and >= 0", lr);
+  o->lr = lr;
+  return TG_OK;
+}
+
+double tg_optim_lr(const tg_optim *o) { return o ? o->lr : 0.0; }
+
+const char *tg_optim_name(const tg_optim *o) {
+  if (!o) return "";
+  return o->kind == SGD ? "sgd" : "adam";
+}
+
+int tg_optim_n_params(const tg_optim *o) { return o ? o->n : 0; }
+
+static int check_index(const char *fn, const tg_optim *o, int i) {
+  if (!o) return tg__err(TG_EINVAL, "%s: optimizer is NULL", fn);
+  if (i < 0 || i >= o->n)
+    return tg__err(TG_ERANGE, "%s: parameter %d is out of range; there are %d",
+                   fn, i, o->n);
+  return TG_OK;
+}
+
+tg_tensor *tg_optim_param(const tg_optim *o, int i) {
+  return check_index("tg_optim_param", o, i) ? NULL : o->params[i];
+}
+
+int64_t tg_optim_steps(const tg_optim *o) { return o ? o->steps : 0; }
+
+int tg_optim_set_steps(tg_optim *o, int64_t steps) {
+  if (!o) return tg__err(TG_EINVAL, "tg_optim_set_steps: optimizer is NULL");
+  /* Adam's t is used as a double: keep it exact. */
+  if (steps < 0 || steps > ((int64_t)1 << 53))
+    return tg__err(TG_EINVAL,
+                   "tg_optim_set_steps: steps is %lld; it must be in [0, 2^53]",
+                   (long long)steps);
+  o->steps = steps;
+  return TG_OK;
+}
+
+int tg_optim_state(tg_optim *o, int i, tg_tensor **buf1, tg_tensor **buf2) {
+  int rc = check_index("tg_optim_state", o, i);
+  if (rc) return rc;
+  if (buf1) *buf1 = o->buf1[i];
+  if (buf2) *buf2 = o->buf2[i];
+  return TG_OK;
+}
+
+/* --- schedules */
+
+double tg_lr_step(double base, int epoch, int step_size, double gamma) {
+  static const char fn[] = "tg_lr_step";
+  if (!isfinite(base) || base < 0) {
+    tg__err(TG_EINVAL, "%s: base is %g; it must be finite and >= 0", fn, base);
+    return NAN;
+  }
+  if (step_size < 1) {
+    tg__err(TG_EINVAL, "%s: step_size is %d; it must be at least 1", fn,
+            step_size);
+    return NAN;
+  }
+  if (epoch < 0) {
+    tg__err(TG_EINVAL, "%s: epoch is %d; it must be >= 0", fn, epoch);
+    return NAN;
+  }
+  if (!isfinite(gamma) || gamma <= 0) {
+    tg__err(TG_EINVAL, "%s: gamma is %g; it must be finite and > 0", fn, gamma);
+    return NAN;
+  }
+  return base * pow(gamma, (double)(epoch / step_size));
+}
+
+double tg_lr_cosine(double base, int epoch, int total_epochs, double min_lr) {
+  static const char fn[] = "tg_lr_cosine";
+  if (!isfinite(base) || base < 0) {
+    tg__err(TG_EINVAL, "%s: base is %g; it must be finite and >= 0", fn, base);
+    return NAN;
+  }
+  if (total_epochs < 1) {
+    tg__err(TG_EINVAL, "%s: total_epochs is %d; it must be at least 1", fn,
+            total_epochs);
+    return NAN;
+  }
+  if (epoch < 0) {
+    tg__err(TG_EINVAL, "%s: epoch is %d; it must be >= 0", fn, epoch);
+    return NAN;
+  }
+  if (!(min_lr >= 0 && min_lr <= base)) {
+    tg__err(TG_EINVAL, "%s: min_lr is %g; it must be in [0, base = %g]", fn,
+            min_lr, base);
+    return NAN;
+  }
+  if (epoch >= total_epochs) return min_lr;
+  const double pi = 3.14159265358979323846;
+  return min_lr +
+         (base - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2;
+}
