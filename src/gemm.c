@@ -28,14 +28,18 @@
 #define TG_GEMM_X86 0
 #endif
 
-/* ---- packing buffers: one per thread, grown when a larger block needs it,
- * freed when the thread ends (or by tg__gemm_release). The start of the
- * allocation is kept beside the aligned pointer, so a leak checker sees the
- * buffers of threads still alive at exit as reachable. */
+/* ---- packing buffers: one per thread, made at the first product large
+ * enough for any block (so a steady state never reallocates; pages never
+ * touched cost no memory), freed when the thread ends or by
+ * tg__gemm_release. The start of the allocation is kept beside the aligned
+ * pointer, so a leak checker sees the buffers of threads still alive at
+ * exit as reachable; and the free function of the allocator that made it,
+ * in case the user installs another one meanwhile. */
 typedef struct {
   void *raw;
   void *p;
   size_t cap;
+  tg_free_fn free_fn;
 } gemm_tbuf;
 
 static _Thread_local gemm_tbuf tl_buf;
@@ -44,10 +48,12 @@ static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
 static bool buf_key_ok;
 
 static void buf_free(gemm_tbuf *b) {
-  tg__free(b->raw);
+  if (b->raw) b->free_fn(b->raw);
   b->raw = b->p = NULL;
   b->cap = 0;
 }
+
+static size_t buf_full_bytes(void);
 
 static void buf_at_exit(void *arg) { buf_free(arg); }
 
@@ -59,11 +65,11 @@ static void *gemm_buf(size_t bytes) {
   gemm_tbuf *b = &tl_buf;
   if (b->cap >= bytes) return b->p;
   buf_free(b);
-  /* Grow in generous steps so a sequence of slightly larger shapes does
-   * not reallocate each time. */
-  size_t cap = bytes + bytes / 4 + 4096;
+  size_t cap = buf_full_bytes();
+  if (cap < bytes) cap = bytes;
   char *raw = tg__malloc(cap + TG__ALIGN);
   if (!raw) return NULL;
+  b->free_fn = tg__free_fn();
   pthread_once(&buf_once, buf_key_init);
   if (buf_key_ok) pthread_setspecific(buf_key, b);
   b->raw = raw;
@@ -359,6 +365,25 @@ static const d_cfg d_cfgs[TG__GEMM_NKERNELS] = {
     [TG__GEMM_AVX512] = {d_kern_avx512, 12, 16, 256, 96, 2048, NULL, NULL},
 #endif
 };
+
+/* The largest buffer any kernel's blocks need (see buf_elems). */
+static size_t buf_full_bytes(void) {
+  size_t most = 0;
+  for (int k = 0; k < TG__GEMM_NKERNELS; k++) {
+    const s_cfg *s = &s_cfgs[k];
+    const d_cfg *d = &d_cfgs[k];
+    if (!s->fn || !d->fn) continue; /* not built for this machine */
+    size_t sb = sizeof(float) *
+                (size_t)(s_round_up(s_round_up(s->mc, s->mr) * s->kc, 16) +
+                         s_round_up(s->nc, s->nr) * s->kc);
+    size_t db = sizeof(double) *
+                (size_t)(d_round_up(d_round_up(d->mc, d->mr) * d->kc, 8) +
+                         d_round_up(d->nc, d->nr) * d->kc);
+    if (sb > most) most = sb;
+    if (db > most) most = db;
+  }
+  return most;
+}
 
 /* ---- choosing a kernel */
 

@@ -105,6 +105,9 @@ void *tg__malloc(size_t n);
 void *tg__calloc(size_t count, size_t n);
 void *tg__realloc(void *p, size_t n);
 void tg__free(void *p);
+/* The free function in force: a block kept across calls (the GEMM packing
+ * buffers) is freed with the one that matches its allocation. */
+tg_free_fn tg__free_fn(void);
 void *tg__aligned_alloc(size_t n); /* 64-byte aligned, zeroed */
 void tg__aligned_free(void *p);
 
@@ -205,7 +208,8 @@ int tg__gemm_kernel(void); /* the one in use */
  * when this CPU cannot run it. */
 int tg__gemm_set_kernel(int k);
 /* Frees the calling thread's packing buffers (they are otherwise kept for
- * the next call, and freed when the thread ends). */
+ * the next call, and freed when the thread ends). tg_tape_free calls it, so
+ * once every tapegrad object is freed the calling thread holds nothing. */
 void tg__gemm_release(void);
 
 /* opsupport.c: checks and the shared body of elementwise ops. Each check

@@ -206,6 +206,34 @@ START_TEST(test_gemm_kernel_choice) {
 }
 END_TEST
 
+/* The packing buffer is made once, at the size of the largest block, so
+ * a later larger product does not reallocate; release frees it with the
+ * allocator that made it. */
+START_TEST(test_gemm_buffer_once) {
+  int threads = tg_get_num_threads();
+  ck_assert_int_eq(tg_set_num_threads(1), TG_OK);
+  tg__gemm_release();
+  counting_allocator(true);
+  int64_t m = 150, n = 2100, k = 300;
+  float *A = calloc(m * k, sizeof(float)), *B = calloc(k * n, sizeof(float));
+  float *C = calloc(m * n, sizeof(float));
+  ck_assert(A && B && C);
+  tg__sgemm(false, false, 8, 8, 8, 1, A, k, B, n, 0, C, n);
+  ck_assert_int_eq(*test_allocs(), 1);
+  tg__sgemm(false, true, m, n, k, 1, A, k, B, k, 0, C, n);
+  tg__dgemm(true, false, 40, 50, 60, 1, (double *)A, 40, (double *)B, 50, 0,
+            (double *)C, 50);
+  ck_assert_int_eq(*test_allocs(), 1);
+  tg__gemm_release();
+  ck_assert_int_eq(*test_frees(), 1);
+  counting_allocator(false);
+  free(A);
+  free(B);
+  free(C);
+  ck_assert_int_eq(tg_set_num_threads(threads), TG_OK);
+}
+END_TEST
+
 static Suite *gemm_suite(void) {
   Suite *s = suite_create("gemm");
   TCase *tc = tcase_create("gemm");
@@ -213,6 +241,7 @@ static Suite *gemm_suite(void) {
   tcase_add_loop_test(tc, test_gemm_all, 0, 2 * (TG__GEMM_NKERNELS + 1));
   tcase_add_test(tc, test_gemm_degenerate);
   tcase_add_test(tc, test_gemm_kernel_choice);
+  tcase_add_test(tc, test_gemm_buffer_once);
   suite_add_tcase(s, tc);
   return s;
 }
