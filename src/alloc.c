@@ -28,6 +28,7 @@ void *tg__realloc(void *p, size_t n) { return a_realloc(p, n ? n : 1); }
 void tg__free(void *p) {
   if (p) a_free(p);
 }
+tg_free_fn tg__free_fn(void) { return a_free; }
 
 /* The user's allocator may not align to 64 bytes, so over-allocate and keep
  * the original pointer just below the aligned block. */

@@ -1,52 +1,504 @@
-/* src/gemm.c: the built-in matrix product for both float types, in the
- * three layouts the forward and backward passes need (NN, NT, TN), without
- * materialising a transpose. Each inner loop runs over contiguous memory
- * and is marked for SIMD; rows of C go to threads above a work threshold. */
+/* src/gemm.c: the built-in matrix product for both float types, packed and
+ * cache-blocked (see gemm_drv.h), with AVX-512 and AVX2+FMA micro-kernels
+ * (gemm_kern.h) chosen at run time and a portable C one for every other
+ * machine. The default build needs no -march flag: only the kernels
+ * themselves are compiled for their instruction sets. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define PAR_THRESHOLD (1L << 18) /* multiply-adds below which one thread is faster */
+#ifdef TG_USE_CBLAS
+#include <cblas.h>
+#endif
 
-#define DEF_GEMM(T, S)                                                        \
-  void tg__##S##gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,      \
-                     T alpha, const T *restrict A, int64_t lda,               \
-                     const T *restrict B, int64_t ldb, T beta,                \
-                     T *restrict C, int64_t ldc) {                            \
-    long work = (long)(M * N * K);                                            \
-    (void)work;                                                               \
-    _Pragma("omp parallel for if (work > PAR_THRESHOLD) schedule(static)")    \
-    for (int64_t i = 0; i < M; i++) {                                         \
-      T *restrict c = C + i * ldc;                                            \
-      if (beta == 0) {                                                        \
-        for (int64_t j = 0; j < N; j++) c[j] = 0;                             \
-      } else if (beta != 1) {                                                 \
-        for (int64_t j = 0; j < N; j++) c[j] *= beta;                         \
-      }                                                                       \
-      if (!tb) {                                                              \
-        /* c[i,:] += sum_k a(i,k) * B[k,:] */                                 \
-        for (int64_t k = 0; k < K; k++) {                                     \
-          T a = alpha * (ta ? A[k * lda + i] : A[i * lda + k]);               \
-          if (a == 0) continue;                                               \
-          const T *restrict b = B + k * ldb;                                  \
-          _Pragma("omp simd")                                                 \
-          for (int64_t j = 0; j < N; j++) c[j] += a * b[j];                   \
-        }                                                                     \
-      } else {                                                                \
-        /* c[i,j] += a(i,:) . B[j,:] */                                       \
-        for (int64_t j = 0; j < N; j++) {                                     \
-          const T *restrict b = B + j * ldb;                                  \
-          T s = 0;                                                            \
-          if (!ta) {                                                          \
-            const T *restrict a = A + i * lda;                                \
-            _Pragma("omp simd reduction(+ : s)")                              \
-            for (int64_t k = 0; k < K; k++) s += a[k] * b[k];                 \
-          } else {                                                            \
-            for (int64_t k = 0; k < K; k++) s += A[k * lda + i] * b[k];       \
-          }                                                                   \
-          c[j] += alpha * s;                                                  \
-        }                                                                     \
-      }                                                                       \
-    }                                                                         \
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TG_GEMM_X86 1
+#include <immintrin.h>
+#else
+#define TG_GEMM_X86 0
+#endif
+
+/* ---- packing buffers: one per thread, made at the first product large
+ * enough for any block (so a steady state never reallocates; pages never
+ * touched cost no memory), freed when the thread ends or by
+ * tg__gemm_release. The start of the allocation is kept beside the aligned
+ * pointer, so a leak checker sees the buffers of threads still alive at
+ * exit as reachable; and the free function of the allocator that made it,
+ * in case the user installs another one meanwhile. */
+typedef struct {
+  void *raw;
+  void *p;
+  size_t cap;
+  tg_free_fn free_fn;
+} gemm_tbuf;
+
+static _Thread_local gemm_tbuf tl_buf;
+static pthread_key_t buf_key;
+static pthread_once_t buf_once = PTHREAD_ONCE_INIT;
+static bool buf_key_ok;
+
+static void buf_free(gemm_tbuf *b) {
+  if (b->raw) b->free_fn(b->raw);
+  b->raw = b->p = NULL;
+  b->cap = 0;
+}
+
+static size_t buf_full_bytes(void);
+
+static void buf_at_exit(void *arg) { buf_free(arg); }
+
+static void buf_key_init(void) {
+  buf_key_ok = pthread_key_create(&buf_key, buf_at_exit) == 0;
+}
+
+static void *gemm_buf(size_t bytes) {
+  gemm_tbuf *b = &tl_buf;
+  if (b->cap >= bytes) return b->p;
+  buf_free(b);
+  size_t cap = buf_full_bytes();
+  if (cap < bytes) cap = bytes;
+  char *raw = tg__malloc(cap + TG__ALIGN);
+  if (!raw) return NULL;
+  b->free_fn = tg__free_fn();
+  pthread_once(&buf_once, buf_key_init);
+  if (buf_key_ok) pthread_setspecific(buf_key, b);
+  b->raw = raw;
+  b->p = (void *)(((uintptr_t)raw + TG__ALIGN - 1) & ~(uintptr_t)(TG__ALIGN - 1));
+  b->cap = cap;
+  return b->p;
+}
+
+void tg__gemm_release(void) { buf_free(&tl_buf); }
+
+/* ---- threads */
+
+/* Multiply-adds below which a second thread costs more than it saves, and
+ * the least each thread should get. */
+#define PAR_MIN_WORK 4.0e6
+#define PAR_PER_THREAD 2.0e6
+
+/* Rows of C up to which B is read in place rather than packed (when it is
+ * not transposed): tuned on the MNIST shapes. */
+#ifndef DIRECT_B_MAX_M
+#define DIRECT_B_MAX_M 64
+#endif
+
+static int gemm_threads(double work, int64_t units) {
+#ifdef _OPENMP
+  if (work < PAR_MIN_WORK || omp_in_parallel()) return 1;
+  int64_t nt = omp_get_max_threads();
+  if (nt > (int64_t)(work / PAR_PER_THREAD)) nt = (int64_t)(work / PAR_PER_THREAD);
+  if (nt > units) nt = units;
+  return nt < 1 ? 1 : (int)nt;
+#else
+  (void)work;
+  (void)units;
+  return 1;
+#endif
+}
+
+/* ---- drivers and kernels for each type */
+#define TG_CAT2(a, b) a##b
+#define TG_CAT(a, b) TG_CAT2(a, b)
+
+#define T float
+#define P(x) TG_CAT(s_, x)
+#include "gemm_drv.h"
+#undef T
+#undef P
+
+#define T double
+#define P(x) TG_CAT(d_, x)
+#include "gemm_drv.h"
+#undef T
+#undef P
+
+#define R6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define R12(X) R6(X) X(6) X(7) X(8) X(9) X(10) X(11)
+
+#if TG_GEMM_X86
+/* AVX2 + FMA: 16 ymm registers hold a 6 x 2-vector tile (12), two B
+ * vectors and one broadcast. */
+#define KTARGET __attribute__((target("avx2,fma")))
+#define KMR 6
+#define KROWS R6
+#define KZERO _mm256_setzero_ps
+#define KLOAD _mm256_loadu_ps
+#define KSTORE _mm256_storeu_ps
+#define KBCAST _mm256_broadcast_ss
+#define KFMA _mm256_fmadd_ps
+#define KMUL _mm256_mul_ps
+#define KSET1 _mm256_set1_ps
+#define KNAME s_kern_avx2
+#define KT float
+#define KV __m256
+#define KVL 8
+#define KEDGE s_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#define KZERO _mm256_setzero_pd
+#define KLOAD _mm256_loadu_pd
+#define KSTORE _mm256_storeu_pd
+#define KBCAST _mm256_broadcast_sd
+#define KFMA _mm256_fmadd_pd
+#define KMUL _mm256_mul_pd
+#define KSET1 _mm256_set1_pd
+#define KNAME d_kern_avx2
+#define KT double
+#define KV __m256d
+#define KVL 4
+#define KEDGE d_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#undef KTARGET
+#undef KMR
+#undef KROWS
+
+/* AVX-512F: 32 zmm registers hold a 12 x 2-vector tile (24), two B
+ * vectors and the broadcasts. */
+#define KTARGET __attribute__((target("avx512f")))
+#define KMR 12
+#define KROWS R12
+#define KZERO _mm512_setzero_ps
+#define KLOAD _mm512_loadu_ps
+#define KSTORE _mm512_storeu_ps
+#define KBCAST(p) _mm512_set1_ps(*(p))
+#define KFMA _mm512_fmadd_ps
+#define KMUL _mm512_mul_ps
+#define KSET1 _mm512_set1_ps
+#define KNAME s_kern_avx512
+#define KT float
+#define KV __m512
+#define KVL 16
+#define KEDGE s_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#define KZERO _mm512_setzero_pd
+#define KLOAD _mm512_loadu_pd
+#define KSTORE _mm512_storeu_pd
+#define KBCAST(p) _mm512_set1_pd(*(p))
+#define KFMA _mm512_fmadd_pd
+#define KMUL _mm512_mul_pd
+#define KSET1 _mm512_set1_pd
+#define KNAME d_kern_avx512
+#define KT double
+#define KV __m512d
+#define KVL 8
+#define KEDGE d_edge
+#include "gemm_kern.h"
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
+#undef KTARGET
+#undef KMR
+#undef KROWS
+/* 8 x 8 transpose of r0..r7 (rows) into o0..o7 (columns). */
+#define TR8(r0, r1, r2, r3, r4, r5, r6, r7, o0, o1, o2, o3, o4, o5, o6, o7)   \
+  {                                                                          \
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), \
+           t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3), \
+           t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5), \
+           t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7); \
+    __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),          \
+           s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),          \
+           s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));          \
+    o0 = _mm256_permute2f128_ps(s0, s4, 0x20);                               \
+    o1 = _mm256_permute2f128_ps(s1, s5, 0x20);                               \
+    o2 = _mm256_permute2f128_ps(s2, s6, 0x20);                               \
+    o3 = _mm256_permute2f128_ps(s3, s7, 0x20);                               \
+    o4 = _mm256_permute2f128_ps(s0, s4, 0x31);                               \
+    o5 = _mm256_permute2f128_ps(s1, s5, 0x31);                               \
+    o6 = _mm256_permute2f128_ps(s2, s6, 0x31);                               \
+    o7 = _mm256_permute2f128_ps(s3, s7, 0x31);                               \
   }
 
-DEF_GEMM(float, s)
-DEF_GEMM(double, d)
+/* One 6-row micro-panel of a non-transposed float A for the AVX2 kernel:
+ * eight columns at a time through the 8 x 8 transpose (rows 6 and 7 repeat
+ * row 5). Each column is stored as 8 values at a stride of 6; the two extra
+ * land on the next column's slot, written just after, so a chunk runs only
+ * while a later column remains. */
+__attribute__((target("avx2"))) static void s_pack_an_avx2(
+    const float *restrict A, int64_t lda, int64_t kb, float *restrict ap) {
+  const float *r0 = A, *r1 = A + lda, *r2 = A + 2 * lda, *r3 = A + 3 * lda,
+              *r4 = A + 4 * lda, *r5 = A + 5 * lda;
+  int64_t k = 0;
+  for (; k + 8 < kb; k += 8) {
+    __m256 x0 = _mm256_loadu_ps(r0 + k), x1 = _mm256_loadu_ps(r1 + k),
+           x2 = _mm256_loadu_ps(r2 + k), x3 = _mm256_loadu_ps(r3 + k),
+           x4 = _mm256_loadu_ps(r4 + k), x5 = _mm256_loadu_ps(r5 + k);
+    __m256 o0, o1, o2, o3, o4, o5, o6, o7;
+    TR8(x0, x1, x2, x3, x4, x5, x5, x5, o0, o1, o2, o3, o4, o5, o6, o7)
+    float *d = ap + k * 6;
+    _mm256_storeu_ps(d, o0);
+    _mm256_storeu_ps(d + 6, o1);
+    _mm256_storeu_ps(d + 12, o2);
+    _mm256_storeu_ps(d + 18, o3);
+    _mm256_storeu_ps(d + 24, o4);
+    _mm256_storeu_ps(d + 30, o5);
+    _mm256_storeu_ps(d + 36, o6);
+    _mm256_storeu_ps(d + 42, o7);
+  }
+  for (; k < kb; k++) {
+    float *d = ap + k * 6;
+    d[0] = r0[k], d[1] = r1[k], d[2] = r2[k];
+    d[3] = r3[k], d[4] = r4[k], d[5] = r5[k];
+  }
+}
+
+/* The transposed B block of a float product, eight rows of the stored B
+ * at a time through an 8 x 8 register transpose (AVX2, so it serves the
+ * AVX-512 kernel too). */
+__attribute__((target("avx2"))) static void s_pack_bt_avx2(
+    const float *restrict B, int64_t ldb, int64_t kb, int64_t nb, int nr,
+    float *restrict bp) {
+  for (int64_t j0 = 0; j0 < nb; j0 += nr, bp += kb * nr) {
+    int n = nb - j0 < nr ? (int)(nb - j0) : nr;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+      const float *r = B + (j0 + j) * ldb;
+      int64_t k = 0;
+      for (; k + 8 <= kb; k += 8) {
+        __m256 r0 = _mm256_loadu_ps(r + k), r1 = _mm256_loadu_ps(r + ldb + k),
+               r2 = _mm256_loadu_ps(r + 2 * ldb + k),
+               r3 = _mm256_loadu_ps(r + 3 * ldb + k),
+               r4 = _mm256_loadu_ps(r + 4 * ldb + k),
+               r5 = _mm256_loadu_ps(r + 5 * ldb + k),
+               r6 = _mm256_loadu_ps(r + 6 * ldb + k),
+               r7 = _mm256_loadu_ps(r + 7 * ldb + k);
+        __m256 o0, o1, o2, o3, o4, o5, o6, o7;
+        TR8(r0, r1, r2, r3, r4, r5, r6, r7, o0, o1, o2, o3, o4, o5, o6, o7)
+        float *d = bp + k * nr + j;
+        _mm256_storeu_ps(d, o0);
+        _mm256_storeu_ps(d + nr, o1);
+        _mm256_storeu_ps(d + 2 * nr, o2);
+        _mm256_storeu_ps(d + 3 * nr, o3);
+        _mm256_storeu_ps(d + 4 * nr, o4);
+        _mm256_storeu_ps(d + 5 * nr, o5);
+        _mm256_storeu_ps(d + 6 * nr, o6);
+        _mm256_storeu_ps(d + 7 * nr, o7);
+      }
+      for (; k < kb; k++)
+        for (int q = 0; q < 8; q++) bp[k * nr + j + q] = r[q * ldb + k];
+    }
+    for (; j < n; j++) {
+      const float *r = B + (j0 + j) * ldb;
+      for (int64_t k = 0; k < kb; k++) bp[k * nr + j] = r[k];
+    }
+    for (; j < nr; j++)
+      for (int64_t k = 0; k < kb; k++) bp[k * nr + j] = 0;
+  }
+}
+#endif /* TG_GEMM_X86 */
+
+/* Block sizes: the A block (MC x KC) stays in L2, a B micro-panel
+ * (KC x NR) in L1, the B block (KC x NC) in L3. */
+static const s_cfg s_cfgs[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = {s_kern_generic, 4, 8, 256, 128, 2048, NULL, NULL},
+#if TG_GEMM_X86
+    [TG__GEMM_AVX2] = {s_kern_avx2, 6, 16, 256, 144, 2048, s_pack_bt_avx2,
+                       s_pack_an_avx2},
+    [TG__GEMM_AVX512] = {s_kern_avx512, 12, 32, 256, 192, 2048, s_pack_bt_avx2,
+                         NULL},
+#endif
+};
+static const d_cfg d_cfgs[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = {d_kern_generic, 4, 8, 256, 64, 2048, NULL, NULL},
+#if TG_GEMM_X86
+    [TG__GEMM_AVX2] = {d_kern_avx2, 6, 8, 256, 72, 2048, NULL, NULL},
+    [TG__GEMM_AVX512] = {d_kern_avx512, 12, 16, 256, 96, 2048, NULL, NULL},
+#endif
+};
+
+/* The largest buffer any kernel's blocks need (see buf_elems). */
+static size_t buf_full_bytes(void) {
+  size_t most = 0;
+  for (int k = 0; k < TG__GEMM_NKERNELS; k++) {
+    const s_cfg *s = &s_cfgs[k];
+    const d_cfg *d = &d_cfgs[k];
+    if (!s->fn || !d->fn) continue; /* not built for this machine */
+    size_t sb = sizeof(float) *
+                (size_t)(s_round_up(s_round_up(s->mc, s->mr) * s->kc, 16) +
+                         s_round_up(s->nc, s->nr) * s->kc);
+    size_t db = sizeof(double) *
+                (size_t)(d_round_up(d_round_up(d->mc, d->mr) * d->kc, 8) +
+                         d_round_up(d->nc, d->nr) * d->kc);
+    if (sb > most) most = sb;
+    if (db > most) most = db;
+  }
+  return most;
+}
+
+/* ---- choosing a kernel */
+
+static const char *const kernel_names[TG__GEMM_NKERNELS] = {
+    [TG__GEMM_GENERIC] = "generic",
+    [TG__GEMM_AVX2] = "avx2",
+    [TG__GEMM_AVX512] = "avx512",
+};
+
+const char *tg__gemm_kernel_name(int k) {
+  return k >= 0 && k < TG__GEMM_NKERNELS ? kernel_names[k] : "?";
+}
+
+bool tg__gemm_kernel_supported(int k) {
+  switch (k) {
+    case TG__GEMM_GENERIC:
+      return true;
+#if TG_GEMM_X86
+    case TG__GEMM_AVX2:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case TG__GEMM_AVX512:
+      __builtin_cpu_init();
+      return __builtin_cpu_supports("avx512f");
+#endif
+    default:
+      return false;
+  }
+}
+
+static _Atomic int kernel_now = -1;
+/* Set when a kernel was named (tg__gemm_set_kernel, TG_GEMM_KERNEL): the
+ * built-in product is then used even in a build configured --with-blas. */
+static _Atomic bool kernel_named;
+
+/* The best the CPU has, unless TG_GEMM_KERNEL names another it also has. */
+static int kernel_default(void) {
+  int best = TG__GEMM_GENERIC;
+  for (int k = TG__GEMM_NKERNELS - 1; k > TG__GEMM_GENERIC; k--)
+    if (tg__gemm_kernel_supported(k)) {
+      best = k;
+      break;
+    }
+  const char *env = getenv("TG_GEMM_KERNEL");
+  if (env)
+    for (int k = 0; k < TG__GEMM_NKERNELS; k++)
+      if (strcmp(env, kernel_names[k]) == 0 && tg__gemm_kernel_supported(k)) {
+        atomic_store_explicit(&kernel_named, true, memory_order_relaxed);
+        return k;
+      }
+  return best;
+}
+
+int tg__gemm_kernel(void) {
+  int k = atomic_load_explicit(&kernel_now, memory_order_relaxed);
+  if (k < 0) {
+    k = kernel_default();
+    atomic_store_explicit(&kernel_now, k, memory_order_relaxed);
+  }
+  return k;
+}
+
+int tg__gemm_set_kernel(int k) {
+  if (k < 0) {
+    atomic_store_explicit(&kernel_named, false, memory_order_relaxed);
+    atomic_store_explicit(&kernel_now, -1, memory_order_relaxed);
+    return TG_OK;
+  }
+  if (!tg__gemm_kernel_supported(k)) return TG_EINVAL;
+  atomic_store_explicit(&kernel_named, true, memory_order_relaxed);
+  atomic_store_explicit(&kernel_now, k, memory_order_relaxed);
+  return TG_OK;
+}
+
+#ifdef TG_USE_CBLAS
+/* Multiply-adds from which a product goes to the CBLAS: below it, the
+ * library's own set-up costs more than the built-in kernel loses. */
+#define BLAS_MIN_WORK 1.0e6
+
+static bool use_blas(int64_t M, int64_t N, int64_t K, int64_t lda,
+                     int64_t ldb, int64_t ldc) {
+  int kern = tg__gemm_kernel(); /* resolves TG_GEMM_KERNEL first */
+  (void)kern;
+  if (atomic_load_explicit(&kernel_named, memory_order_relaxed)) return false;
+  if ((double)M * (double)N * (double)K < BLAS_MIN_WORK) return false;
+  return M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
+         ldb <= INT_MAX && ldc <= INT_MAX;
+}
+#define TRANS(t) ((t) ? CblasTrans : CblasNoTrans)
+#endif
+
+void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc) {
+#ifdef TG_USE_CBLAS
+  if (use_blas(M, N, K, lda, ldb, ldc)) {
+    cblas_sgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+  }
+#endif
+  s_gemm(&s_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
+         beta, C, ldc);
+}
+
+void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               double alpha, const double *A, int64_t lda, const double *B,
+               int64_t ldb, double beta, double *C, int64_t ldc) {
+#ifdef TG_USE_CBLAS
+  if (use_blas(M, N, K, lda, ldb, ldc)) {
+    cblas_dgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
+                alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return;
+  }
+#endif
+  d_gemm(&d_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
+         beta, C, ldc);
+}

@@ -105,6 +105,9 @@ void *tg__malloc(size_t n);
 void *tg__calloc(size_t count, size_t n);
 void *tg__realloc(void *p, size_t n);
 void tg__free(void *p);
+/* The free function in force: a block kept across calls (the GEMM packing
+ * buffers) is freed with the one that matches its allocation. */
+tg_free_fn tg__free_fn(void);
 void *tg__aligned_alloc(size_t n); /* 64-byte aligned, zeroed */
 void tg__aligned_free(void *p);
 
@@ -194,6 +197,20 @@ void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc);
+/* The micro-kernels gemm.c can run. By default it takes the best the CPU
+ * supports, or the one named by the environment variable TG_GEMM_KERNEL
+ * (generic, avx2, avx512) when the CPU supports that one. */
+enum { TG__GEMM_GENERIC, TG__GEMM_AVX2, TG__GEMM_AVX512, TG__GEMM_NKERNELS };
+bool tg__gemm_kernel_supported(int k);
+const char *tg__gemm_kernel_name(int k);
+int tg__gemm_kernel(void); /* the one in use */
+/* Forces kernel k for every thread (k < 0: back to the default); TG_EINVAL
+ * when this CPU cannot run it. */
+int tg__gemm_set_kernel(int k);
+/* Frees the calling thread's packing buffers (they are otherwise kept for
+ * the next call, and freed when the thread ends). tg_tape_free calls it, so
+ * once every tapegrad object is freed the calling thread holds nothing. */
+void tg__gemm_release(void);
 
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */

@@ -32,6 +32,7 @@ void tg_tape_free(tg_tape *t) {
   free_chunks(t);
   tg__free(t->nodes);
   tg__free(t);
+  tg__gemm_release();
 }
 
 void tg_tape_clear(tg_tape *t) {
