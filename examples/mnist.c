@@ -295,7 +295,7 @@ static void progress(int epoch, int epochs, int64_t done, int64_t total,
 }
 
 /* Accuracy over a whole set, with recording off; fills the confusion matrix
- * when one is given. */
+ * when one is given. Negative on error (the message is in tg_last_error). */
 static double evaluate(tg_tape *t, const model *m, tg_batcher *b,
                        int64_t *confusion) {
   tg_tensor *x, *y;
@@ -304,9 +304,13 @@ static double evaluate(tg_tape *t, const model *m, tg_batcher *b,
   tg_batcher_rewind(b);
   while (tg_batcher_next(b, &x, &y) == 1) {
     tg_tensor *z = logits(t, m, x);
-    if (!z) break;
+    double acc = z ? tg_accuracy(z, y) : -1;
+    if (acc < 0) {
+      tg_tape_set_grad(t, was);
+      return -1;
+    }
     int64_t n = tg_tensor_dim(y, 0);
-    correct_rows += (int64_t)llround(tg_accuracy(z, y) * (double)n);
+    correct_rows += (int64_t)llround(acc * (double)n);
     rows += n;
     if (confusion) tg_confusion(z, y, confusion);
     tg_tape_clear(t);
@@ -631,8 +635,10 @@ int main(int argc, char **argv) {
       if (!loss || tg_backward(t, loss) || tg_optim_step(opt) ||
           tg_optim_zero_grad(opt))
         goto fail;
+      double acc = tg_accuracy(z, y);
+      if (acc < 0) goto fail;
       loss_sum += tg_get(loss, 0) * (double)rows;
-      correct += (int64_t)llround(tg_accuracy(z, y) * (double)rows);
+      correct += (int64_t)llround(acc * (double)rows);
       done += rows;
       tg_tape_clear(t);
       if (tty && now() - last_draw > 0.1) {
@@ -648,7 +654,7 @@ int main(int argc, char **argv) {
     s->train_acc = (double)correct / (double)done;
     s->seconds = secs;
     s->samples_per_s = (double)done / secs;
-    s->test_acc = evaluate(t, &m, test_eval, NULL);
+    if ((s->test_acc = evaluate(t, &m, test_eval, NULL)) < 0) goto fail;
     if (!isfinite(s->train_loss)) {
       fprintf(stderr, "epoch %d: the training loss is %g; lower --lr\n", e + 1, s->train_loss);
       goto fail;
@@ -664,6 +670,7 @@ int main(int argc, char **argv) {
 
   int64_t confusion[CLASSES * CLASSES] = {0};
   double test_acc = evaluate(t, &m, test_eval, confusion);
+  if (test_acc < 0) goto fail;
   if (!o.quiet) {
     printf("\ntest confusion matrix (rows: true class, columns: predicted)\n");
     tg_confusion_print(stdout, confusion, CLASSES);

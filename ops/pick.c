@@ -1,11 +1,15 @@
 /* ops/pick.c: y[i] = a[i, index[i]] for a[N,C] and int32 index[N]; the
- * gradient goes back to the picked entries only: da[i, index[i]] += g[i]. */
+ * gradient goes back to the picked entries only: da[i, index[i]] += g[i].
+ * Forward keeps a copy of the checked indices, so backward never trusts the
+ * caller's buffer a second time. */
+#include <string.h>
+
 #include "../src/internal.h"
 
 static void backward(const tg_node *n) {
   void *da = tg__gin(n, 0);
   if (!da) return;
-  const int32_t *idx = n->in[1]->data;
+  const int32_t *idx = n->saved;
   int64_t rows = n->in[0]->shape[0], cols = n->in[0]->shape[1];
   for (int64_t r = 0; r < rows; r++) {
     if (n->out->dtype == TG_F32)
@@ -57,6 +61,14 @@ tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index) {
   tg_tensor *y = tg__emit(t, &tg__op_pick, a->dtype, 1, &rows, in, 2);
   if (!y) return NULL;
   const int32_t *idx = index->data;
+  tg_node *nd = tg__node_of(y);
+  if (nd) {
+    if (!(nd->saved = tg__arena_alloc(t, (size_t)rows * sizeof *idx))) {
+      tg__err(TG_ENOMEM, "tg_pick: out of memory");
+      return NULL;
+    }
+    memcpy(nd->saved, idx, (size_t)rows * sizeof *idx);
+  }
   for (int64_t r = 0; r < rows; r++) {
     if (a->dtype == TG_F32)
       ((float *)y->data)[r] = ((const float *)a->data)[r * cols + idx[r]];

@@ -4,10 +4,11 @@
  * with y one-hot (int32 class indices: L = (1/N) sum_i lse_i - z_i,y_i) or
  * rows of probabilities. lse is computed with the row maximum subtracted, so
  * logits of +-1000 give a finite loss. Forward saves p = softmax(z) (and
- * lse), so backward needs no exp:
+ * lse, and the class indices), so backward needs no exp:
  *   dL/dz_ij = (p_ij sum_k y_ik - y_ij) / N   (= (p - y)/N for proper rows)
  *   dL/dy_ij = (lse_i - z_ij) / N              (probability targets only)
  * Two ops in the list, one per target kind; tg_softmax_nll picks. */
+#include <string.h>
 #include <tgmath.h>
 
 #include "../src/internal.h"
@@ -64,21 +65,25 @@
   }
 TG__BOTH(KERNELS)
 
+/* What forward keeps: the probabilities, each row's log-sum-exp, and a copy
+ * of the class indices it checked (backward must not trust the caller's
+ * buffer again: it may have been refilled since). */
+typedef struct {
+  void *p, *lse;
+  int32_t *cls; /* NULL for probability targets */
+} saved_t;
+
 static void backward(const tg_node *n) {
   const tg_tensor *z = n->in[0], *y = n->in[1];
+  const saved_t *sv = n->saved;
   int64_t rows = z->shape[0], cols = z->shape[1];
-  bool cls = y->dtype == TG_I32;
-  void *dz = tg__gin(n, 0), *dy = cls ? NULL : tg__gin(n, 1);
-  const void *lse = (const char *)n->saved +
-                    ((size_t)z->numel * tg__dtype_size(z->dtype) + TG__ALIGN - 1) /
-                        TG__ALIGN * TG__ALIGN;
+  void *dz = tg__gin(n, 0), *dy = sv->cls ? NULL : tg__gin(n, 1);
+  const void *ydata = sv->cls ? NULL : y->data;
   if (z->dtype == TG_F32)
-    backward_f32(n->saved, lse, z->data, cls ? y->data : NULL,
-                 cls ? NULL : y->data, dz, dy,
+    backward_f32(sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
                  *(const float *)n->out->grad / (float)rows, rows, cols);
   else
-    backward_f64(n->saved, lse, z->data, cls ? y->data : NULL,
-                 cls ? NULL : y->data, dz, dy,
+    backward_f64(sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
                  *(const double *)n->out->grad / (double)rows, rows, cols);
 }
 
@@ -119,26 +124,29 @@ tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
   if (!out) return NULL;
   int64_t rows = logits->shape[0], cols = logits->shape[1];
   size_t es = tg__dtype_size(logits->dtype);
-  size_t pbytes = ((size_t)logits->numel * es + TG__ALIGN - 1) / TG__ALIGN * TG__ALIGN;
-  char *saved = tg__arena_alloc(t, pbytes + (size_t)rows * es);
-  if (!saved) {
+  saved_t *sv = tg__arena_alloc(t, sizeof *sv);
+  if (sv) {
+    sv->p = tg__arena_alloc(t, (size_t)logits->numel * es);
+    sv->lse = tg__arena_alloc(t, (size_t)rows * es);
+    sv->cls = cls ? tg__arena_alloc(t, (size_t)rows * sizeof(int32_t)) : NULL;
+  }
+  if (!sv || !sv->p || !sv->lse || (cls && !sv->cls)) {
     tg__err(TG_ENOMEM, "%s: out of memory", fn);
     return NULL;
   }
+  if (cls) memcpy(sv->cls, target->data, (size_t)rows * sizeof(int32_t));
   double total;
   if (logits->dtype == TG_F32)
-    total = forward_f32(logits->data, cls ? target->data : NULL,
-                        cls ? NULL : target->data, (float *)saved,
-                        (float *)(saved + pbytes), rows, cols);
+    total = forward_f32(logits->data, sv->cls, cls ? NULL : target->data, sv->p,
+                        sv->lse, rows, cols);
   else
-    total = forward_f64(logits->data, cls ? target->data : NULL,
-                        cls ? NULL : target->data, (double *)saved,
-                        (double *)(saved + pbytes), rows, cols);
+    total = forward_f64(logits->data, sv->cls, cls ? NULL : target->data, sv->p,
+                        sv->lse, rows, cols);
   if (logits->dtype == TG_F32)
     *(float *)out->data = (float)(total / (double)rows);
   else
     *(double *)out->data = total / (double)rows;
   tg_node *nd = tg__node_of(out);
-  if (nd) nd->saved = saved;
+  if (nd) nd->saved = sv;
   return tg__done(t, out, fn);
 }

@@ -12,6 +12,7 @@
 
 #define TG__ALIGN 64
 #define TG__MAX_IN 3
+#define TG__HBLOCK 256
 
 enum {
   TG__OWNED = 1u,      /* heap tensor the caller frees */
@@ -85,6 +86,10 @@ struct tg_tape {
   size_t *chunk_cap;
   size_t n_chunks;
   size_t cur, used;    /* current chunk and bytes used in it */
+  tg_tensor **headers; /* blocks of TG__HBLOCK tensor headers, kept until
+                          tg_tape_free so a stale tensor pointer always
+                          points at a header, never at freed memory */
+  size_t n_hblocks, h_used;
   uint64_t gen;        /* bumped by every clear */
   uint64_t bw_pass;    /* bumped by every backward */
   bool grad_enabled;

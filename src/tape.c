@@ -1,6 +1,7 @@
 /* src/tape.c: the tape: an arena for op results, the node list, and the
  * reverse walk that calls each op's backward kernel. */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
@@ -30,6 +31,8 @@ static void free_chunks(tg_tape *t) {
 void tg_tape_free(tg_tape *t) {
   if (!t) return;
   free_chunks(t);
+  for (size_t i = 0; i < t->n_hblocks; i++) tg__free(t->headers[i]);
+  tg__free(t->headers);
   tg__free(t->nodes);
   tg__free(t);
   tg__gemm_release();
@@ -58,13 +61,15 @@ void tg_tape_clear(tg_tape *t) {
     }
   }
   t->cur = t->used = 0;
+  t->h_used = 0;
   t->n_nodes = 0;
   t->gen++;
 }
 
 void *tg__arena_alloc(tg_tape *t, size_t n) {
+  if (n > SIZE_MAX / 2) return NULL;
   n = (n + TG__ALIGN - 1) & ~(size_t)(TG__ALIGN - 1);
-  if (t->n_chunks && t->used + n <= t->chunk_cap[t->cur]) {
+  if (t->n_chunks && n <= t->chunk_cap[t->cur] - t->used) {
     void *p = t->chunks[t->cur] + t->used;
     t->used += n;
     return p;
@@ -76,7 +81,7 @@ void *tg__arena_alloc(tg_tape *t, size_t n) {
     return t->chunks[t->cur];
   }
   size_t last = t->n_chunks ? t->chunk_cap[t->n_chunks - 1] : 0;
-  size_t cap = last * 2 > MIN_CHUNK ? last * 2 : MIN_CHUNK;
+  size_t cap = last < SIZE_MAX / 4 && last * 2 > MIN_CHUNK ? last * 2 : MIN_CHUNK;
   if (cap < n) cap = n;
   char **c = tg__realloc(t->chunks, (t->n_chunks + 1) * sizeof *c);
   if (!c) return NULL;
@@ -146,11 +151,35 @@ int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n) {
   return TG_OK;
 }
 
+/* The next tensor header: headers live in blocks of their own that the tape
+ * keeps, reused in the same order after every clear. */
+static tg_tensor *new_header(tg_tape *t) {
+  size_t b = t->h_used / TG__HBLOCK;
+  if (b == t->n_hblocks) {
+    tg_tensor **h = tg__realloc(t->headers, (b + 1) * sizeof *h);
+    if (!h) return NULL;
+    t->headers = h;
+    if (!(h[b] = tg__calloc(TG__HBLOCK, sizeof **h))) return NULL;
+    t->n_hblocks++;
+  }
+  return &t->headers[b][t->h_used++ % TG__HBLOCK];
+}
+
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
                     const int64_t *shape, tg_tensor *const *in, int n_in) {
   int64_t numel = 1;
-  for (int i = 0; i < ndim; i++) numel *= shape[i];
-  tg_tensor *out = tg__arena_alloc(t, sizeof *out);
+  for (int i = 0; i < ndim; i++) {
+    if (shape[i] > (INT64_MAX / 8) / numel) {
+      char sa[96], sb[96] = "";
+      tg__shape_str(in[0], sa);
+      if (n_in > 1 && in[1]) tg__shape_str(in[1], sb);
+      tg__err(TG_ESHAPE, "tg_%s: the result would have too many elements (inputs %s%s%s)",
+              op->name, sa, *sb ? " and " : "", sb);
+      return NULL;
+    }
+    numel *= shape[i];
+  }
+  tg_tensor *out = new_header(t);
   void *data = out ? tg__arena_alloc(t, (size_t)numel * tg__dtype_size(dtype))
                    : NULL;
   if (!data) {
@@ -230,7 +259,10 @@ static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
                     const char *fn) {
   char sb[96], sb2[96];
   if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
-  if (!out) return tg__err(TG_EINVAL, "%s: output tensor is NULL", fn);
+  /* A NULL loss usually means an op failed: keep that op's message. */
+  if (!out)
+    return tg_last_status() ? tg_last_status()
+                            : tg__err(TG_EINVAL, "%s: output tensor is NULL", fn);
   int rc = check_live(fn, t, out, "the output");
   if (rc) return rc;
   if (!out->tape)

@@ -109,6 +109,10 @@ START_TEST(null_inputs_propagate) {
   ck_assert_ptr_null(tg_scale(t, NULL, 2));
   ck_assert_ptr_null(tg_sum_axis(t, NULL, 0));
   ck_assert_error_has(TG_ESHAPE, first);
+  /* backward of the NULL loss keeps the failed op's status and message */
+  ck_assert_int_eq(tg_backward(t, NULL), TG_ESHAPE);
+  ck_assert_error_has(TG_ESHAPE, first);
+  tg_clear_error();
   ck_assert_int_eq(tg_backward(t, NULL), TG_EINVAL);
   ck_assert_error_has(TG_EINVAL, "tg_backward", "NULL");
   ck_assert_ptr_null(tg_exp(NULL, a23));
@@ -166,6 +170,61 @@ static tg_tensor *sum_fn(tg_tape *tp, tg_tensor *const *p, void *ctx) {
   return tg_sum(tp, p[0]);
 }
 
+START_TEST(result_too_large) {
+  /* each input is valid; their product would have 2^62 elements */
+  int64_t n = INT64_C(1) << 31;
+  tg_tensor *col = tg_zeros(TG_F32, TG_SHAPE(n, 1)), *row = tg_zeros(TG_F32, TG_SHAPE(1, n));
+  if (!col || !row) { /* no room even for the inputs: nothing to test here */
+    tg_tensor_free(col);
+    tg_tensor_free(row);
+    return;
+  }
+  ck_assert_ptr_null(tg_matmul(t, col, row));
+  ck_assert_error_has(TG_ESHAPE, "tg_matmul", "too many elements", "[2147483648,1]", "[1,2147483648]");
+  tg_tensor_free(col);
+  tg_tensor_free(row);
+}
+END_TEST
+
+START_TEST(labels_changed_before_backward) {
+  /* Backward uses the class indices checked in forward, not the caller's
+   * buffer refilled since (which here would index far out of bounds). */
+  tg_tensor *y = tg_tensor_from(TG_I32, TG_SHAPE(2), (int32_t[]){0, 2});
+  tg_tape *tp = tg_tape_new();
+  tg_tensor *L = tg_softmax_nll(tp, a23, y);
+  tg_tensor *P = tg_sum(tp, tg_pick(tp, a23, y));
+  tg_set(y, 1, 100000);
+  ck_assert_int_eq(tg_backward(tp, L), TG_OK);
+  /* a23 is all ones: p = 1/3 everywhere; dz = (p - onehot)/2 */
+  ck_assert_double_eq_tol(tg_grad_get(a23, 0), (1.0 / 3 - 1) / 2, 1e-12);
+  ck_assert_double_eq_tol(tg_grad_get(a23, 5), (1.0 / 3 - 1) / 2, 1e-12);
+  ck_assert_double_eq_tol(tg_grad_get(a23, 4), (1.0 / 3) / 2, 1e-12);
+  tg_zero_grad(a23);
+  ck_assert_int_eq(tg_backward(tp, P), TG_OK);
+  ck_assert_double_eq(tg_grad_get(a23, 5), 1);
+  ck_assert_double_eq(tg_grad_get(a23, 4), 0);
+  tg_tape_free(tp);
+  tg_tensor_free(y);
+}
+END_TEST
+
+START_TEST(stale_after_a_multi_chunk_clear) {
+  /* a step larger than the arena's first chunk: the clear merges the
+   * chunks, yet the stale tensors are still recognised */
+  tg_tensor *x = tg_ones(TG_F32, TG_SHAPE(512, 1024));
+  tg_requires_grad(x, true);
+  tg_tensor *h = tg_relu(t, x), *y = tg_relu(t, h), *L = tg_sum(t, y);
+  ck_assert_ptr_nonnull(L);
+  ck_assert_uint_gt(tg_tape_arena_bytes(t), 1u << 20);
+  tg_tape_clear(t);
+  ck_assert_ptr_null(tg_relu(t, y));
+  ck_assert_error_has(TG_ESTATE, "tg_relu", "tg_tape_clear");
+  ck_assert_int_eq(tg_backward(t, L), TG_ESTATE);
+  ck_assert_error_has(TG_ESTATE, "tg_backward", "tg_tape_clear");
+  tg_tensor_free(x);
+}
+END_TEST
+
 START_TEST(gradcheck_errors) {
   tg_gradcheck_result res;
   tg_tensor *p32 = tg_zeros(TG_F32, TG_SHAPE(2));
@@ -192,6 +251,9 @@ int main(void) {
   tcase_add_test(tc, backward_errors);
   tcase_add_test(tc, stale_and_foreign_tensors);
   tcase_add_test(tc, gradcheck_errors);
+  tcase_add_test(tc, result_too_large);
+  tcase_add_test(tc, labels_changed_before_backward);
+  tcase_add_test(tc, stale_after_a_multi_chunk_clear);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -153,6 +153,34 @@ static tg_tensor *wrong_fn(tg_tape *t, tg_tensor *const *p, void *ctx) {
   return tg_sum(t, y);
 }
 
+/* ... and a NaN in the gradient, wherever it is. */
+static void nan_backward(const tg_node *n) {
+  double *dx = tg__gin(n, 0);
+  const double *g = n->out->grad;
+  if (dx)
+    for (int64_t i = 0; i < n->out->numel; i++) dx[i] += i == 0 ? NAN : g[i];
+}
+static const tg_opdef nan_first = {"nan_first", 1, nan_backward, NULL, NULL, 0};
+static tg_tensor *nan_fn(tg_tape *t, tg_tensor *const *p, void *ctx) {
+  (void)ctx;
+  tg_tensor *y = tg__emit(t, &nan_first, TG_F64, p[0]->ndim, p[0]->shape, p, 1);
+  memcpy(y->data, p[0]->data, (size_t)p[0]->numel * sizeof(double));
+  return tg_sum(t, y);
+}
+
+START_TEST(gradcheck_catches_nan_gradient) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 6);
+  tg_tensor *x = param_normal(TG_F64, TG_SHAPE(5), &rng);
+  tg_gradcheck_result res;
+  ck_assert_int_eq(tg_gradcheck(nan_fn, NULL, &x, 1, 0, &res), TG_OK);
+  ck_assert(isnan(res.max_rel_err));
+  ck_assert_int_eq(res.index, 0);
+  ck_assert(!(res.max_rel_err <= GRAD_TOL)); /* the suite's check fails */
+  tg_tensor_free(x);
+}
+END_TEST
+
 START_TEST(gradcheck_catches_wrong_gradient) {
   tg_rng rng;
   tg_rng_seed(&rng, 5);
@@ -172,6 +200,7 @@ int main(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, every_op_has_cases);
   tcase_add_test(tc, gradcheck_catches_wrong_gradient);
+  tcase_add_test(tc, gradcheck_catches_nan_gradient);
   tcase_add_loop_test(tc, gradcheck_op, 0, tg__n_ops);
   tcase_add_loop_test(tc, float32_matches_float64, 0, tg__n_ops);
   suite_add_tcase(s, tc);

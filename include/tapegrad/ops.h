@@ -50,7 +50,8 @@ TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
  *   L = -(1/N) sum_i ln softmax(z_i)[y_i].
  * target: int32 class indices [N], or float rows [N,C] of probabilities
  * (one-hot or soft: L = -(1/N) sum_i sum_j y_ij ln a_ij).
- * Backward: dL/dz = (softmax(z) - y) / N. */
+ * Backward: dL/dz = (softmax(z) - y) / N for rows that sum to 1; in general
+ * (softmax(z) * sum_j y_ij - y) / N, and dL/dy = -ln softmax(z) / N. */
 TG_API tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits,
                                  tg_tensor *target);
 /* Sigmoid + binary cross-entropy summed over outputs, mean over rows:

@@ -21,14 +21,20 @@ TG_API tg_tape *tg_tape_new(void);
 TG_API void tg_tape_free(tg_tape *t);
 
 /* Forget every node and every tensor the tape made, in O(1). The arena keeps
- * its memory, so the next step of a training loop allocates nothing. Tensors
- * made before the clear must not be used after it; the tape recognises a
- * stale tensor as long as its memory has not been reused by a new op. */
+ * its memory, so the next step of a training loop allocates nothing.
+ * Tensors made before the clear must not be used after it. Until new ops
+ * reuse its place, a stale tensor is recognised and refused (TG_ESTATE);
+ * after that the pointer names whichever new tensor took its place, so
+ * keep no tensor of a tape across its clear. */
 TG_API void tg_tape_clear(tg_tape *t);
 
 /* Backward pass from a one-element loss: adds dloss/dx into the grad of
  * every parameter x the loss depends on, and fills the grads of the
- * intermediate tensors on the way (readable until the next clear). */
+ * intermediate tensors on the way (readable until the next clear).
+ * Backward reads the inputs' values as they are now: change no input of a
+ * recorded op (a batch tensor, say) between the forward pass and this call.
+ * Given a NULL loss after an op failed, it returns that op's status and
+ * keeps its message. */
 TG_API int tg_backward(tg_tape *t, tg_tensor *loss);
 /* The same from a tensor of any shape, with the gradient of some scalar with
  * respect to it given explicitly (same shape and dtype as out). */
