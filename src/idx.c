@@ -29,15 +29,10 @@ typedef struct {
   uint64_t pos;   /* bytes (decompressed) consumed so far */
 } idx_src;
 
-static const char *errstr(int errnum, char *buf, size_t n) {
-  if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
-  return buf;
-}
-
 static int io_err(const idx_src *s, const char *what, int errnum) {
   char eb[128];
   return tg__err(TG_EIO, "%s: %s: %s: %s", s->fn, s->path, what,
-                 errstr(errnum, eb, sizeof eb));
+                 tg__errstr(errnum, eb, sizeof eb));
 }
 
 static void src_close(idx_src *s) {
@@ -408,7 +403,7 @@ static char *find_file(const char *dir, const char *name) {
   int e = errno;
   char eb[128];
   tg__err(TG_EIO, "tg_mnist_load: found neither %s/%s nor %s/%s.gz: %s", dir,
-          name, dir, name, errstr(e, eb, sizeof eb));
+          name, dir, name, tg__errstr(e, eb, sizeof eb));
   tg__free(p);
   return NULL;
 }
