@@ -4,19 +4,13 @@
 #include <tgmath.h>
 
 #include "../src/internal.h"
+#include "softmax_row.h"
 
 #define KERNELS(T, S)                                                        \
   static void softmax_##S(const T *restrict x, T *restrict y, int64_t rows,  \
                           int64_t cols) {                                    \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      const T *xr = x + r * cols;                                            \
-      T *yr = y + r * cols;                                                  \
-      T m = xr[0];                                                           \
-      for (int64_t j = 1; j < cols; j++) m = xr[j] > m ? xr[j] : m;          \
-      T s = 0;                                                               \
-      for (int64_t j = 0; j < cols; j++) s += (yr[j] = exp(xr[j] - m));      \
-      for (int64_t j = 0; j < cols; j++) yr[j] /= s;                         \
-    }                                                                        \
+    for (int64_t r = 0; r < rows; r++)                                       \
+      softmax_row_##S(x + r * cols, y + r * cols, cols, NULL);               \
   }                                                                          \
   static void softmax_bwd_##S(const T *restrict y, const T *restrict g,      \
                               T *restrict dx, int64_t rows, int64_t cols) {  \

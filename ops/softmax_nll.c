@@ -12,6 +12,7 @@
 #include <tgmath.h>
 
 #include "../src/internal.h"
+#include "softmax_row.h"
 
 /* Writes p and lse for every row; returns sum_i sum_j y_ij (lse_i - z_ij)
  * with y given as classes (cls) or as rows (y). */
@@ -22,13 +23,8 @@
     double total = 0;                                                        \
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *zr = z + r * cols;                                            \
-      T *pr = p + r * cols;                                                  \
-      T m = zr[0];                                                           \
-      for (int64_t j = 1; j < cols; j++) m = zr[j] > m ? zr[j] : m;          \
-      T s = 0;                                                               \
-      for (int64_t j = 0; j < cols; j++) s += (pr[j] = exp(zr[j] - m));      \
-      for (int64_t j = 0; j < cols; j++) pr[j] /= s;                         \
-      T l = m + log(s);                                                      \
+      T l;                                                                   \
+      softmax_row_##S(zr, p + r * cols, cols, &l);                           \
       lse[r] = l;                                                            \
       if (cls)                                                               \
         total += (double)(l - zr[cls[r]]);                                   \

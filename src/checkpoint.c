@@ -509,16 +509,13 @@ int tg__safetensors_parse(const void *buf, size_t len, tg_checkpoint **out) {
 
 /* --- queries */
 
+/* Lookups search with the comparators the arrays were sorted by. */
 static st_entry *find(const tg_checkpoint *ck, const char *name) {
-  size_t lo = 0, hi = (size_t)ck->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int r = strcmp(name, ck->by_name[mid]->name);
-    if (r == 0) return ck->by_name[mid];
-    if (r < 0) hi = mid;
-    else lo = mid + 1;
-  }
-  return NULL;
+  if (ck->n == 0) return NULL;
+  st_entry key = {.name = (char *)name}, *kp = &key;
+  st_entry **e = bsearch(&kp, ck->by_name, (size_t)ck->n, sizeof *ck->by_name,
+                         cmp_name);
+  return e ? *e : NULL;
 }
 
 int tg_checkpoint_count(const tg_checkpoint *ck) { return ck ? ck->n : 0; }
@@ -542,16 +539,11 @@ tg_tensor *tg_checkpoint_get(const tg_checkpoint *ck, const char *name) {
 }
 
 const char *tg_checkpoint_meta(const tg_checkpoint *ck, const char *key) {
-  if (!ck || !key) return NULL;
-  size_t lo = 0, hi = (size_t)ck->n_meta;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int r = strcmp(key, ck->meta[mid].key);
-    if (r == 0) return ck->meta[mid].value;
-    if (r < 0) hi = mid;
-    else lo = mid + 1;
-  }
-  return NULL;
+  if (!ck || !key || ck->n_meta == 0) return NULL;
+  st_meta k = {.key = (char *)key};
+  const st_meta *m = bsearch(&k, ck->meta, (size_t)ck->n_meta, sizeof *ck->meta,
+                             cmp_key);
+  return m ? m->value : NULL;
 }
 
 int tg_checkpoint_meta_count(const tg_checkpoint *ck) { return ck ? ck->n_meta : 0; }

@@ -1,6 +1,7 @@
-/* src/fileio.c: what the checkpoint and .npy code share: a byte source over a
- * regular file or a memory buffer (for the fuzzers), byte-order helpers, a
- * UTF-8 check, and a writer that replaces a file atomically. */
+/* src/fileio.c: what the checkpoint, .npy and IDX code share: a byte source
+ * over a regular file, a gzip'd file or stream, or a memory buffer (for the
+ * fuzzers), byte-order helpers, a UTF-8 check, and a writer that replaces a
+ * file atomically. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -8,8 +9,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "internal.h"
+
+/* The most one gzread call is asked for (it counts in unsigned int). */
+#define GZ_READ_CHUNK ((size_t)1 << 20)
 
 const char *tg__errstr(int errnum, char *buf, size_t n) {
   if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
@@ -22,25 +27,77 @@ static int src_io_err(const tg__src *s, const char *what, int errnum) {
                  tg__errstr(errnum, eb, sizeof eb));
 }
 
-int tg__src_open(tg__src *s, const char *fn, const char *path) {
+/* Opens path and reads its status into st; a folder is refused. */
+static int src_fopen(tg__src *s, const char *fn, const char *path,
+                     struct stat *st) {
   memset(s, 0, sizeof *s);
   s->fn = fn;
   s->path = path;
   s->f = fopen(path, "rb");
   if (!s->f) return src_io_err(s, "cannot open", errno);
-  struct stat st;
   int rc = TG_OK;
-  if (fstat(fileno(s->f), &st) != 0)
+  if (fstat(fileno(s->f), st) != 0)
     rc = src_io_err(s, "cannot stat", errno);
-  else if (S_ISDIR(st.st_mode))
+  else if (S_ISDIR(st->st_mode))
     rc = src_io_err(s, "cannot read", EISDIR);
-  else if (!S_ISREG(st.st_mode))
-    rc = tg__err(TG_EIO, "%s: %s: not a regular file", fn, path);
-  if (rc) {
+  if (rc) tg__src_close(s);
+  return rc;
+}
+
+int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  struct stat st;
+  int rc = src_fopen(s, fn, path, &st);
+  if (rc) return rc;
+  if (!S_ISREG(st.st_mode)) {
+    tg__src_close(s);
+    return tg__err(TG_EIO, "%s: %s: not a regular file", fn, path);
+  }
+  s->size = (uint64_t)st.st_size;
+  return TG_OK;
+}
+
+int tg__src_open_stream(tg__src *s, const char *fn, const char *path) {
+  struct stat st;
+  int rc = src_fopen(s, fn, path, &st);
+  if (rc) return rc;
+  if (S_ISREG(st.st_mode)) {
+    unsigned char m[2];
+    size_t got = fread(m, 1, 2, s->f);
+    if (ferror(s->f)) {
+      rc = src_io_err(s, "read failed", errno);
+      tg__src_close(s);
+      return rc;
+    }
+    s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    if (!s->gzipped) {
+      rewind(s->f);
+      s->size = (uint64_t)st.st_size;
+      return TG_OK;
+    }
+  }
+  /* gzip, or a stream that cannot be sized (a pipe): zlib reads both, plain
+   * data transparently. The FILE goes first, since closing it may move the
+   * shared offset; a gzip'd regular file is then read again from byte 0. */
+  int fd = dup(fileno(s->f));
+  if (fd < 0) {
+    rc = src_io_err(s, "cannot duplicate descriptor", errno);
     tg__src_close(s);
     return rc;
   }
-  s->size = (uint64_t)st.st_size;
+  fclose(s->f);
+  s->f = NULL;
+  if (s->gzipped && lseek(fd, 0, SEEK_SET) < 0) {
+    rc = src_io_err(s, "cannot seek", errno);
+    close(fd);
+    return rc;
+  }
+  s->gz = gzdopen(fd, "rb");
+  if (!s->gz) {
+    close(fd);
+    return tg__err(TG_ENOMEM, "%s: %s: out of memory for the gzip reader", fn,
+                   path);
+  }
+  gzbuffer(s->gz, 1u << 17);
   return TG_OK;
 }
 
@@ -68,9 +125,48 @@ int tg__src_read(tg__src *s, void *buf, size_t n) {
   return TG_OK;
 }
 
+int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got) {
+  size_t done = 0;
+  if (s->mem) {
+    done = n < s->size - s->pos ? n : (size_t)(s->size - s->pos);
+    memcpy(buf, s->mem + s->pos, done);
+  } else if (s->f) {
+    done = fread(buf, 1, n, s->f);
+    if (done < n && ferror(s->f)) return src_io_err(s, "read failed", errno);
+  } else {
+    while (done < n) {
+      size_t want = n - done;
+      if (want > GZ_READ_CHUNK) want = GZ_READ_CHUNK;
+      int r = gzread(s->gz, (char *)buf + done, (unsigned)want);
+      int zerr = Z_OK;
+      const char *zmsg = r <= 0 ? gzerror(s->gz, &zerr) : "";
+      /* A stream cut short reads as a short read, then as end of file with
+       * Z_BUF_ERROR set (zlib allows reading on, for growing files). */
+      if (r < 0 || zerr == Z_BUF_ERROR) {
+        if (zerr == Z_ERRNO) return src_io_err(s, "read failed", errno);
+        if (zerr == Z_BUF_ERROR)
+          return tg__err(TG_EFORMAT,
+                         "%s: %s: the gzip stream is truncated (%s) after %llu "
+                         "decompressed bytes",
+                         s->fn, s->path, zmsg,
+                         (unsigned long long)(s->pos + done));
+        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
+                       s->path, zmsg);
+      }
+      if (r == 0) break;
+      done += (size_t)r;
+    }
+  }
+  s->pos += done;
+  *got = done;
+  return TG_OK;
+}
+
 void tg__src_close(tg__src *s) {
   if (s->f) fclose(s->f);
+  if (s->gz) gzclose(s->gz);
   s->f = NULL;
+  s->gz = NULL;
 }
 
 bool tg__host_le(void) {

@@ -5,8 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
-#include <zlib.h>
 
 #include "internal.h"
 
@@ -16,130 +14,6 @@
  * asking for the claimed amount of memory first. */
 #define IDX_FIRST_CAP ((size_t)1 << 24)
 #define IDX_READ_CHUNK ((size_t)1 << 20)
-
-typedef struct {
-  const char *fn; /* the public function, for messages */
-  const char *path;
-  FILE *f;        /* a plain regular file */
-  gzFile gz;      /* anything else: gzip, or a stream read transparently */
-  const unsigned char *mem; /* or a plain file's bytes in memory (fuzzing) */
-  bool gzipped;
-  bool sized;     /* a plain regular file, whose size is known */
-  uint64_t size;
-  uint64_t pos;   /* bytes (decompressed) consumed so far */
-} idx_src;
-
-static const char *errstr(int errnum, char *buf, size_t n) {
-  if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
-  return buf;
-}
-
-static int io_err(const idx_src *s, const char *what, int errnum) {
-  char eb[128];
-  return tg__err(TG_EIO, "%s: %s: %s: %s", s->fn, s->path, what,
-                 errstr(errnum, eb, sizeof eb));
-}
-
-static void src_close(idx_src *s) {
-  if (s->f) fclose(s->f);
-  if (s->gz) gzclose(s->gz);
-  s->f = NULL;
-  s->gz = NULL;
-}
-
-static int src_open(idx_src *s) {
-  s->f = fopen(s->path, "rb");
-  if (!s->f) return io_err(s, "cannot open", errno);
-  struct stat st;
-  if (fstat(fileno(s->f), &st) != 0) {
-    int rc = io_err(s, "cannot stat", errno);
-    src_close(s);
-    return rc;
-  }
-  if (S_ISDIR(st.st_mode)) {
-    src_close(s);
-    return io_err(s, "cannot read", EISDIR);
-  }
-  if (S_ISREG(st.st_mode)) {
-    unsigned char m[2];
-    size_t got = fread(m, 1, 2, s->f);
-    if (ferror(s->f)) {
-      int rc = io_err(s, "read failed", errno);
-      src_close(s);
-      return rc;
-    }
-    s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
-    if (!s->gzipped) {
-      rewind(s->f);
-      s->sized = true;
-      s->size = (uint64_t)st.st_size;
-      return TG_OK;
-    }
-  }
-  /* gzip, or a stream that cannot be sized (a pipe): zlib reads both, plain
-   * data transparently. The FILE goes first, since closing it may move the
-   * shared offset; a gzip'd regular file is then read again from byte 0. */
-  int fd = dup(fileno(s->f));
-  if (fd < 0) {
-    int rc = io_err(s, "cannot duplicate descriptor", errno);
-    src_close(s);
-    return rc;
-  }
-  fclose(s->f);
-  s->f = NULL;
-  if (s->gzipped && lseek(fd, 0, SEEK_SET) < 0) {
-    int rc = io_err(s, "cannot seek", errno);
-    close(fd);
-    return rc;
-  }
-  s->gz = gzdopen(fd, "rb");
-  if (!s->gz) {
-    close(fd);
-    return tg__err(TG_ENOMEM, "%s: %s: out of memory for the gzip reader",
-                   s->fn, s->path);
-  }
-  gzbuffer(s->gz, 1u << 17);
-  return TG_OK;
-}
-
-/* Reads up to n bytes; *got < n only at a clean end of file. A read error,
- * corrupt gzip data or a gzip stream cut short is an error. */
-static int src_read(idx_src *s, void *buf, size_t n, size_t *got) {
-  size_t done = 0;
-  if (s->mem) {
-    done = n < s->size - s->pos ? n : (size_t)(s->size - s->pos);
-    memcpy(buf, s->mem + s->pos, done);
-  } else if (s->f) {
-    done = fread(buf, 1, n, s->f);
-    if (done < n && ferror(s->f)) return io_err(s, "read failed", errno);
-  } else {
-    while (done < n) {
-      size_t want = n - done;
-      if (want > IDX_READ_CHUNK) want = IDX_READ_CHUNK;
-      int r = gzread(s->gz, (char *)buf + done, (unsigned)want);
-      int zerr = Z_OK;
-      const char *zmsg = r <= 0 ? gzerror(s->gz, &zerr) : "";
-      /* A stream cut short reads as a short read, then as end of file with
-       * Z_BUF_ERROR set (zlib allows reading on, for growing files). */
-      if (r < 0 || zerr == Z_BUF_ERROR) {
-        if (zerr == Z_ERRNO) return io_err(s, "read failed", errno);
-        if (zerr == Z_BUF_ERROR)
-          return tg__err(TG_EFORMAT,
-                         "%s: %s: the gzip stream is truncated (%s) after %llu "
-                         "decompressed bytes",
-                         s->fn, s->path, zmsg,
-                         (unsigned long long)(s->pos + done));
-        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
-                       s->path, zmsg);
-      }
-      if (r == 0) break;
-      done += (size_t)r;
-    }
-  }
-  s->pos += done;
-  *got = done;
-  return TG_OK;
-}
 
 static uint32_t be32(const unsigned char *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
@@ -175,11 +49,11 @@ static const char *dims_str(const uint32_t *d, int nd, char *buf, size_t n) {
 }
 
 /* Reads the header: magic, then one big-endian uint32 per dimension. */
-static int read_header(idx_src *s, tg_dtype dtype, uint32_t *dims, int *nd,
+static int read_header(tg__src *s, tg_dtype dtype, uint32_t *dims, int *nd,
                        uint64_t *count) {
   unsigned char h[12];
   size_t got;
-  int rc = src_read(s, h, 4, &got);
+  int rc = tg__src_read_some(s, h, 4, &got);
   if (rc) return rc;
   if (got < 4) {
     if (s->pos == 0)
@@ -215,7 +89,7 @@ static int read_header(idx_src *s, tg_dtype dtype, uint32_t *dims, int *nd,
                    "(TG_F32, TG_F64), not int32",
                    s->fn, s->path);
   size_t want = 4 * (size_t)*nd;
-  rc = src_read(s, h, want, &got);
+  rc = tg__src_read_some(s, h, want, &got);
   if (rc) return rc;
   if (got < want)
     return tg__err(TG_EFORMAT,
@@ -246,7 +120,7 @@ static int read_header(idx_src *s, tg_dtype dtype, uint32_t *dims, int *nd,
 
 /* Reads exactly n data bytes into a new buffer, and checks that nothing
  * follows them. */
-static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
+static int read_data(tg__src *s, const uint32_t *dims, int nd, uint64_t n,
                      unsigned char **out) {
   /* "60000x28x28 = 47040000" for images, "60000" for labels */
   char db[96];
@@ -256,7 +130,8 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
     snprintf(db + k, sizeof db - k, " = %llu", (unsigned long long)n);
   }
   uint64_t hdr = s->pos;
-  if (s->sized) {
+  bool sized = !s->gz; /* a plain file or memory, whose size is known */
+  if (sized) {
     uint64_t avail = s->size > hdr ? s->size - hdr : 0;
     if (avail < n)
       return tg__err(TG_EFORMAT,
@@ -272,7 +147,7 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
                      avail - n == 1 ? "" : "s", db);
   }
   size_t cap = (size_t)n;
-  if (!s->sized && cap > IDX_FIRST_CAP) cap = IDX_FIRST_CAP;
+  if (!sized && cap > IDX_FIRST_CAP) cap = IDX_FIRST_CAP;
   unsigned char *buf = tg__malloc(cap);
   if (!buf)
     return tg__err(TG_ENOMEM, "%s: %s: out of memory for %zu bytes", s->fn,
@@ -293,7 +168,7 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
     }
     size_t want = cap - len, got;
     if (want > IDX_READ_CHUNK) want = IDX_READ_CHUNK;
-    if ((rc = src_read(s, buf + len, want, &got))) break;
+    if ((rc = tg__src_read_some(s, buf + len, want, &got))) break;
     len += got;
     if (got < want) {
       if (len < n)
@@ -306,13 +181,13 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
       break;
     }
   }
-  if (!rc && !s->sized) {
+  if (!rc && !sized) {
     unsigned char extra[4096];
     uint64_t more = 0;
     size_t got;
     /* Count what follows, up to a point, so the message can say how much. */
     do {
-      if ((rc = src_read(s, extra, sizeof extra, &got))) break;
+      if ((rc = tg__src_read_some(s, extra, sizeof extra, &got))) break;
       more += got;
     } while (got == sizeof extra && more < ((uint64_t)1 << 24));
     if (!rc && more)
@@ -330,7 +205,7 @@ static int read_data(idx_src *s, const uint32_t *dims, int nd, uint64_t n,
   return TG_OK;
 }
 
-static tg_tensor *load(idx_src *s, tg_dtype dtype);
+static tg_tensor *load(tg__src *s, tg_dtype dtype);
 
 tg_tensor *tg_idx_load(const char *path, tg_dtype dtype) {
   if (!path) {
@@ -341,10 +216,10 @@ tg_tensor *tg_idx_load(const char *path, tg_dtype dtype) {
     tg__err(TG_EINVAL, "tg_idx_load: %s: unknown dtype %d", path, (int)dtype);
     return NULL;
   }
-  idx_src s = {.fn = "tg_idx_load", .path = path};
-  if (src_open(&s)) return NULL;
+  tg__src s;
+  if (tg__src_open_stream(&s, "tg_idx_load", path)) return NULL;
   tg_tensor *t = load(&s, dtype);
-  src_close(&s);
+  tg__src_close(&s);
   return t;
 }
 
@@ -353,13 +228,13 @@ tg_tensor *tg__idx_parse(const void *buf, size_t len, tg_dtype dtype) {
     tg__err(TG_EINVAL, "tg_idx_load: <memory>: unknown dtype %d", (int)dtype);
     return NULL;
   }
-  idx_src s = {.fn = "tg_idx_load", .path = "<memory>", .mem = buf,
-               .sized = true, .size = len};
+  tg__src s;
+  tg__src_mem(&s, "tg_idx_load", "<memory>", buf, len);
   return load(&s, dtype);
 }
 
 /* Header, data and conversion, from an open source. */
-static tg_tensor *load(idx_src *s, tg_dtype dtype) {
+static tg_tensor *load(tg__src *s, tg_dtype dtype) {
   const char *path = s->path;
   uint32_t dims[3];
   int nd = 0;
@@ -408,7 +283,7 @@ static char *find_file(const char *dir, const char *name) {
   int e = errno;
   char eb[128];
   tg__err(TG_EIO, "tg_mnist_load: found neither %s/%s nor %s/%s.gz: %s", dir,
-          name, dir, name, errstr(e, eb, sizeof eb));
+          name, dir, name, tg__errstr(e, eb, sizeof eb));
   tg__free(p);
   return NULL;
 }

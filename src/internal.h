@@ -149,19 +149,33 @@ void tg__rows_cols(const tg_tensor *t, int64_t *rows, int64_t *cols);
 /* fileio.c: reading files treated as hostile, and replacing files
  * atomically. Messages name fn and the path. */
 const char *tg__errstr(int errnum, char *buf, size_t n);
-/* A regular file of known size, or a memory buffer (the fuzzers' way in). */
+/* A byte source: a regular file of known size, a memory buffer (the
+ * fuzzers' way in), or, opened with tg__src_open_stream, a gzip'd file or a
+ * stream that cannot be sized (a pipe) read through zlib; gz is set then,
+ * and size is unknown. pos counts the (decompressed) bytes consumed. */
+struct gzFile_s;
 typedef struct {
   const char *fn, *path;
   FILE *f;
+  struct gzFile_s *gz;
   const unsigned char *mem;
+  bool gzipped; /* gz decompresses (rather than passing a stream through) */
   uint64_t size, pos;
 } tg__src;
+/* A regular file; anything else is TG_EIO. */
 int tg__src_open(tg__src *s, const char *fn, const char *path);
+/* Any file but a folder: a plain regular file is read as by tg__src_open,
+ * a gzip'd one (found by its magic bytes, whatever its name) or a stream
+ * through zlib. */
+int tg__src_open_stream(tg__src *s, const char *fn, const char *path);
 void tg__src_mem(tg__src *s, const char *fn, const char *name, const void *buf,
                  size_t len);
-/* Exactly n bytes; callers check sizes against s->size first, so a short
- * read means the file changed under us (TG_EIO). */
+/* Exactly n bytes, from a source without gz; callers check sizes against
+ * s->size first, so a short read means the file changed under us (TG_EIO). */
 int tg__src_read(tg__src *s, void *buf, size_t n);
+/* Up to n bytes; *got < n only at a clean end of file. A read error is
+ * TG_EIO; corrupt gzip data or a gzip stream cut short is TG_EFORMAT. */
+int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got);
 void tg__src_close(tg__src *s);
 bool tg__host_le(void);
 void tg__bswap(void *p, size_t n_elems, size_t elem);

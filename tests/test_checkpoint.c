@@ -2,7 +2,6 @@
  * trips, hostile files crafted byte by byte, checksums, saving that survives
  * a full disk and a kill at any moment. */
 #include <dirent.h>
-#include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,53 +13,6 @@
 #include <xxhash.h>
 
 #include "testutil.h"
-
-/* One temporary directory for the whole run, made before the tests fork. */
-static char dir[1024];
-
-static void make_dir(void) {
-  const char *base = getenv("TMPDIR");
-  if (!base || !*base) base = ".";
-  snprintf(dir, sizeof dir, "%s/test_checkpoint.XXXXXX", base);
-  if (!mkdtemp(dir)) {
-    fprintf(stderr, "test_checkpoint: mkdtemp %s: %s\n", dir, strerror(errno));
-    exit(EXIT_FAILURE);
-  }
-}
-
-/* Removes path and, if it is a directory, everything under it. */
-static void remove_tree(const char *path) {
-  DIR *d = opendir(path);
-  if (!d) {
-    unlink(path);
-    return;
-  }
-  struct dirent *e;
-  char p[2048];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-    remove_tree(p);
-  }
-  closedir(d);
-  rmdir(path);
-}
-
-/* "<dir>/<name>" in one of a few rotating buffers. */
-static const char *P(const char *name) {
-  static char bufs[4][2048];
-  static int k;
-  char *b = bufs[k++ % 4];
-  snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-  return b;
-}
-
-static void put(const char *name, const void *data, size_t n) {
-  FILE *f = fopen(P(name), "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-  ck_assert_int_eq(fclose(f), 0);
-}
 
 /* The whole file in a new buffer (free it); its size in *n. */
 static unsigned char *slurp(const char *path, size_t *n) {
@@ -76,10 +28,10 @@ static unsigned char *slurp(const char *path, size_t *n) {
   return b;
 }
 
-/* Files in dir whose names start with prefix: counted, and removed when
- * rm is set. */
+/* Files in test_dir() whose names start with prefix: counted, and removed
+ * when rm is set. */
 static int count_prefixed(const char *prefix, bool rm) {
-  DIR *d = opendir(dir);
+  DIR *d = opendir(test_dir());
   ck_assert_ptr_nonnull(d);
   struct dirent *e;
   int n = 0;
@@ -593,7 +545,7 @@ START_TEST(hostile_lengths) {
   /* not files */
   ck_assert_ptr_null(tg_checkpoint_open(P("no-such.st")));
   ck_assert_error_has(TG_EIO, "tg_checkpoint_open", "cannot open", "No such file");
-  ck_assert_ptr_null(tg_checkpoint_open(dir));
+  ck_assert_ptr_null(tg_checkpoint_open(test_dir()));
   ck_assert_error_has(TG_EIO, "Is a directory");
   ck_assert_ptr_null(tg_checkpoint_open(NULL));
   ck_assert_error_has(TG_EINVAL, "path is NULL");
@@ -961,7 +913,7 @@ START_TEST(npy_hostile) {
 END_TEST
 
 int main(void) {
-  make_dir();
+  make_dir("test_checkpoint");
   Suite *s = suite_create("checkpoint");
   TCase *tc = tcase_create("safetensors");
   tcase_add_test(tc, round_trip);
@@ -984,6 +936,6 @@ int main(void) {
   tcase_add_test(safe, kill_during_save);
   suite_add_tcase(s, safe);
   int rc = run_suite(s);
-  remove_tree(dir);
+  remove_tree(test_dir());
   return rc;
 }

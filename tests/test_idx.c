@@ -1,8 +1,6 @@
 /* tests/test_idx.c: the IDX reader and the MNIST loader, on small files the
  * test writes itself (plain and gzip'd, good and hostile), and on the real
  * MNIST when it has been fetched into data/mnist. */
-#include <dirent.h>
-#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -14,53 +12,6 @@
 #ifndef TOP_SRCDIR
 #define TOP_SRCDIR "."
 #endif
-
-/* One temporary directory for the whole run, made before the tests fork. */
-static char dir[1024];
-
-static void make_dir(void) {
-  const char *base = getenv("TMPDIR");
-  if (!base || !*base) base = ".";
-  snprintf(dir, sizeof dir, "%s/test_idx.XXXXXX", base);
-  if (!mkdtemp(dir)) {
-    fprintf(stderr, "test_idx: mkdtemp %s: %s\n", dir, strerror(errno));
-    exit(EXIT_FAILURE);
-  }
-}
-
-/* Removes path and, if it is a directory, everything under it. */
-static void remove_tree(const char *path) {
-  DIR *d = opendir(path);
-  if (!d) {
-    unlink(path);
-    return;
-  }
-  struct dirent *e;
-  char p[2048];
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-    remove_tree(p);
-  }
-  closedir(d);
-  rmdir(path);
-}
-
-/* "<dir>/<name>" in one of a few rotating buffers. */
-static const char *P(const char *name) {
-  static char bufs[4][2048];
-  static int k;
-  char *b = bufs[k++ % 4];
-  snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-  return b;
-}
-
-static void put(const char *name, const void *data, size_t n) {
-  FILE *f = fopen(P(name), "wb");
-  ck_assert_ptr_nonnull(f);
-  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-  ck_assert_int_eq(fclose(f), 0);
-}
 
 static void put_gz(const char *name, const void *data, size_t n) {
   gzFile g = gzopen(P(name), "wb");
@@ -362,8 +313,8 @@ START_TEST(io_errors) {
   ck_assert_ptr_null(tg_idx_load(P("no-such-file"), TG_F32));
   ck_assert_error_has(TG_EIO, "tg_idx_load", P("no-such-file"), "cannot open",
                       "No such file or directory");
-  ck_assert_ptr_null(tg_idx_load(dir, TG_F32));
-  ck_assert_error_has(TG_EIO, dir, "Is a directory");
+  ck_assert_ptr_null(tg_idx_load(test_dir(), TG_F32));
+  ck_assert_error_has(TG_EIO, test_dir(), "Is a directory");
 }
 END_TEST
 
@@ -467,11 +418,11 @@ START_TEST(mnist_errors) {
 
   ck_assert_int_eq(tg_mnist_load(P("nowhere"), "train", &x, &y), TG_EIO);
   ck_assert_error_has(TG_EIO, "found neither", "No such file or directory");
-  ck_assert_int_eq(tg_mnist_load(dir, "test", &x, &y), TG_EINVAL);
+  ck_assert_int_eq(tg_mnist_load(test_dir(), "test", &x, &y), TG_EINVAL);
   ck_assert_error_has(TG_EINVAL, "split is \"test\"", "\"train\" or \"t10k\"");
   ck_assert_int_eq(tg_mnist_load(NULL, "train", &x, &y), TG_EINVAL);
   ck_assert_error_has(TG_EINVAL, "dir is NULL");
-  ck_assert_int_eq(tg_mnist_load(dir, "train", NULL, &y), TG_EINVAL);
+  ck_assert_int_eq(tg_mnist_load(test_dir(), "train", NULL, &y), TG_EINVAL);
   ck_assert_error_has(TG_EINVAL, "images is NULL");
   ck_assert_ptr_null(y);
 }
@@ -527,7 +478,7 @@ START_TEST(real_mnist) {
 END_TEST
 
 int main(void) {
-  make_dir();
+  make_dir("test_idx");
   Suite *s = suite_create("idx");
   TCase *tc = tcase_create("small files");
   tcase_add_test(tc, good_plain);
@@ -546,6 +497,6 @@ int main(void) {
   tcase_add_test(real, real_mnist);
   suite_add_tcase(s, real);
   int rc = run_suite(s);
-  remove_tree(dir);
+  remove_tree(test_dir());
   return rc;
 }

@@ -3,9 +3,13 @@
 #define TAPEGRAD_TESTUTIL_H
 
 #include <check.h>
+#include <dirent.h>
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "tapegrad.h"
@@ -81,6 +85,63 @@ static inline void counting_allocator(bool on) {
                                       count_calloc, count_free), TG_OK);
   else
     ck_assert_int_eq(tg_set_allocator(malloc, realloc, calloc, free), TG_OK);
+}
+
+/* One temporary directory for a whole test run, made before the tests fork:
+ * make_dir("test_x") creates $TMPDIR/test_x.XXXXXX (./test_x.XXXXXX without
+ * TMPDIR), test_dir() names it, P() and put() work inside it, and
+ * remove_tree(test_dir()) takes it away at the end. */
+#define TEST_DIR_LEN 1024
+static inline char *test_dir(void) {
+  static char dir[TEST_DIR_LEN];
+  return dir;
+}
+
+static inline void make_dir(const char *test) {
+  char *dir = test_dir();
+  const char *base = getenv("TMPDIR");
+  if (!base || !*base) base = ".";
+  snprintf(dir, TEST_DIR_LEN, "%s/%s.XXXXXX", base, test);
+  if (!mkdtemp(dir)) {
+    fprintf(stderr, "%s: mkdtemp %s: %s\n", test, dir, strerror(errno));
+    exit(EXIT_FAILURE);
+  }
+}
+
+/* Removes path and, if it is a directory, everything under it. */
+static inline void remove_tree(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) {
+    unlink(path);
+    return;
+  }
+  struct dirent *e;
+  char p[2048];
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= (int)sizeof p)
+      continue; /* too long to name: never so under a test's own folder */
+    remove_tree(p);
+  }
+  closedir(d);
+  rmdir(path);
+}
+
+/* "<test_dir()>/<name>" in one of a few rotating buffers. */
+static inline const char *P(const char *name) {
+  static char bufs[4][2048];
+  static int k;
+  char *b = bufs[k++ % 4];
+  snprintf(b, sizeof bufs[0], "%s/%s", test_dir(), name);
+  return b;
+}
+
+/* Writes n bytes of data to the file P(name). */
+static inline void put(const char *name, const void *data, size_t n) {
+  FILE *f = fopen(P(name), "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+  ck_assert_int_eq(fclose(f), 0);
 }
 
 #endif
