@@ -234,6 +234,14 @@ tg_tensor *tg__emit_scalar(tg_tape *t, const tg_opdef *op, tg_dtype dtype,
 extern const tg_opdef *const tg__ops[];
 extern const int tg__n_ops;
 
+/* Before a loop without dependences between iterations: vectorise it even
+ * where the optimisation level's cost model would not (GCC's -O2). */
+#ifdef _OPENMP
+#define TG__SIMD _Pragma("omp simd")
+#else
+#define TG__SIMD
+#endif
+
 /* Both-dtype kernels: TG__BOTH(DEF) expands DEF(float, f32) and
  * DEF(double, f64); TG__CALL(t, fn, ...) picks by dtype. */
 #define TG__BOTH(DEF) DEF(float, f32) DEF(double, f64)
