@@ -15,6 +15,7 @@
 #define U_KERNELS(T, S)                                                     \
   static void U_CAT(fwd_, S)(const T *restrict xs, T *restrict ys,          \
                              int64_t n) {                                   \
+    TG__SIMD                                                                \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i];                                                          \
       ys[i] = FWD(x);                                                       \
@@ -23,6 +24,7 @@
   static void U_CAT(bwd_, S)(const T *restrict xs, const T *restrict ys,    \
                              const T *restrict gs, T *restrict dx,          \
                              int64_t n) {                                   \
+    TG__SIMD                                                                \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i], y = ys[i], g = gs[i];                                    \
       (void)x;                                                              \
