@@ -17,7 +17,10 @@
  *        bench/train --dump-order FILE --workload W --epochs N
  *            the batcher's sample order, int32 [N epochs, 60000], as .npy
  * Each result is also printed as one line
- *   result W T sec_per_epoch=S steps_per_s=R maxrss_kb=K test_acc=A epochs=s1,s2,...
+ *   result W T sec_per_epoch=S steps_per_s=R maxrss_kb=K test_acc=A
+ *          cpu_per_epoch=C epochs=s1,s2,...
+ * (C: the median's CPU seconds, user + system over all threads: beside S,
+ * it shows how much a busy machine took from the run)
  * for scripts (bench/compare_pytorch.py). */
 #include <math.h>
 #include <stdio.h>
@@ -56,6 +59,14 @@ static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* CPU seconds of the whole process (all threads), user + system. */
+static double cpu_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+         (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -130,7 +141,7 @@ static int run(const workload *w, int threads, int epochs, uint64_t seed,
   tg_tape *t = tg_tape_new();
   tg_batcher *b = tg_batcher_new(tx, ty, w->batch, seed + 1);
   tg_batcher *vb = tg_batcher_new(vx, vy, EVAL_BATCH, 0);
-  double secs[MAX_EPOCHS];
+  double secs[MAX_EPOCHS], cpu[MAX_EPOCHS];
   int64_t steps = 0;
   if (!t || !b || !vb || model_init(&m, w, seed)) goto out;
   for (int i = 0; i < m.n; i++) np += tg_dense_params(m.layer[i], params + np);
@@ -142,7 +153,7 @@ static int run(const workload *w, int threads, int epochs, uint64_t seed,
     tg_batcher_shuffle(b);
     tg_tensor *x, *y;
     int more;
-    double t0 = now();
+    double t0 = now(), c0 = cpu_now();
     steps = 0;
     while ((more = tg_batcher_next(b, &x, &y)) == 1) {
       tg_tensor *loss = tg_softmax_nll(t, logits(t, &m, x), y);
@@ -154,6 +165,7 @@ static int run(const workload *w, int threads, int epochs, uint64_t seed,
     }
     if (more < 0) goto out;
     secs[e] = now() - t0;
+    cpu[e] = cpu_now() - c0;
   }
   double acc = evaluate(t, &m, vb);
   double sorted[MAX_EPOCHS];
@@ -161,11 +173,14 @@ static int run(const workload *w, int threads, int epochs, uint64_t seed,
   memcpy(sorted, epochs > 1 ? secs + 1 : secs, (size_t)k * sizeof *sorted);
   qsort(sorted, (size_t)k, sizeof *sorted, cmp_double);
   double med = k % 2 ? sorted[k / 2] : (sorted[k / 2 - 1] + sorted[k / 2]) / 2;
+  memcpy(sorted, epochs > 1 ? cpu + 1 : cpu, (size_t)k * sizeof *sorted);
+  qsort(sorted, (size_t)k, sizeof *sorted, cmp_double);
+  double cmed = k % 2 ? sorted[k / 2] : (sorted[k / 2 - 1] + sorted[k / 2]) / 2;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   printf("result %s %d sec_per_epoch=%.4f steps_per_s=%.1f maxrss_kb=%ld "
-         "test_acc=%.4f epochs=", w->name, threads, med, (double)steps / med,
-         ru.ru_maxrss, 100 * acc);
+         "test_acc=%.4f cpu_per_epoch=%.4f epochs=", w->name, threads, med,
+         (double)steps / med, ru.ru_maxrss, 100 * acc, cmed);
   for (int e = 0; e < epochs; e++) printf("%s%.4f", e ? "," : "", secs[e]);
   printf("\n");
   fflush(stdout);
