@@ -212,6 +212,27 @@ int tg__gemm_set_kernel(int k);
  * once every tapegrad object is freed the calling thread holds nothing. */
 void tg__gemm_release(void);
 
+/* spmm.c: products with a float left operand A[M,K] that is mostly zeros,
+ * kept by rows (CSR: rowptr[M+1], colidx/val[nnz]) and, for the weight
+ * gradient, by columns (colptr[K+1], rowidx/cval[nnz]). */
+typedef struct {
+  int64_t m, k, nnz;
+  int32_t *rowptr, *colidx, *colptr, *rowidx;
+  float *val, *cval;
+} tg__sparse;
+/* False when the environment variable TG_SPARSE_INPUT is "0". */
+bool tg__spmm_enabled(void);
+/* A's non-zeros, or -1 as soon as there are too many for the sparse
+ * product to pay. */
+int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K);
+/* Fills s (arrays allocated by the caller for nnz entries; the by-column
+ * ones only when by_col). */
+void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
+                    bool by_col);
+/* C[M,N] = A B (B row-major [K,N]); D[K,N] += A^T G (G [M,N]). */
+void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C);
+void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N, float *D);
+
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */
 int tg__check_float(const char *fn, const tg_tensor *x, const char *what);

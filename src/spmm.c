@@ -1,0 +1,245 @@
+/* src/spmm.c: float matrix products whose left operand is mostly exact
+ * zeros, as image data is (MNIST's pixels are 81% zeros). tg_matmul uses
+ * them for a caller-owned left operand dense enough in zeros: the forward
+ * C = A B and the weight gradient dB += A^T dC then cost nnz(A) N
+ * multiply-adds instead of M K N. The sums are those of the dense product
+ * without the zero terms, in a fixed order: the same for any thread count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Threads split the output's columns in blocks of this many. */
+#define JB 32
+
+/* Largest share of non-zeros at which skipping the zeros pays: the dense
+ * kernel does about twice the multiply-adds per cycle. */
+#define MAX_DENSITY 0.3
+
+/* Multiply-adds below which one thread does the whole product. */
+#define PAR_MIN_WORK 4.0e6
+
+bool tg__spmm_enabled(void) {
+  static int on = -1; /* read once; a benign race sets the same value */
+  if (on < 0) {
+    const char *e = getenv("TG_SPARSE_INPUT");
+    on = !(e && strcmp(e, "0") == 0);
+  }
+  return on;
+}
+
+int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K) {
+  int64_t limit = (int64_t)(MAX_DENSITY * (double)M * (double)K), nnz = 0;
+  for (int64_t i = 0; i < M; i++) {
+    int64_t row = 0;
+    TG__SIMD
+    for (int64_t k = 0; k < K; k++) row += A[i * K + k] != 0;
+    nnz += row;
+    if (nnz > limit) return -1;
+  }
+  return nnz;
+}
+
+void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
+                    bool by_col) {
+  int64_t p = 0;
+  for (int64_t i = 0; i < M; i++) {
+    s->rowptr[i] = (int32_t)p;
+    for (int64_t k = 0; k < K; k++)
+      if (A[i * K + k] != 0) {
+        s->colidx[p] = (int32_t)k;
+        s->val[p++] = A[i * K + k];
+      }
+  }
+  s->rowptr[M] = (int32_t)p;
+  s->m = M;
+  s->k = K;
+  s->nnz = p;
+  if (!by_col) return;
+  /* The transpose by a counting sort: rows stay in order within a column. */
+  memset(s->colptr, 0, (size_t)(K + 1) * sizeof *s->colptr);
+  for (int64_t q = 0; q < p; q++) s->colptr[s->colidx[q] + 1]++;
+  for (int64_t k = 0; k < K; k++) s->colptr[k + 1] += s->colptr[k];
+  for (int64_t i = 0; i < M; i++)
+    for (int64_t q = s->rowptr[i]; q < s->rowptr[i + 1]; q++) {
+      int32_t at = s->colptr[s->colidx[q]]++;
+      s->rowidx[at] = (int32_t)i;
+      s->cval[at] = s->val[q];
+    }
+  for (int64_t k = K; k > 0; k--) s->colptr[k] = s->colptr[k - 1];
+  s->colptr[0] = 0;
+}
+
+/* The portable kernels. Each covers the columns [j0, j1) of the output. */
+static void fwd_generic(const tg__sparse *s, const float *restrict B,
+                        int64_t N, float *restrict C, int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < s->m; i++) {
+    float *c = C + i * N;
+    for (int64_t j = j0; j < j1; j++) c[j] = 0;
+    for (int32_t q = s->rowptr[i]; q < s->rowptr[i + 1]; q++) {
+      float a = s->val[q];
+      const float *b = B + (int64_t)s->colidx[q] * N;
+      TG__SIMD
+      for (int64_t j = j0; j < j1; j++) c[j] += a * b[j];
+    }
+  }
+}
+
+static void tn_generic(const tg__sparse *s, const float *restrict G,
+                       int64_t N, float *restrict D, int64_t j0, int64_t j1) {
+  for (int64_t k = 0; k < s->k; k++) {
+    float *d = D + k * N;
+    for (int32_t q = s->colptr[k]; q < s->colptr[k + 1]; q++) {
+      float a = s->cval[q];
+      const float *g = G + (int64_t)s->rowidx[q] * N;
+      TG__SIMD
+      for (int64_t j = j0; j < j1; j++) d[j] += a * g[j];
+    }
+  }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SPMM_X86 1
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* Lanes [0, n) of a vector set, n in [1, 8]. */
+AVX2 static inline __m256i tail_mask(int64_t n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane);
+}
+
+/* An output row segment of 4 vectors (32 columns) stays in registers while
+ * the non-zeros of its row (forward) or column (weight gradient) stream
+ * past; the last, narrower segment uses one masked vector at a time. */
+AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
+                          int64_t N, float *restrict C, int64_t j0,
+                          int64_t j1) {
+  for (int64_t i = 0; i < s->m; i++) {
+    const int32_t q0 = s->rowptr[i], q1 = s->rowptr[i + 1];
+    float *c = C + i * N;
+    int64_t j = j0;
+    for (; j + 32 <= j1; j += 32) {
+      __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+      for (int32_t q = q0; q < q1; q++) {
+        __m256 a = _mm256_set1_ps(s->val[q]);
+        const float *b = B + (int64_t)s->colidx[q] * N + j;
+        c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), c0);
+        c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8), c1);
+        c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), c2);
+        c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), c3);
+      }
+      _mm256_storeu_ps(c + j, c0);
+      _mm256_storeu_ps(c + j + 8, c1);
+      _mm256_storeu_ps(c + j + 16, c2);
+      _mm256_storeu_ps(c + j + 24, c3);
+    }
+    for (; j < j1; j += 8) {
+      __m256i m = tail_mask(j1 - j);
+      __m256 c0 = _mm256_setzero_ps();
+      for (int32_t q = q0; q < q1; q++) {
+        const float *b = B + (int64_t)s->colidx[q] * N + j;
+        c0 = _mm256_fmadd_ps(_mm256_set1_ps(s->val[q]), _mm256_maskload_ps(b, m), c0);
+      }
+      _mm256_maskstore_ps(c + j, m, c0);
+    }
+  }
+}
+
+AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
+                         int64_t N, float *restrict D, int64_t j0,
+                         int64_t j1) {
+  for (int64_t k = 0; k < s->k; k++) {
+    const int32_t q0 = s->colptr[k], q1 = s->colptr[k + 1];
+    if (q0 == q1) continue; /* a column of zeros adds nothing */
+    float *d = D + k * N;
+    int64_t j = j0;
+    for (; j + 32 <= j1; j += 32) {
+      __m256 c0 = _mm256_loadu_ps(d + j), c1 = _mm256_loadu_ps(d + j + 8),
+             c2 = _mm256_loadu_ps(d + j + 16), c3 = _mm256_loadu_ps(d + j + 24);
+      for (int32_t q = q0; q < q1; q++) {
+        __m256 a = _mm256_set1_ps(s->cval[q]);
+        const float *g = G + (int64_t)s->rowidx[q] * N + j;
+        c0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g), c0);
+        c1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g + 8), c1);
+        c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g + 16), c2);
+        c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g + 24), c3);
+      }
+      _mm256_storeu_ps(d + j, c0);
+      _mm256_storeu_ps(d + j + 8, c1);
+      _mm256_storeu_ps(d + j + 16, c2);
+      _mm256_storeu_ps(d + j + 24, c3);
+    }
+    for (; j < j1; j += 8) {
+      __m256i m = tail_mask(j1 - j);
+      __m256 c0 = _mm256_maskload_ps(d + j, m);
+      for (int32_t q = q0; q < q1; q++) {
+        const float *g = G + (int64_t)s->rowidx[q] * N + j;
+        c0 = _mm256_fmadd_ps(_mm256_set1_ps(s->cval[q]), _mm256_maskload_ps(g, m), c0);
+      }
+      _mm256_maskstore_ps(d + j, m, c0);
+    }
+  }
+}
+#else
+#define SPMM_X86 0
+#endif
+
+typedef void (*spmm_fn)(const tg__sparse *, const float *, int64_t, float *,
+                        int64_t, int64_t);
+
+/* Splits the output's columns, in whole blocks of JB, among threads. */
+static void run(spmm_fn fn, const tg__sparse *s, const float *X, int64_t N,
+                float *Y) {
+  double work = (double)s->nnz * (double)N;
+  int64_t blocks = (N + JB - 1) / JB;
+  int nt = 1;
+#ifdef _OPENMP
+  if (work >= PAR_MIN_WORK && !omp_in_parallel()) {
+    nt = omp_get_max_threads();
+    if (nt > blocks) nt = (int)blocks;
+  }
+#endif
+  if (nt <= 1) {
+    fn(s, X, N, Y, 0, N);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+  {
+    int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
+    int64_t j0 = blocks * t / n * JB, j1 = blocks * (t + 1) / n * JB;
+    if (j1 > N) j1 = N;
+    if (j1 > j0) fn(s, X, N, Y, j0, j1);
+  }
+#endif
+}
+
+static bool use_avx2(void) {
+  return SPMM_X86 && tg__gemm_kernel() != TG__GEMM_GENERIC;
+}
+
+void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C) {
+#if SPMM_X86
+  if (use_avx2()) {
+    run(fwd_avx2, s, B, N, C);
+    return;
+  }
+#endif
+  run(fwd_generic, s, B, N, C);
+}
+
+void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N,
+                     float *D) {
+#if SPMM_X86
+  if (use_avx2()) {
+    run(tn_avx2, s, G, N, D);
+    return;
+  }
+#endif
+  run(tn_generic, s, G, N, D);
+}
