@@ -119,11 +119,12 @@ AVX2 static inline __m256i tail_mask(int64_t n) {
 AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
                           int64_t N, float *restrict C, int64_t j0,
                           int64_t j1) {
-  for (int64_t i = 0; i < s->m; i++) {
-    const int32_t q0 = s->rowptr[i], q1 = s->rowptr[i + 1];
-    float *c = C + i * N;
-    int64_t j = j0;
-    for (; j + 32 <= j1; j += 32) {
+  /* Column slabs outermost: the slab of B a row block reads (K x 32
+   * floats) stays in L2 across all the rows. */
+  int64_t j = j0;
+  for (; j + 32 <= j1; j += 32)
+    for (int64_t i = 0; i < s->m; i++) {
+      const int32_t q0 = s->rowptr[i], q1 = s->rowptr[i + 1];
       __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
       for (int32_t q = q0; q < q1; q++) {
         __m256 a = _mm256_set1_ps(s->val[q]);
@@ -133,19 +134,21 @@ AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
         c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), c2);
         c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), c3);
       }
-      _mm256_storeu_ps(c + j, c0);
-      _mm256_storeu_ps(c + j + 8, c1);
-      _mm256_storeu_ps(c + j + 16, c2);
-      _mm256_storeu_ps(c + j + 24, c3);
+      float *c = C + i * N + j;
+      _mm256_storeu_ps(c, c0);
+      _mm256_storeu_ps(c + 8, c1);
+      _mm256_storeu_ps(c + 16, c2);
+      _mm256_storeu_ps(c + 24, c3);
     }
-    for (; j < j1; j += 8) {
-      __m256i m = tail_mask(j1 - j);
+  for (; j < j1; j += 8) {
+    __m256i m = tail_mask(j1 - j);
+    for (int64_t i = 0; i < s->m; i++) {
       __m256 c0 = _mm256_setzero_ps();
-      for (int32_t q = q0; q < q1; q++) {
+      for (int32_t q = s->rowptr[i]; q < s->rowptr[i + 1]; q++) {
         const float *b = B + (int64_t)s->colidx[q] * N + j;
         c0 = _mm256_fmadd_ps(_mm256_set1_ps(s->val[q]), _mm256_maskload_ps(b, m), c0);
       }
-      _mm256_maskstore_ps(c + j, m, c0);
+      _mm256_maskstore_ps(C + i * N + j, m, c0);
     }
   }
 }
@@ -153,14 +156,15 @@ AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
 AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
                          int64_t N, float *restrict D, int64_t j0,
                          int64_t j1) {
-  for (int64_t k = 0; k < s->k; k++) {
-    const int32_t q0 = s->colptr[k], q1 = s->colptr[k + 1];
-    if (q0 == q1) continue; /* a column of zeros adds nothing */
-    float *d = D + k * N;
-    int64_t j = j0;
-    for (; j + 32 <= j1; j += 32) {
-      __m256 c0 = _mm256_loadu_ps(d + j), c1 = _mm256_loadu_ps(d + j + 8),
-             c2 = _mm256_loadu_ps(d + j + 16), c3 = _mm256_loadu_ps(d + j + 24);
+  /* Column slabs outermost: the slab of G (M x 32 floats) stays in L1. */
+  int64_t j = j0;
+  for (; j + 32 <= j1; j += 32)
+    for (int64_t k = 0; k < s->k; k++) {
+      const int32_t q0 = s->colptr[k], q1 = s->colptr[k + 1];
+      if (q0 == q1) continue; /* a column of zeros adds nothing */
+      float *d = D + k * N + j;
+      __m256 c0 = _mm256_loadu_ps(d), c1 = _mm256_loadu_ps(d + 8),
+             c2 = _mm256_loadu_ps(d + 16), c3 = _mm256_loadu_ps(d + 24);
       for (int32_t q = q0; q < q1; q++) {
         __m256 a = _mm256_set1_ps(s->cval[q]);
         const float *g = G + (int64_t)s->rowidx[q] * N + j;
@@ -169,19 +173,22 @@ AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
         c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g + 16), c2);
         c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(g + 24), c3);
       }
-      _mm256_storeu_ps(d + j, c0);
-      _mm256_storeu_ps(d + j + 8, c1);
-      _mm256_storeu_ps(d + j + 16, c2);
-      _mm256_storeu_ps(d + j + 24, c3);
+      _mm256_storeu_ps(d, c0);
+      _mm256_storeu_ps(d + 8, c1);
+      _mm256_storeu_ps(d + 16, c2);
+      _mm256_storeu_ps(d + 24, c3);
     }
-    for (; j < j1; j += 8) {
-      __m256i m = tail_mask(j1 - j);
-      __m256 c0 = _mm256_maskload_ps(d + j, m);
+  for (; j < j1; j += 8) {
+    __m256i m = tail_mask(j1 - j);
+    for (int64_t k = 0; k < s->k; k++) {
+      const int32_t q0 = s->colptr[k], q1 = s->colptr[k + 1];
+      if (q0 == q1) continue;
+      __m256 c0 = _mm256_maskload_ps(D + k * N + j, m);
       for (int32_t q = q0; q < q1; q++) {
         const float *g = G + (int64_t)s->rowidx[q] * N + j;
         c0 = _mm256_fmadd_ps(_mm256_set1_ps(s->cval[q]), _mm256_maskload_ps(g, m), c0);
       }
-      _mm256_maskstore_ps(d + j, m, c0);
+      _mm256_maskstore_ps(D + k * N + j, m, c0);
     }
   }
 }
