@@ -225,8 +225,10 @@ bool tg__spmm_enabled(void);
 /* A's non-zeros, or -1 as soon as there are too many for the sparse
  * product to pay. */
 int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K);
-/* Fills s (arrays allocated by the caller for nnz entries; the by-column
+/* Fills s (arrays allocated by the caller for nnz + TG__SPMM_SLACK
+ * entries, as the build may write that far past its last; the by-column
  * ones only when by_col). */
+#define TG__SPMM_SLACK 8
 void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
                     bool by_col);
 /* C[M,N] = A B (B row-major [K,N]); D[K,N] += A^T G (G [M,N]). */

@@ -43,16 +43,68 @@ int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K) {
   return nnz;
 }
 
+/* Appends the non-zeros of a[k0, K) to colidx/val at p; returns the new
+ * p. */
+static int64_t row_generic(const float *a, int64_t k0, int64_t K,
+                           int32_t *colidx, float *val, int64_t p) {
+  for (int64_t k = k0; k < K; k++)
+    if (a[k] != 0) {
+      colidx[p] = (int32_t)k;
+      val[p++] = a[k];
+    }
+  return p;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* Eight at a time, without a branch per element: a compare gives the mask
+ * of non-zeros, pext turns it into the permutation that packs them to the
+ * front, and all eight lanes are stored (up to 7 past the end, which the
+ * caller's buffers leave room for) while p advances by the count. */
+__attribute__((target("avx2,bmi2,popcnt"))) static int64_t row_avx2(
+    const float *a, int64_t K, int32_t *colidx, float *val, int64_t p) {
+  int64_t k = 0;
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (; k + 8 <= K; k += 8) {
+    __m256 v = _mm256_loadu_ps(a + k);
+    unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+    if (!m) continue;
+    uint64_t bytes = _pdep_u64(m, 0x0101010101010101ull) * 0xFF;
+    uint64_t idx = _pext_u64(0x0706050403020100ull, bytes);
+    __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)idx));
+    _mm256_storeu_ps(val + p, _mm256_permutevar8x32_ps(v, perm));
+    _mm256_storeu_si256((__m256i *)(colidx + p),
+                        _mm256_add_epi32(_mm256_permutevar8x32_epi32(lane, perm),
+                                         _mm256_set1_epi32((int)k)));
+    p += __builtin_popcount(m);
+  }
+  return row_generic(a, k, K, colidx, val, p);
+}
+#endif
+
 void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
                     bool by_col) {
   int64_t p = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  static int bmi2 = -1; /* pext is fast from Zen 3 and Haswell on */
+  if (bmi2 < 0) {
+    __builtin_cpu_init();
+    bmi2 = __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
+  }
+  bool vec = bmi2 && tg__gemm_kernel() != TG__GEMM_GENERIC;
+#else
+  bool vec = false;
+#endif
   for (int64_t i = 0; i < M; i++) {
     s->rowptr[i] = (int32_t)p;
-    for (int64_t k = 0; k < K; k++)
-      if (A[i * K + k] != 0) {
-        s->colidx[p] = (int32_t)k;
-        s->val[p++] = A[i * K + k];
-      }
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (vec) {
+      p = row_avx2(A + i * K, K, s->colidx, s->val, p);
+      continue;
+    }
+#endif
+    p = row_generic(A + i * K, 0, K, s->colidx, s->val, p);
   }
   s->rowptr[M] = (int32_t)p;
   s->m = M;
