@@ -265,6 +265,17 @@ extern const int tg__n_ops;
 #define TG__SIMD
 #endif
 
+/* threads.c: fn(ctx, i0, i1) over [0, n) in contiguous chunks, one per
+ * thread, with at least min_chunk elements each (so small n stays on the
+ * calling thread); for elementwise work, whose result cannot depend on the
+ * split. */
+typedef void (*tg__range_fn)(void *ctx, int64_t i0, int64_t i1);
+void tg__par_range(int64_t n, int64_t min_chunk, tg__range_fn fn, void *ctx);
+/* Elements per thread from which a memory-bound elementwise pass over
+ * parameters is worth splitting: W2's 784x512 and 512x512 weights, not
+ * W1's 784x100 (whose pass takes less than a parallel region costs). */
+#define TG__PAR_ELEMS ((int64_t)1 << 17)
+
 /* Both-dtype kernels: TG__BOTH(DEF) expands DEF(float, f32) and
  * DEF(double, f64); TG__CALL(t, fn, ...) picks by dtype. */
 #define TG__BOTH(DEF) DEF(float, f32) DEF(double, f64)
