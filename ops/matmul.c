@@ -33,7 +33,11 @@ static tg__sparse *sparse_of(tg_tape *t, const tg_tensor *a, tg_tensor *c) {
   if (nnz < 0) return NULL;
   tg_node *nd = tg__node_of(c);
   bool by_col = nd && (nd->in[1]->flags & TG__NEEDS_GRAD);
-  size_t nz = (size_t)nnz + TG__SPMM_SLACK;
+  /* Room for as many non-zeros as the sparse path ever takes, not this
+   * batch's count: the arena's use per step then depends on the shapes
+   * alone, and a later batch with more non-zeros never makes it grow (a
+   * steady state allocates nothing). */
+  size_t nz = (size_t)tg__spmm_max_nnz(M, K) + TG__SPMM_SLACK;
   tg__sparse *s = tg__arena_alloc(t, sizeof *s);
   if (!s) return NULL;
   memset(s, 0, sizeof *s);

@@ -225,6 +225,8 @@ bool tg__spmm_enabled(void);
 /* A's non-zeros, or -1 as soon as there are too many for the sparse
  * product to pay. */
 int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K);
+/* The most non-zeros tg__spmm_nnz accepts for an [M,K] operand. */
+int64_t tg__spmm_max_nnz(int64_t M, int64_t K);
 /* Fills s (arrays allocated by the caller for nnz + TG__SPMM_SLACK
  * entries, as the build may write that far past its last; the by-column
  * ones only when by_col). */

@@ -31,8 +31,12 @@ bool tg__spmm_enabled(void) {
   return on;
 }
 
+int64_t tg__spmm_max_nnz(int64_t M, int64_t K) {
+  return (int64_t)(MAX_DENSITY * (double)M * (double)K);
+}
+
 int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K) {
-  int64_t limit = (int64_t)(MAX_DENSITY * (double)M * (double)K), nnz = 0;
+  int64_t limit = tg__spmm_max_nnz(M, K), nnz = 0;
   for (int64_t i = 0; i < M; i++) {
     int64_t row = 0;
     TG__SIMD
