@@ -10,4 +10,5 @@
 #define FWD(x) _Generic((x), float: tg__sigmoidf, default: sigmoid_f64_)(x)
 static inline double sigmoid_f64_(double x) { return 1 / (1 + exp(-x)); }
 #define BWD(x, y, g) ((g) * (y) * (1 - (y)))
+#define UNARY_FWD_SIMD 1
 #include "unary.h"

@@ -23,7 +23,7 @@ struct tg_optim {
 /* --- kernels, one pair per dtype (tgmath picks sqrtf for float). Scalars
  * arrive in the parameter's type. */
 
-/* Each case is its own loop without a branch inside, so the compiler
+/* Each SGD case is its own loop without a branch inside, so the compiler
  * vectorises it (TG__SIMD); the arithmetic per element is unchanged. */
 #define KERNELS(T, S)                                                        \
   static void sgd_##S(T *restrict w, const T *restrict g, T *restrict v,     \
@@ -54,7 +54,7 @@ struct tg_optim {
   static void adam_##S(T *restrict w, const T *restrict g, T *restrict m,    \
                        T *restrict v, int64_t n, T step_size, T b1, T b2,    \
                        T eps, T wd, T sqrt_bc2) {                            \
-    TG__SIMD                                                      \
+    /* no TG__SIMD: sqrt may set errno, so this loop cannot vectorise */    \
     for (int64_t i = 0; i < n; i++) {                                        \
       T d = g[i] + wd * w[i];                                                \
       m[i] = b1 * m[i] + (1 - b1) * d;                                       \
