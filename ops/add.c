@@ -7,17 +7,22 @@
   static void add_##S(const T *restrict a, const T *restrict b,              \
                       T *restrict c, int64_t rows, int64_t cols,             \
                       int64_t bstride) {                                     \
-    for (int64_t r = 0; r < rows; r++)                                       \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      TG__SIMD                                                               \
       for (int64_t j = 0; j < cols; j++)                                     \
         c[r * cols + j] = a[r * cols + j] + b[r * bstride + j];              \
+    }                                                                        \
   }                                                                          \
   static void acc_##S(const T *restrict g, T *restrict d, int64_t n) {       \
+    TG__SIMD                                                                 \
     for (int64_t i = 0; i < n; i++) d[i] += g[i];                            \
   }                                                                          \
   static void colsum_acc_##S(const T *restrict g, T *restrict d,             \
                              int64_t rows, int64_t cols) {                   \
-    for (int64_t r = 0; r < rows; r++)                                       \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      TG__SIMD                                                               \
       for (int64_t j = 0; j < cols; j++) d[j] += g[r * cols + j];            \
+    }                                                                        \
   }
 TG__BOTH(KERNELS)
 

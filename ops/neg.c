@@ -3,4 +3,5 @@
 #define UNARY_DOMAIN TG__DOM_ANY
 #define FWD(x) (-(x))
 #define BWD(x, y, g) (-(g))
+#define UNARY_FWD_SIMD 2
 #include "unary.h"

@@ -4,4 +4,5 @@
 #define UNARY_DOMAIN TG__DOM_NONZERO
 #define FWD(x) ((x) > 0 ? (x) : 0)
 #define BWD(x, y, g) ((x) > 0 ? (g) : 0)
+#define UNARY_FWD_SIMD 2
 #include "unary.h"

@@ -1,7 +1,8 @@
 /* ops/unary.h: the template every elementwise op is made from. Before
  * including it, define UNARY_NAME, FWD(x) (the value) and BWD(x, y, g) (the
  * gradient contribution to dx, given the input x, the output y and the
- * incoming gradient g), and UNARY_DOMAIN for the generated tests. With
+ * incoming gradient g), UNARY_DOMAIN for the generated tests, and
+ * optionally UNARY_FWD_SIMD (below). With
  * <tgmath.h>, exp/log/tanh pick their float or double version. */
 #include <tgmath.h>
 
@@ -12,9 +13,28 @@
 #define U_STR_(a) #a
 #define U_STR(a) U_STR_(a)
 
+/* UNARY_FWD_SIMD: which forward loops are straight-line arithmetic the
+ * compiler can vectorise (TG__SIMD): 0 none (a libm call per element:
+ * clang would warn that the request failed), 1 float only, 2 both. Every
+ * BWD is plain arithmetic. */
+#ifndef UNARY_FWD_SIMD
+#define UNARY_FWD_SIMD 0
+#endif
+#if UNARY_FWD_SIMD >= 1
+#define U_SIMD_f32 TG__SIMD
+#else
+#define U_SIMD_f32
+#endif
+#if UNARY_FWD_SIMD >= 2
+#define U_SIMD_f64 TG__SIMD
+#else
+#define U_SIMD_f64
+#endif
+
 #define U_KERNELS(T, S)                                                     \
   static void U_CAT(fwd_, S)(const T *restrict xs, T *restrict ys,          \
                              int64_t n) {                                   \
+    U_SIMD_##S                                                              \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i];                                                          \
       ys[i] = FWD(x);                                                       \
@@ -23,6 +43,7 @@
   static void U_CAT(bwd_, S)(const T *restrict xs, const T *restrict ys,    \
                              const T *restrict gs, T *restrict dx,          \
                              int64_t n) {                                   \
+    TG__SIMD                                                                \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i], y = ys[i], g = gs[i];                                    \
       (void)x;                                                              \

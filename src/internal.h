@@ -231,6 +231,31 @@ int tg__gemm_set_kernel(int k);
  * once every tapegrad object is freed the calling thread holds nothing. */
 void tg__gemm_release(void);
 
+/* spmm.c: products with a float left operand A[M,K] that is mostly zeros,
+ * kept by rows (CSR: rowptr[M+1], colidx/val[nnz]) and, for the weight
+ * gradient, by columns (colptr[K+1], rowidx/cval[nnz]). */
+typedef struct {
+  int64_t m, k, nnz;
+  int32_t *rowptr, *colidx, *colptr, *rowidx;
+  float *val, *cval;
+} tg__sparse;
+/* False when the environment variable TG_SPARSE_INPUT is "0". */
+bool tg__spmm_enabled(void);
+/* A's non-zeros, or -1 as soon as there are too many for the sparse
+ * product to pay. */
+int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K);
+/* The most non-zeros tg__spmm_nnz accepts for an [M,K] operand. */
+int64_t tg__spmm_max_nnz(int64_t M, int64_t K);
+/* Fills s (arrays allocated by the caller for nnz + TG__SPMM_SLACK
+ * entries, as the build may write that far past its last; the by-column
+ * ones only when by_col). */
+#define TG__SPMM_SLACK 8
+void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
+                    bool by_col);
+/* C[M,N] = A B (B row-major [K,N]); D[K,N] += A^T G (G [M,N]). */
+void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C);
+void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N, float *D);
+
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */
 int tg__check_float(const char *fn, const tg_tensor *x, const char *what);
@@ -252,6 +277,25 @@ tg_tensor *tg__emit_scalar(tg_tape *t, const tg_opdef *op, tg_dtype dtype,
 #undef TG_OP
 extern const tg_opdef *const tg__ops[];
 extern const int tg__n_ops;
+
+/* Before a loop without dependences between iterations: vectorise it even
+ * where the optimisation level's cost model would not (GCC's -O2). */
+#ifdef _OPENMP
+#define TG__SIMD _Pragma("omp simd")
+#else
+#define TG__SIMD
+#endif
+
+/* threads.c: fn(ctx, i0, i1) over [0, n) in contiguous chunks, one per
+ * thread, with at least min_chunk elements each (so small n stays on the
+ * calling thread); for elementwise work, whose result cannot depend on the
+ * split. */
+typedef void (*tg__range_fn)(void *ctx, int64_t i0, int64_t i1);
+void tg__par_range(int64_t n, int64_t min_chunk, tg__range_fn fn, void *ctx);
+/* Elements per thread from which a memory-bound elementwise pass over
+ * parameters is worth splitting: W2's 784x512 and 512x512 weights, not
+ * W1's 784x100 (whose pass takes less than a parallel region costs). */
+#define TG__PAR_ELEMS ((int64_t)1 << 17)
 
 /* Both-dtype kernels: TG__BOTH(DEF) expands DEF(float, f32) and
  * DEF(double, f64); TG__CALL(t, fn, ...) picks by dtype. */

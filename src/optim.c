@@ -23,21 +23,38 @@ struct tg_optim {
 /* --- kernels, one pair per dtype (tgmath picks sqrtf for float). Scalars
  * arrive in the parameter's type. */
 
+/* Each SGD case is its own loop without a branch inside, so the compiler
+ * vectorises it (TG__SIMD); the arithmetic per element is unchanged. */
 #define KERNELS(T, S)                                                        \
   static void sgd_##S(T *restrict w, const T *restrict g, T *restrict v,     \
                       int64_t n, T lr, T mu, T wd, bool nesterov) {          \
-    for (int64_t i = 0; i < n; i++) {                                        \
-      T d = g[i] + wd * w[i];                                                \
-      if (v) {                                                               \
-        v[i] = mu * v[i] + d;                                                \
-        d = nesterov ? d + mu * v[i] : v[i];                                 \
+    if (!v && wd == 0) {                                                     \
+      TG__SIMD                                                    \
+      for (int64_t i = 0; i < n; i++) w[i] -= lr * g[i];                     \
+    } else if (!v) {                                                         \
+      TG__SIMD                                                    \
+      for (int64_t i = 0; i < n; i++) w[i] -= lr * (g[i] + wd * w[i]);       \
+    } else if (!nesterov) {                                                  \
+      TG__SIMD                                                    \
+      for (int64_t i = 0; i < n; i++) {                                      \
+        T vi = mu * v[i] + (g[i] + wd * w[i]);                               \
+        v[i] = vi;                                                           \
+        w[i] -= lr * vi;                                                     \
       }                                                                      \
-      w[i] -= lr * d;                                                        \
+    } else {                                                                 \
+      TG__SIMD                                                    \
+      for (int64_t i = 0; i < n; i++) {                                      \
+        T d = g[i] + wd * w[i];                                              \
+        T vi = mu * v[i] + d;                                                \
+        v[i] = vi;                                                           \
+        w[i] -= lr * (d + mu * vi);                                          \
+      }                                                                      \
     }                                                                        \
   }                                                                          \
   static void adam_##S(T *restrict w, const T *restrict g, T *restrict m,    \
                        T *restrict v, int64_t n, T step_size, T b1, T b2,    \
                        T eps, T wd, T sqrt_bc2) {                            \
+    /* no TG__SIMD: sqrt may set errno, so this loop cannot vectorise */    \
     for (int64_t i = 0; i < n; i++) {                                        \
       T d = g[i] + wd * w[i];                                                \
       m[i] = b1 * m[i] + (1 - b1) * d;                                       \
@@ -186,6 +203,43 @@ tg_optim *tg_adam_new(tg_tensor *const *params, int n,
 
 /* --- the update */
 
+/* One parameter's update, split among threads when it is large. */
+typedef struct {
+  const tg_optim *o;
+  tg_tensor *p;
+  void *v1, *v2;
+  double step_size, sqrt_bc2;
+} step_ctx;
+
+static void step_range(void *ctx, int64_t i0, int64_t i1) {
+  const step_ctx *c = ctx;
+  const tg_optim *o = c->o;
+  tg_tensor *p = c->p;
+  int64_t n = i1 - i0;
+  if (o->kind == SGD) {
+    const tg_sgd_config *s = &o->sgd;
+    if (p->dtype == TG_F32)
+      sgd_f32((float *)p->data + i0, (const float *)p->grad + i0,
+              c->v1 ? (float *)c->v1 + i0 : NULL, n, (float)o->lr,
+              (float)s->momentum, (float)s->weight_decay, s->nesterov);
+    else
+      sgd_f64((double *)p->data + i0, (const double *)p->grad + i0,
+              c->v1 ? (double *)c->v1 + i0 : NULL, n, o->lr, s->momentum,
+              s->weight_decay, s->nesterov);
+  } else {
+    const tg_adam_config *a = &o->adam;
+    if (p->dtype == TG_F32)
+      adam_f32((float *)p->data + i0, (const float *)p->grad + i0,
+               (float *)c->v1 + i0, (float *)c->v2 + i0, n,
+               (float)c->step_size, (float)a->beta1, (float)a->beta2,
+               (float)a->eps, (float)a->weight_decay, (float)c->sqrt_bc2);
+    else
+      adam_f64((double *)p->data + i0, (const double *)p->grad + i0,
+               (double *)c->v1 + i0, (double *)c->v2 + i0, n, c->step_size,
+               a->beta1, a->beta2, a->eps, a->weight_decay, c->sqrt_bc2);
+  }
+}
+
 int tg_optim_step(tg_optim *o) {
   if (!o) return tg__err(TG_EINVAL, "tg_optim_step: optimizer is NULL");
   o->steps++;
@@ -199,26 +253,9 @@ int tg_optim_step(tg_optim *o) {
   for (int i = 0; i < o->n; i++) {
     tg_tensor *p = o->params[i];
     if (!(p->flags & TG__REQ_GRAD)) continue; /* frozen */
-    void *v1 = o->buf1[i] ? o->buf1[i]->data : NULL;
-    if (o->kind == SGD) {
-      const tg_sgd_config *c = &o->sgd;
-      if (p->dtype == TG_F32)
-        sgd_f32(p->data, p->grad, v1, p->numel, (float)o->lr,
-                (float)c->momentum, (float)c->weight_decay, c->nesterov);
-      else
-        sgd_f64(p->data, p->grad, v1, p->numel, o->lr, c->momentum,
-                c->weight_decay, c->nesterov);
-    } else {
-      const tg_adam_config *c = &o->adam;
-      void *v2 = o->buf2[i]->data;
-      if (p->dtype == TG_F32)
-        adam_f32(p->data, p->grad, v1, v2, p->numel, (float)step_size,
-                 (float)c->beta1, (float)c->beta2, (float)c->eps,
-                 (float)c->weight_decay, (float)sqrt_bc2);
-      else
-        adam_f64(p->data, p->grad, v1, v2, p->numel, step_size, c->beta1,
-                 c->beta2, c->eps, c->weight_decay, sqrt_bc2);
-    }
+    step_ctx c = {o, p, o->buf1[i] ? o->buf1[i]->data : NULL,
+                  o->buf2[i] ? o->buf2[i]->data : NULL, step_size, sqrt_bc2};
+    tg__par_range(p->numel, TG__PAR_ELEMS, step_range, &c);
   }
   return TG_OK;
 }

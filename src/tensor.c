@@ -269,9 +269,15 @@ bool tg_tensor_requires_grad(const tg_tensor *t) {
   return t && (t->flags & TG__REQ_GRAD);
 }
 
+static void zero_range(void *ctx, int64_t i0, int64_t i1) {
+  tg_tensor *t = ctx;
+  size_t es = tg__dtype_size(t->dtype);
+  memset((char *)t->grad + (size_t)i0 * es, 0, (size_t)(i1 - i0) * es);
+}
+
 int tg_zero_grad(tg_tensor *t) {
   if (!t) return tg__err(TG_EINVAL, "tg_zero_grad: tensor is NULL");
-  if (t->grad) memset(t->grad, 0, (size_t)t->numel * tg__dtype_size(t->dtype));
+  if (t->grad) tg__par_range(t->numel, TG__PAR_ELEMS, zero_range, t);
   return TG_OK;
 }
 

@@ -194,6 +194,68 @@ START_TEST(gradcheck_catches_wrong_gradient) {
 }
 END_TEST
 
+
+/* A caller-owned float left operand that is mostly zeros takes the sparse
+ * product (src/spmm.c): its forward and both gradients must match a float64
+ * reference, for widths with and without a ragged last block, and for an
+ * operand of zeros only. */
+static const int64_t sparse_shapes[][3] = {
+    {37, 50, 70}, {32, 784, 100}, {5, 9, 3}, {64, 40, 33}, {6, 16, 32}};
+
+START_TEST(sparse_left_operand_matches_dense) {
+  const int64_t M = sparse_shapes[_i][0], K = sparse_shapes[_i][1],
+                N = sparse_shapes[_i][2];
+  tg_rng rng;
+  tg_rng_seed(&rng, 40 + (uint64_t)_i);
+  for (int all_zero = 0; all_zero < 2; all_zero++) {
+    tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(M, K));
+    for (int64_t i = 0; i < a->numel; i++)
+      if (!all_zero && tg_rng_uniform(&rng) < 0.2) tg_set(a, i, tg_rng_normal(&rng));
+    tg_requires_grad(a, true); /* dA goes through the dense product */
+    tg_tensor *b = param_normal(TG_F32, TG_SHAPE(K, N), &rng);
+    tg_tensor *g = tg_zeros(TG_F32, TG_SHAPE(M, N));
+    tg_fill_normal(g, &rng, 0, 1);
+    tg_tape *t = tg_tape_new();
+    tg_tensor *c = tg_matmul(t, a, b);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(tg_backward_grad(t, c, g), TG_OK);
+    const float *A = a->data, *B = b->data, *G = g->data, *C = c->data;
+    const float *dA = a->grad, *dB = b->grad;
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) {
+        double ref = 0, mag = 0;
+        for (int64_t k = 0; k < K; k++) {
+          ref += (double)A[i * K + k] * B[k * N + j];
+          mag += fabs((double)A[i * K + k] * B[k * N + j]);
+        }
+        ck_assert_double_eq_tol(C[i * N + j], ref, 1e-5 * (1 + mag));
+      }
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t j = 0; j < N; j++) {
+        double ref = 0, mag = 0;
+        for (int64_t i = 0; i < M; i++) {
+          ref += (double)A[i * K + k] * G[i * N + j];
+          mag += fabs((double)A[i * K + k] * G[i * N + j]);
+        }
+        ck_assert_double_eq_tol(dB[k * N + j], ref, 1e-5 * (1 + mag));
+      }
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t k = 0; k < K; k++) {
+        double ref = 0, mag = 0;
+        for (int64_t j = 0; j < N; j++) {
+          ref += (double)G[i * N + j] * B[k * N + j];
+          mag += fabs((double)G[i * N + j] * B[k * N + j]);
+        }
+        ck_assert_double_eq_tol(dA[i * K + k], ref, 1e-5 * (1 + mag));
+      }
+    tg_tape_free(t);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tensor_free(g);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("ops");
   TCase *tc = tcase_create("op list");
@@ -203,6 +265,8 @@ int main(void) {
   tcase_add_test(tc, gradcheck_catches_nan_gradient);
   tcase_add_loop_test(tc, gradcheck_op, 0, tg__n_ops);
   tcase_add_loop_test(tc, float32_matches_float64, 0, tg__n_ops);
+  tcase_add_loop_test(tc, sparse_left_operand_matches_dense, 0,
+                      (int)(sizeof sparse_shapes / sizeof *sparse_shapes));
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
