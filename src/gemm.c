@@ -145,18 +145,6 @@ static int gemm_threads(double work, int64_t units) {
 #define KVL 8
 #define KEDGE s_edge
 #include "gemm_kern.h"
-#undef KZERO
-#undef KLOAD
-#undef KSTORE
-#undef KBCAST
-#undef KFMA
-#undef KMUL
-#undef KSET1
-#undef KNAME
-#undef KT
-#undef KV
-#undef KVL
-#undef KEDGE
 #define KZERO _mm256_setzero_pd
 #define KLOAD _mm256_loadu_pd
 #define KSTORE _mm256_storeu_pd
@@ -170,18 +158,6 @@ static int gemm_threads(double work, int64_t units) {
 #define KVL 4
 #define KEDGE d_edge
 #include "gemm_kern.h"
-#undef KZERO
-#undef KLOAD
-#undef KSTORE
-#undef KBCAST
-#undef KFMA
-#undef KMUL
-#undef KSET1
-#undef KNAME
-#undef KT
-#undef KV
-#undef KVL
-#undef KEDGE
 #undef KTARGET
 #undef KMR
 #undef KROWS
@@ -204,18 +180,6 @@ static int gemm_threads(double work, int64_t units) {
 #define KVL 16
 #define KEDGE s_edge
 #include "gemm_kern.h"
-#undef KZERO
-#undef KLOAD
-#undef KSTORE
-#undef KBCAST
-#undef KFMA
-#undef KMUL
-#undef KSET1
-#undef KNAME
-#undef KT
-#undef KV
-#undef KVL
-#undef KEDGE
 #define KZERO _mm512_setzero_pd
 #define KLOAD _mm512_loadu_pd
 #define KSTORE _mm512_storeu_pd
@@ -229,18 +193,6 @@ static int gemm_threads(double work, int64_t units) {
 #define KVL 8
 #define KEDGE d_edge
 #include "gemm_kern.h"
-#undef KZERO
-#undef KLOAD
-#undef KSTORE
-#undef KBCAST
-#undef KFMA
-#undef KMUL
-#undef KSET1
-#undef KNAME
-#undef KT
-#undef KV
-#undef KVL
-#undef KEDGE
 #undef KTARGET
 #undef KMR
 #undef KROWS

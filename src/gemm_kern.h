@@ -89,3 +89,17 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
     KEDGE(t, 2 * KVL, m, n, c, ldc, alpha, beta);
   }
 }
+
+/* Each inclusion defines one kernel; its parameters end here. */
+#undef KZERO
+#undef KLOAD
+#undef KSTORE
+#undef KBCAST
+#undef KFMA
+#undef KMUL
+#undef KSET1
+#undef KNAME
+#undef KT
+#undef KV
+#undef KVL
+#undef KEDGE
