@@ -588,9 +588,9 @@ static int check_names(const char *fn, const char *what,
   return rc;
 }
 
-int tg_load_into(const char *path, const char *const *names,
-                 tg_tensor *const *tensors, int n) {
-  const char *fn = "tg_load_into";
+/* The arguments tg_save and tg_load_into share. */
+static int check_args(const char *fn, const char *path, const char *const *names,
+                      tg_tensor *const *tensors, int n) {
   if (!path) return tg__err(TG_EINVAL, "%s: path is NULL", fn);
   if (n < 0) return tg__err(TG_EINVAL, "%s: n is %d", fn, n);
   if (n > 0 && (!names || !tensors))
@@ -598,6 +598,13 @@ int tg_load_into(const char *path, const char *const *names,
   for (int i = 0; i < n; i++)
     if (!tensors[i])
       return tg__err(TG_EINVAL, "%s: tensors[%d] is NULL", fn, i);
+  return TG_OK;
+}
+
+int tg_load_into(const char *path, const char *const *names,
+                 tg_tensor *const *tensors, int n) {
+  const char *fn = "tg_load_into";
+  if (check_args(fn, path, names, tensors, n)) return tg_last_status();
   int rc = check_names(fn, "names", names, n, false);
   if (rc) return rc;
 
@@ -726,13 +733,7 @@ static char *build_header(const char *const *names, tg_tensor *const *tensors,
 int tg_save(const char *path, const char *const *names,
             tg_tensor *const *tensors, int n, const char *const *meta_kv) {
   const char *fn = "tg_save";
-  if (!path) return tg__err(TG_EINVAL, "%s: path is NULL", fn);
-  if (n < 0) return tg__err(TG_EINVAL, "%s: n is %d", fn, n);
-  if (n > 0 && (!names || !tensors))
-    return tg__err(TG_EINVAL, "%s: %s is NULL", fn, !names ? "names" : "tensors");
-  for (int i = 0; i < n; i++)
-    if (!tensors[i])
-      return tg__err(TG_EINVAL, "%s: tensors[%d] is NULL", fn, i);
+  if (check_args(fn, path, names, tensors, n)) return tg_last_status();
   int pairs = 0;
   int rc = check_names(fn, "names", names, n, true);
   if (rc || (rc = check_meta_kv(fn, meta_kv, &pairs))) return rc;
