@@ -218,8 +218,16 @@ void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                int64_t ldb, double beta, double *C, int64_t ldc);
 /* The micro-kernels gemm.c can run. By default it takes the best the CPU
  * supports, or the one named by the environment variable TG_GEMM_KERNEL
- * (generic, avx2, avx512) when the CPU supports that one. */
-enum { TG__GEMM_GENERIC, TG__GEMM_AVX2, TG__GEMM_AVX512, TG__GEMM_NKERNELS };
+ * (generic, avx2, avx512, avx512-on-avx2) when the CPU supports that one.
+ * avx512-on-avx2 is the AVX-512 kernel's code and tile on AVX2 vectors, so
+ * that path is tested on machines without AVX-512; never the default. */
+enum {
+  TG__GEMM_GENERIC,
+  TG__GEMM_AVX2,
+  TG__GEMM_AVX512,
+  TG__GEMM_AVX512_ON_AVX2,
+  TG__GEMM_NKERNELS
+};
 bool tg__gemm_kernel_supported(int k);
 const char *tg__gemm_kernel_name(int k);
 int tg__gemm_kernel(void); /* the one in use */

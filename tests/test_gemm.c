@@ -203,6 +203,9 @@ START_TEST(test_gemm_kernel_choice) {
   ck_assert_int_eq(tg__gemm_set_kernel(TG__GEMM_NKERNELS), TG_EINVAL);
   ck_assert(tg__gemm_kernel_supported(tg__gemm_kernel()));
   ck_assert_str_eq(tg__gemm_kernel_name(TG__GEMM_AVX512), "avx512");
+  /* The AVX-512 tile on AVX2 vectors is for tests: never picked. */
+  ck_assert_int_ne(tg__gemm_kernel(), TG__GEMM_AVX512_ON_AVX2);
+  ck_assert_str_eq(tg__gemm_kernel_name(TG__GEMM_AVX512_ON_AVX2), "avx512-on-avx2");
 }
 END_TEST
 
