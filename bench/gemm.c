@@ -103,6 +103,69 @@ static double gflops(gemm_fn f, const shape *s, const float *A,
   return med;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* The FMA ceiling: twelve independent chains of vector FMAs, enough to keep
+ * every FMA unit busy whatever its latency. Returns FLOPs done. */
+#define FMA_LOOP(TARGET, NAME, V, SET1, FMA, ADD, LANES)                   \
+  TARGET static double NAME(long iters, float *sink) {                   \
+    V a0 = SET1(1.0f), a1 = SET1(1.1f), a2 = SET1(1.2f), a3 = SET1(1.3f),  \
+      a4 = SET1(1.4f), a5 = SET1(1.5f), a6 = SET1(1.6f), a7 = SET1(1.7f),  \
+      a8 = SET1(1.8f), a9 = SET1(1.9f), a10 = SET1(2.0f), a11 = SET1(2.1f); \
+    V m = SET1(0.999999f), c = SET1(1e-7f);                                \
+    for (long i = 0; i < iters; i++) {                                     \
+      a0 = FMA(a0, m, c), a1 = FMA(a1, m, c), a2 = FMA(a2, m, c);          \
+      a3 = FMA(a3, m, c), a4 = FMA(a4, m, c), a5 = FMA(a5, m, c);          \
+      a6 = FMA(a6, m, c), a7 = FMA(a7, m, c), a8 = FMA(a8, m, c);          \
+      a9 = FMA(a9, m, c), a10 = FMA(a10, m, c), a11 = FMA(a11, m, c);      \
+      __asm__ volatile("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3));       \
+    }                                                                      \
+    V s = ADD(ADD(ADD(a0, a1), ADD(a2, a3)), ADD(ADD(a4, a5), ADD(a6, a7))); \
+    s = ADD(s, ADD(ADD(a8, a9), ADD(a10, a11)));                           \
+    float out[16];                                                         \
+    memcpy(out, &s, sizeof s);                                             \
+    *sink += out[0];                                                       \
+    return 12.0 * 2.0 * LANES * (double)iters;                             \
+  }
+FMA_LOOP(__attribute__((target("avx2,fma"))), fma_avx2, __m256,
+         _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps, 8)
+FMA_LOOP(__attribute__((target("avx512f"))), fma_avx512, __m512,
+         _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps, 16)
+
+/* Median GFLOP/s of the FMA loop on each of threads threads at once (the
+ * sum over threads), on the widest vectors the CPU has; 0 and no name on
+ * a CPU with neither. */
+static double fma_ceiling(int threads, int reps, const char **isa) {
+  double (*loop)(long, float *) = NULL;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f"))
+    loop = fma_avx512, *isa = "avx512";
+  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    loop = fma_avx2, *isa = "avx2+fma";
+  if (!loop) return 0;
+  double r[64];
+  if (reps > 64) reps = 64;
+  const long iters = 20000000;
+  for (int i = 0; i < reps; i++) {
+    double t0 = now(), flop = 0;
+    float sink = 0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : flop, sink)
+#endif
+    flop += loop(iters, &sink);
+    r[i] = flop / (now() - t0) * 1e-9;
+    if (sink == 12345.0f) r[i] += 0; /* keeps the result alive */
+  }
+  qsort(r, (size_t)reps, sizeof *r, cmp_double);
+  return r[reps / 2];
+}
+#else
+static double fma_ceiling(int threads, int reps, const char **isa) {
+  (void)threads, (void)reps, (void)isa;
+  return 0;
+}
+#endif
+
 static void set_threads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);
@@ -156,7 +219,7 @@ int main(int argc, char **argv) {
          env ? env : "");
   printf("%-7s %-12s %2s %5s %5s %5s %3s %10s %10s %6s\n", "group", "product",
          "op", "M", "N", "K", "thr", "tapegrad", "openblas", "ratio");
-  double sq1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0};
+  double sq1024[3] = {0, 0, 0}, g1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0};
   int w2n = 0;
   /* Each library runs all its shapes in one phase, with a pause between
    * phases: both keep idle threads spinning for a while after a call, and
@@ -183,13 +246,23 @@ int main(int argc, char **argv) {
              s->group, s->what, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N',
              (long)s->m, (long)s->n, (long)s->k, thr, g, o, ratio);
       double r = o > 0 ? ratio : g;
-      if (strcmp(s->what, "1024") == 0) sq1024[thr] = r;
+      if (strcmp(s->what, "1024") == 0) sq1024[thr] = r, g1024[thr] = g;
       if (strcmp(s->group, "W2") == 0) {
         w2log[thr] += log(r);
         if (thr == 1) w2n++;
       }
     }
     fflush(stdout);
+  }
+  /* The ceiling the built-in product is measured against: what the CPU's
+   * FMA units do with nothing else to do. */
+  for (int thr = 1; thr <= 2; thr++) {
+    const char *isa = NULL;
+    double peak = fma_ceiling(thr, reps, &isa);
+    if (peak > 0)
+      printf("FMA ceiling (%s, %d thread%s): %.1f GFLOP/s; built-in 1024^2: "
+             "%.1f GFLOP/s = %.0f%% of it\n", isa, thr, thr > 1 ? "s" : "",
+             peak, g1024[thr], 100 * g1024[thr] / peak);
   }
   printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f%s\n",
          sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
