@@ -13,9 +13,6 @@
 #include <string.h>
 
 #include "internal.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #ifdef TG_USE_CBLAS
 #include <cblas.h>
@@ -94,17 +91,10 @@ void tg__gemm_release(void) { buf_free(&tl_buf); }
 #endif
 
 static int gemm_threads(double work, int64_t units) {
-#ifdef _OPENMP
-  if (work < PAR_MIN_WORK || omp_in_parallel()) return 1;
-  int64_t nt = omp_get_max_threads();
-  if (nt > (int64_t)(work / PAR_PER_THREAD)) nt = (int64_t)(work / PAR_PER_THREAD);
-  if (nt > units) nt = units;
-  return nt < 1 ? 1 : (int)nt;
-#else
-  (void)work;
-  (void)units;
-  return 1;
-#endif
+  if (work < PAR_MIN_WORK) return 1;
+  double most = work / PAR_PER_THREAD;
+  if (most > (double)units) most = (double)units;
+  return tg__par_threads(most > 64 ? 64 : (int)most);
 }
 
 /* ---- drivers and kernels for each type */

@@ -264,6 +264,43 @@ static void P(slab)(const P(cfg) *cf, const P(plan) *pl, int64_t M,
              buf);
 }
 
+/* A product split among threads: each takes a slab of C along its longer
+ * side, in whole tiles, and runs the serial blocked product on it with its
+ * own buffer: no barrier, no shared packing. */
+typedef struct {
+  const P(cfg) *cf;
+  const P(plan) *pl;
+  bool split_n;
+  int64_t units, M, N, K;
+  T alpha;
+  const T *A;
+  int64_t lda;
+  const T *B;
+  int64_t ldb;
+  T beta;
+  T *C;
+} P(job);
+
+static void P(job_part)(void *ctx, int t, int nth) {
+  const P(job) *j = ctx;
+  const P(cfg) *cf = j->cf;
+  const P(plan) *pl = j->pl;
+  int64_t u0 = j->units * t / nth, u1 = j->units * (t + 1) / nth;
+  if (j->split_n) {
+    int64_t j0 = u0 * cf->nr, j1 = P(min)(u1 * cf->nr, j->N);
+    if (j1 > j0)
+      P(slab)(cf, pl, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda,
+              pl->tb ? j->B + j0 * j->ldb : j->B + j0, j->ldb, j->beta,
+              j->C + j0 * pl->csc);
+  } else {
+    int64_t i0 = u0 * cf->mr, i1 = P(min)(u1 * cf->mr, j->M);
+    if (i1 > i0)
+      P(slab)(cf, pl, i1 - i0, j->N, j->K, j->alpha,
+              pl->ta ? j->A + i0 : j->A + i0 * j->lda, j->lda, j->B, j->ldb,
+              j->beta, j->C + i0 * pl->rsc);
+  }
+}
+
 static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
                     int64_t K, T alpha, const T *A, int64_t lda, const T *B,
                     int64_t ldb, T beta, T *C, int64_t ldc) {
@@ -296,34 +333,10 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
   /* Packing B pays for itself over the row blocks of A that reuse it; with
    * a single short one, read B in place. */
   pl.direct_b = !pl.tb && M <= DIRECT_B_MAX_M;
-  /* Threads each take a slab of C along its longer side, in whole tiles,
-   * and run the serial blocked product on it with their own buffers: no
-   * barrier, no shared packing. */
   bool split_n = N / cf->nr >= M / cf->mr;
   int64_t units = split_n ? (N + cf->nr - 1) / cf->nr
                           : (M + cf->mr - 1) / cf->mr;
   int nt = gemm_threads((double)M * (double)N * (double)K, units);
-  if (nt <= 1) {
-    P(slab)(cf, &pl, M, N, K, alpha, A, lda, B, ldb, beta, C);
-    return;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-    int64_t u0 = units * t / nth, u1 = units * (t + 1) / nth;
-    if (split_n) {
-      int64_t j0 = u0 * cf->nr, j1 = P(min)(u1 * cf->nr, N);
-      if (j1 > j0)
-        P(slab)(cf, &pl, M, j1 - j0, K, alpha, A, lda,
-                pl.tb ? B + j0 * ldb : B + j0, ldb, beta, C + j0 * pl.csc);
-    } else {
-      int64_t i0 = u0 * cf->mr, i1 = P(min)(u1 * cf->mr, M);
-      if (i1 > i0)
-        P(slab)(cf, &pl, i1 - i0, N, K, alpha,
-                pl.ta ? A + i0 : A + i0 * lda, lda, B, ldb, beta,
-                C + i0 * pl.rsc);
-    }
-  }
-#endif
+  P(job) j = {cf, &pl, split_n, units, M, N, K, alpha, A, lda, B, ldb, beta, C};
+  tg__par_run(nt, P(job_part), &j);
 }

@@ -300,6 +300,35 @@ extern const int tg__n_ops;
  * split. */
 typedef void (*tg__range_fn)(void *ctx, int64_t i0, int64_t i1);
 void tg__par_range(int64_t n, int64_t min_chunk, tg__range_fn fn, void *ctx);
+/* Every parallel region goes through these two: tg__par_threads(want) is
+ * the number of threads to run (1 when OpenMP is absent, inside a parallel
+ * region, or while the guard below has regions run on one thread), and
+ * tg__par_run(nt, fn, ctx) calls fn(ctx, t, nt) on each thread t (just
+ * fn(ctx, 0, 1) for nt < 2), timing the region for the guard. */
+typedef void (*tg__par_fn)(void *ctx, int t, int nt);
+int tg__par_threads(int want);
+void tg__par_run(int nt, tg__par_fn fn, void *ctx);
+/* The guard's state and rule, apart so the tests can drive them: after
+ * TG__GUARD_WINDOW regions, when the decayed sums of their CPU time fall
+ * under TG__GUARD_GAIN times their wall time, the next `stretch` regions
+ * run on one thread, and the stretch doubles (up to the maximum) until a
+ * window pays again. */
+typedef struct {
+  double cpu, wall;
+  int seen;
+  int64_t skip, stretch;
+} tg__guard;
+#define TG__GUARD_WINDOW 8
+#define TG__GUARD_DECAY 0.9
+#define TG__GUARD_GAIN 1.1
+#define TG__GUARD_MIN_STRETCH 64
+#define TG__GUARD_MAX_STRETCH 4096
+/* True (and one fewer to go) while regions are to run on one thread. */
+bool tg__guard_serial(tg__guard *g);
+void tg__guard_update(tg__guard *g, double cpu, double wall);
+/* For the tests: with the guard off, every region that asks for threads
+ * gets them. */
+void tg__par_guard_enable(bool on);
 /* Elements per thread from which a memory-bound elementwise pass over
  * parameters is worth splitting: W2's 784x512 and 512x512 weights, not
  * W1's 784x100 (whose pass takes less than a parallel region costs). */

@@ -8,9 +8,6 @@
 #include <string.h>
 
 #include "internal.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 /* Threads split the output's columns in blocks of this many. */
 #define JB 32
@@ -255,31 +252,29 @@ AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
 typedef void (*spmm_fn)(const tg__sparse *, const float *, int64_t, float *,
                         int64_t, int64_t);
 
-/* Splits the output's columns, in whole blocks of JB, among threads. */
+typedef struct {
+  spmm_fn fn;
+  const tg__sparse *s;
+  const float *X;
+  int64_t N, blocks;
+  float *Y;
+} spmm_job;
+
+/* Thread t's share of the output's columns, in whole blocks of JB. */
+static void part(void *ctx, int t, int n) {
+  const spmm_job *j = ctx;
+  int64_t j0 = j->blocks * t / n * JB, j1 = j->blocks * (t + 1) / n * JB;
+  if (j1 > j->N) j1 = j->N;
+  if (j1 > j0) j->fn(j->s, j->X, j->N, j->Y, j0, j1);
+}
+
 static void run(spmm_fn fn, const tg__sparse *s, const float *X, int64_t N,
                 float *Y) {
   double work = (double)s->nnz * (double)N;
   int64_t blocks = (N + JB - 1) / JB;
-  int nt = 1;
-#ifdef _OPENMP
-  if (work >= PAR_MIN_WORK && !omp_in_parallel()) {
-    nt = omp_get_max_threads();
-    if (nt > blocks) nt = (int)blocks;
-  }
-#endif
-  if (nt <= 1) {
-    fn(s, X, N, Y, 0, N);
-    return;
-  }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-  {
-    int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-    int64_t j0 = blocks * t / n * JB, j1 = blocks * (t + 1) / n * JB;
-    if (j1 > N) j1 = N;
-    if (j1 > j0) fn(s, X, N, Y, j0, j1);
-  }
-#endif
+  int nt = work < PAR_MIN_WORK ? 1 : tg__par_threads(blocks > 64 ? 64 : (int)blocks);
+  spmm_job j = {fn, s, X, N, blocks, Y};
+  tg__par_run(nt, part, &j);
 }
 
 static bool use_avx2(void) {

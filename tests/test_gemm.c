@@ -151,6 +151,9 @@ DEF_CHECK(double, d, DBL_EPSILON)
 /* _i: kernel * 2 + (0 float, 1 double); kernel TG__GEMM_NKERNELS is the
  * default route (the best kernel, or a CBLAS in a --with-blas build). */
 START_TEST(test_gemm_all) {
+  /* every product that asks for threads gets them, whatever the load of
+   * the machine running the tests */
+  tg__par_guard_enable(false);
   int kern = _i / 2;
   bool single = _i % 2 == 0;
   const char *kname =
@@ -237,6 +240,88 @@ START_TEST(test_gemm_buffer_once) {
 }
 END_TEST
 
+/* The guard's rule, on made-up timings: regions whose threads' CPU time
+ * comes to less than 1.1 times their wall time send the next ones to one
+ * thread, for a stretch that doubles each time a retry fails. */
+static int64_t serial_run(tg__guard *g) {
+  int64_t n = 0;
+  while (tg__guard_serial(g)) n++;
+  return n;
+}
+
+/* Regions of the given timings until the guard sends the next to one
+ * thread; -1 if it did not within max. */
+static int until_trip(tg__guard *g, int max, double cpu, double wall) {
+  for (int i = 1; i <= max; i++) {
+    tg__guard_update(g, cpu, wall);
+    if (tg__guard_serial(g)) return i;
+  }
+  return -1;
+}
+
+START_TEST(test_guard_rule) {
+  const double pay_cpu = 1.9e-3, pay_wall = 1e-3; /* two threads busy */
+  const double no_cpu = 1e-3, no_wall = 1.2e-3;   /* slower than one */
+  tg__guard g = {.stretch = TG__GUARD_MIN_STRETCH};
+  ck_assert(!tg__guard_serial(&g));
+  ck_assert_int_eq(until_trip(&g, 200, pay_cpu, pay_wall), -1);
+  /* one preempted region among paying ones does not trip it */
+  ck_assert_int_eq(until_trip(&g, 1, 1e-3, 5e-3), -1);
+  ck_assert_int_eq(until_trip(&g, 50, pay_cpu, pay_wall), -1);
+  /* regions that stop paying do, within a few windows */
+  int n = until_trip(&g, 3 * TG__GUARD_WINDOW, no_cpu, no_wall);
+  ck_assert(n > 0);
+  ck_assert_int_eq(serial_run(&g) + 1, TG__GUARD_MIN_STRETCH);
+  /* each retry is a window in parallel; a failed one doubles the stretch,
+   * up to the maximum */
+  int64_t want = TG__GUARD_MIN_STRETCH;
+  for (int retry = 0; retry < 10; retry++) {
+    if (want < TG__GUARD_MAX_STRETCH) want *= 2;
+    ck_assert_int_eq(until_trip(&g, TG__GUARD_WINDOW, no_cpu, no_wall),
+                     TG__GUARD_WINDOW);
+    ck_assert_int_eq(serial_run(&g) + 1, want);
+  }
+  ck_assert_int_eq(want, TG__GUARD_MAX_STRETCH);
+  /* a retry that pays: back to threads, and the next stretch is short */
+  ck_assert_int_eq(until_trip(&g, 100, pay_cpu, pay_wall), -1);
+  ck_assert(until_trip(&g, 3 * TG__GUARD_WINDOW, no_cpu, no_wall) > 0);
+  ck_assert_int_eq(serial_run(&g) + 1, TG__GUARD_MIN_STRETCH);
+}
+END_TEST
+
+/* tg__par_run gives every thread its index once, and one call on one
+ * thread when asked for fewer than two. */
+static void mark(void *ctx, int t, int nt) {
+  int *seen = ctx;
+  ck_assert(t >= 0 && t < nt && nt <= 8);
+#ifdef _OPENMP
+#pragma omp atomic
+#endif
+  seen[t]++;
+}
+
+START_TEST(test_par_run) {
+  int seen[8] = {0};
+  tg__par_run(1, mark, seen);
+  ck_assert_int_eq(seen[0], 1);
+  int threads = tg_get_num_threads();
+  ck_assert_int_eq(tg_set_num_threads(2), TG_OK);
+  tg__par_guard_enable(false);
+  int nt = tg__par_threads(2);
+#ifdef _OPENMP
+  ck_assert_int_eq(nt, 2);
+#else
+  ck_assert_int_eq(nt, 1);
+#endif
+  tg__par_run(nt, mark, seen);
+  ck_assert_int_eq(seen[0], 2);
+  ck_assert_int_eq(seen[1], nt == 2 ? 1 : 0);
+  ck_assert_int_eq(tg__par_threads(1), 1);
+  tg__par_guard_enable(true);
+  ck_assert_int_eq(tg_set_num_threads(threads), TG_OK);
+}
+END_TEST
+
 static Suite *gemm_suite(void) {
   Suite *s = suite_create("gemm");
   TCase *tc = tcase_create("gemm");
@@ -246,6 +331,10 @@ static Suite *gemm_suite(void) {
   tcase_add_test(tc, test_gemm_kernel_choice);
   tcase_add_test(tc, test_gemm_buffer_once);
   suite_add_tcase(s, tc);
+  TCase *th = tcase_create("threads");
+  tcase_add_test(th, test_guard_rule);
+  tcase_add_test(th, test_par_run);
+  suite_add_tcase(s, th);
   return s;
 }
 
