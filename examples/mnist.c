@@ -32,7 +32,7 @@ typedef struct {
   double lr, momentum, weight_decay;
   uint64_t seed;
   /* which of the per-graph defaults the user overrode */
-  int set_epochs, set_batch, set_lr, set_momentum, set_cost;
+  int set_epochs, set_batch, set_lr, set_momentum, set_cost, set_schedule;
 } options;
 
 typedef struct {
@@ -58,7 +58,7 @@ static void usage(FILE *f, const char *prog) {
           "  --optimizer sgd|nesterov|adam  (default sgd)\n"
           "  --momentum X                  SGD momentum in [0,1) (deep: 0.9, else 0)\n"
           "  --weight-decay X              L2 penalty (default 0)\n"
-          "  --schedule none|step|cosine   learning-rate schedule (default none)\n"
+          "  --schedule none|step|cosine   learning-rate schedule (deep: cosine, else none)\n"
           "  --threads N                   kernel threads (default: all cores)\n"
           "  --seed N                      initialisation and shuffling (default 1)\n"
           "  --limit N                     train on the first N images only\n"
@@ -178,6 +178,7 @@ static int parse_args(int argc, char **argv, options *o) {
     case 'S':
       if ((k = pick(optarg, schedules, 3)) < 0) return bad(prog, "--schedule", optarg);
       o->schedule = schedules[k];
+      o->set_schedule = 1;
       break;
     case 't':
       if (parse_long(optarg, 1, 1024, &v)) return bad(prog, "--threads", optarg);
@@ -217,6 +218,10 @@ static int parse_args(int argc, char **argv, options *o) {
             : nielsen ? (o->cost == COST_QUADRATIC ? 3.0 : 0.5)
             : deep ? 0.05 : 0.5;
   if (!o->set_momentum) o->momentum = deep || !strcmp(o->optimizer, "nesterov") ? 0.9 : 0.0;
+  /* deep's constant rate leaves its last epochs noisy: over seeds 1-8 its
+   * Fashion-MNIST accuracy has a median of 88.2%, and cosine decay lifts
+   * every seed above 89.2% (README, results) */
+  if (!o->set_schedule) o->schedule = deep ? "cosine" : "none";
   if (!strcmp(o->optimizer, "nesterov") && o->momentum <= 0) {
     fprintf(stderr, "%s: --optimizer nesterov needs --momentum > 0\n", prog);
     return 2;
@@ -448,7 +453,16 @@ static void collect(const model *m, tg_optim *opt, saved_set *ss) {
 /* The settings a resumed run must share with the run that saved. */
 #define CKPT_KEYS(X) X("graph", o->graph) X("cost", cost_names[o->cost]) \
   X("dataset", o->dataset) X("optimizer", o->optimizer) X("batch", batch) \
-  X("seed", seed) X("limit", limit)
+  X("seed", seed) X("limit", limit) X("schedule", plan)
+
+/* A decaying learning rate depends on the run's total epochs, so a resumed
+ * run must plan the same number; a constant one need not. */
+static void schedule_plan(const options *o, char *buf, size_t n) {
+  if (!strcmp(o->schedule, "none"))
+    snprintf(buf, n, "constant");
+  else
+    snprintf(buf, n, "%s over %d epochs", o->schedule, o->epochs);
+}
 
 static int save_checkpoint(const options *o, const model *m, tg_optim *opt,
                            const epoch_stats *stats, int epochs_done) {
@@ -464,7 +478,8 @@ static int save_checkpoint(const options *o, const model *m, tg_optim *opt,
   }
   ss.name_ptr[ss.n] = "stats";
   ss.tensors[ss.n] = st;
-  char batch[32], seed[32], limit[32], epoch[32], steps[32];
+  char batch[32], seed[32], limit[32], epoch[32], steps[32], plan[64];
+  schedule_plan(o, plan, sizeof plan);
   snprintf(batch, sizeof batch, "%ld", o->batch);
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   snprintf(limit, sizeof limit, "%ld", o->limit);
@@ -487,7 +502,8 @@ static int resume(const options *o, const model *m, tg_optim *opt,
     fprintf(stderr, "%s\n", tg_last_error());
     return -1;
   }
-  char batch[32], seed[32], limit[32];
+  char batch[32], seed[32], limit[32], plan[64];
+  schedule_plan(o, plan, sizeof plan);
   snprintf(batch, sizeof batch, "%ld", o->batch);
   snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
   snprintf(limit, sizeof limit, "%ld", o->limit);
@@ -495,7 +511,7 @@ static int resume(const options *o, const model *m, tg_optim *opt,
 #define CHECK(k, v)                                                              \
   if (!tg_checkpoint_meta(ck, k) || strcmp(tg_checkpoint_meta(ck, k), v)) {    \
     fprintf(stderr, "%s: saved with %s %s, this run has %s\n", o->resume_path, \
-            k, tg_checkpoint_meta(ck, k) ? tg_checkpoint_meta(ck, k) : "(none)", v); \
+            k, tg_checkpoint_meta(ck, k) ? tg_checkpoint_meta(ck, k) : "(not recorded)", v); \
     goto out;                                                                  \
   }
   CKPT_KEYS(CHECK)
@@ -601,11 +617,15 @@ int main(int argc, char **argv) {
   if (!opt) goto fail;
 
   bool tty = !o.quiet && isatty(STDERR_FILENO);
-  char title[256];
-  snprintf(title, sizeof title, "tapegrad: %s%s%s on %s, %s lr %g, batch %ld", o.graph,
+  char title[256], extra[96] = "";
+  if (o.momentum > 0 && strcmp(o.optimizer, "adam"))
+    snprintf(extra, sizeof extra, " momentum %g", o.momentum);
+  if (strcmp(o.schedule, "none"))
+    snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " (%s)", o.schedule);
+  snprintf(title, sizeof title, "tapegrad: %s%s%s on %s, %s lr %g%s, batch %ld", o.graph,
            strcmp(o.graph, "nielsen") ? "" : " / ",
            strcmp(o.graph, "nielsen") ? "" : cost_names[o.cost], o.dataset,
-           o.optimizer, o.lr, o.batch);
+           o.optimizer, o.lr, extra, o.batch);
   if (!o.quiet)
     printf("%s; %lld training images, %d epochs, %d threads, seed %llu\n", title,
            (long long)n_train, o.epochs, tg_get_num_threads(), (unsigned long long)o.seed);

@@ -57,6 +57,16 @@ $prog $common --epochs 4 --lr 0.1 --batch 10 --resume "$dir/ck" >"$dir/other" 2>
 st=$?
 if [ $st -ne 0 ] && grep -q 'saved with batch 20, this run has 10' "$dir/other"; then ok "refuses a different run's checkpoint"
 else bad "resume with other settings gave status $st: $(tail -n 2 "$dir/other")"; fi
+# A decaying rate depends on the planned epochs: resuming it with others is refused.
+# shellcheck disable=SC2086
+$prog $common --epochs 2 --schedule cosine --save "$dir/cos" >"$dir/cos2" 2>&1 ||
+  bad "cosine 2 epochs: $(tail -n 3 "$dir/cos2")"
+# shellcheck disable=SC2086
+$prog $common --epochs 4 --schedule cosine --resume "$dir/cos" >"$dir/cos4" 2>&1
+st=$?
+if [ $st -ne 0 ] && grep -q 'saved with schedule cosine over 2 epochs, this run has cosine over 4 epochs' "$dir/cos4"
+then ok "refuses to stretch a cosine schedule on resume"
+else bad "cosine resume with more epochs gave status $st: $(tail -n 2 "$dir/cos4")"; fi
 printf 'not a checkpoint' >"$dir/junk"
 # shellcheck disable=SC2086
 $prog $common --epochs 4 --resume "$dir/junk" >"$dir/other" 2>&1
