@@ -252,9 +252,17 @@ int64_t tg__spmm_max_nnz(int64_t M, int64_t K);
 #define TG__SPMM_SLACK 8
 void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
                     bool by_col);
-/* C[M,N] = A B (B row-major [K,N]); D[K,N] += A^T G (G [M,N]). */
-void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C);
+/* C[M,N] = A B (+ bias[N] on every row when bias is not NULL; B row-major
+ * [K,N]); D[K,N] += A^T G (G [M,N]). */
+void tg__spmm_f32(const tg__sparse *s, const float *B, const float *bias,
+                  int64_t N, float *C);
 void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N, float *D);
+/* For an op whose left operand is a: a's sparse form in t's arena when a is
+ * a caller-owned float32 [M,K] matrix (data, not an op's result) that is
+ * mostly zeros; NULL otherwise, and the op runs the dense product. by_col
+ * adds the by-column copy, which only the weight gradient reads: ask for
+ * it when backward will need it. */
+tg__sparse *tg__spmm_of(tg_tape *t, const tg_tensor *a, bool by_col);
 
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */
