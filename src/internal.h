@@ -67,8 +67,12 @@ enum {
   TG__DOM_CLASS,    /* int32 class indices in [0, C), C = case's i */
   TG__DOM_PROB,     /* float rows that are probability distributions */
   TG__DOM_UNIT,     /* uniform in [0, 1] */
+  TG__DOM_COLSIGN,  /* |x| in [0.1, 1], positive where the last index is
+                       even, negative where it is odd: one sign per column */
 };
 
+/* An input of ndim 0 is left out: the op is called with NULL there (an
+ * optional input, such as tg_linear's bias). */
 struct tg_opcase {
   int ndim[TG__MAX_IN];
   int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
@@ -122,6 +126,10 @@ void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
  * (float, current generation, this tape). Returns TG_OK or an error with a
  * message naming fn. */
 int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n);
+/* The same, naming the inputs in messages by names[i] (as the op's
+ * documentation does) instead of a, b, c. */
+int tg__check_inputs_named(const char *fn, tg_tape *t, tg_tensor *const *in,
+                           const char *const *names, int n);
 /* Allocates the output of op on the tape (data not zeroed) and records a
  * node when recording and any input needs grad. NULL on failure. */
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,

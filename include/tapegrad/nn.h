@@ -24,18 +24,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ops.h" /* tg_activation, which tg_linear takes too */
 #include "tape.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-  TG_ACT_NONE = 0,
-  TG_ACT_SIGMOID = 1,
-  TG_ACT_RELU = 2,
-  TG_ACT_TANH = 3,
-} tg_activation;
 
 /* "none", "sigmoid", "relu", "tanh"; "unknown" otherwise. */
 TG_API const char *tg_activation_name(tg_activation act);
