@@ -49,13 +49,19 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
     }                                                                        \
   }                                                                          \
   /* g = dy * act'(y): relu' = [y > 0], sigmoid' = y(1-y), tanh' = 1-y^2,   \
-   * each from the output alone. */                                          \
+   * each from the output alone. relu loads dy before the select: a load    \
+   * under the condition is one the compiler may not hoist, and the loop    \
+   * then stays scalar, with a branch mispredicted on half the elements.    \
+   */                                                                        \
   static void dact_##S(int act, const T *restrict y, const T *restrict dy,   \
                        T *restrict g, int64_t n) {                           \
     switch (act) {                                                           \
     case TG_ACT_RELU:                                                        \
       TG__SIMD                                                               \
-      for (int64_t i = 0; i < n; i++) g[i] = y[i] > 0 ? dy[i] : 0;           \
+      for (int64_t i = 0; i < n; i++) {                                      \
+        T d = dy[i];                                                         \
+        g[i] = y[i] > 0 ? d : 0;                                             \
+      }                                                                      \
       break;                                                                 \
     case TG_ACT_SIGMOID:                                                     \
       TG__SIMD                                                               \
