@@ -99,7 +99,7 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
       g = gbuf;                                                              \
     }                                                                        \
     if (dx) GEMM_##S(false, true, N, K, O, 1, g, O, W->data, O, 1, dx, K);   \
-    if (dW && sx)                                                            \
+    if (dW && sx) /* a sparse form is only ever made of float32 */         \
       tg__spmm_tn_f32(sx, (const float *)g, O, (float *)dW);                 \
     else if (dW)                                                             \
       GEMM_##S(true, false, K, O, N, 1, x->data, K, g, O, 1, dW, O);         \
