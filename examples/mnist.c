@@ -261,10 +261,10 @@ static int model_init(model *m, const options *o, tg_rng *rng) {
 
 static tg_tensor *logits(tg_tape *t, const model *m, tg_tensor *x) {
   tg_tensor *h = x;
-  for (int i = 0; i < m->n; i++) {
-    h = tg_dense_forward(t, m->layer[i], h);
-    if (i + 1 < m->n) h = tg_activate(t, h, m->hidden);
-  }
+  /* hidden layers fused with their activation: one op each */
+  for (int i = 0; i < m->n; i++)
+    h = i + 1 < m->n ? tg_dense_act(t, m->layer[i], h, m->hidden)
+                     : tg_dense_forward(t, m->layer[i], h);
   return h;
 }
 

@@ -3,8 +3,6 @@
  * transposes are never materialised. A float a given by the caller (data,
  * not an op's result) that is mostly zeros goes through the sparse product
  * of src/spmm.c, its non-zeros kept for backward. */
-#include <string.h>
-
 #include "../src/internal.h"
 
 static void backward(const tg_node *n) {
@@ -20,41 +18,6 @@ static void backward(const tg_node *n) {
     if (da) tg__dgemm(false, true, M, K, N, 1, c->grad, N, b->data, N, 1, da, K);
     if (db) tg__dgemm(true, false, K, N, M, 1, a->data, K, c->grad, N, 1, db, N);
   }
-}
-
-/* The sparse form of a, in the tape's arena, when a is caller-owned and
- * mostly zeros; NULL (dense product) otherwise. The by-column copy is made
- * only when backward will need it (c recorded, b needing a gradient). */
-static tg__sparse *sparse_of(tg_tape *t, const tg_tensor *a, tg_tensor *c) {
-  if (a->tape || !tg__spmm_enabled()) return NULL;
-  int64_t M = a->shape[0], K = a->shape[1];
-  if ((double)M * (double)K > 2147483647.0) return NULL; /* int32 indices */
-  int64_t nnz = tg__spmm_nnz(a->data, M, K);
-  if (nnz < 0) return NULL;
-  tg_node *nd = tg__node_of(c);
-  bool by_col = nd && (nd->in[1]->flags & TG__NEEDS_GRAD);
-  /* Room for as many non-zeros as the sparse path ever takes, not this
-   * batch's count: the arena's use per step then depends on the shapes
-   * alone, and a later batch with more non-zeros never makes it grow (a
-   * steady state allocates nothing). */
-  size_t nz = (size_t)tg__spmm_max_nnz(M, K) + TG__SPMM_SLACK;
-  tg__sparse *s = tg__arena_alloc(t, sizeof *s);
-  if (!s) return NULL;
-  memset(s, 0, sizeof *s);
-  s->rowptr = tg__arena_alloc(t, (size_t)(M + 1) * sizeof(int32_t));
-  s->colidx = tg__arena_alloc(t, nz * sizeof(int32_t));
-  s->val = tg__arena_alloc(t, nz * sizeof(float));
-  if (by_col) {
-    s->colptr = tg__arena_alloc(t, (size_t)(K + 1) * sizeof(int32_t));
-    s->rowidx = tg__arena_alloc(t, nz * sizeof(int32_t));
-    s->cval = tg__arena_alloc(t, nz * sizeof(float));
-  }
-  if (!s->rowptr || !s->colidx || !s->val ||
-      (by_col && (!s->colptr || !s->rowidx || !s->cval)))
-    return NULL; /* the dense product needs no memory */
-  tg__spmm_build(s, a->data, M, K, by_col);
-  if (nd && by_col) nd->saved = s;
-  return s;
 }
 
 static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
@@ -97,9 +60,14 @@ tg_tensor *tg_matmul(tg_tape *t, tg_tensor *a, tg_tensor *b) {
   const int64_t shape[2] = {M, N};
   tg_tensor *c = tg__emit(t, &tg__op_matmul, a->dtype, 2, shape, in, 2);
   if (!c) return NULL;
-  tg__sparse *sp = a->dtype == TG_F32 ? sparse_of(t, a, c) : NULL;
+  /* The by-column copy of a only when backward will need it: c recorded,
+   * b needing a gradient. */
+  tg_node *nd = tg__node_of(c);
+  bool by_col = nd && (b->flags & TG__NEEDS_GRAD);
+  tg__sparse *sp = tg__spmm_of(t, a, by_col);
+  if (nd && by_col) nd->saved = sp;
   if (sp)
-    tg__spmm_f32(sp, b->data, N, c->data);
+    tg__spmm_f32(sp, b->data, NULL, N, c->data);
   else if (a->dtype == TG_F32)
     tg__sgemm(false, false, M, N, K, 1, a->data, K, b->data, N, 0, c->data, N);
   else

@@ -67,8 +67,12 @@ enum {
   TG__DOM_CLASS,    /* int32 class indices in [0, C), C = case's i */
   TG__DOM_PROB,     /* float rows that are probability distributions */
   TG__DOM_UNIT,     /* uniform in [0, 1] */
+  TG__DOM_COLSIGN,  /* |x| in [0.1, 1], positive where the last index is
+                       even, negative where it is odd: one sign per column */
 };
 
+/* An input of ndim 0 is left out: the op is called with NULL there (an
+ * optional input, such as tg_linear's bias). */
 struct tg_opcase {
   int ndim[TG__MAX_IN];
   int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
@@ -122,6 +126,10 @@ void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
  * (float, current generation, this tape). Returns TG_OK or an error with a
  * message naming fn. */
 int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n);
+/* The same, naming the inputs in messages by names[i] (as the op's
+ * documentation does) instead of a, b, c. */
+int tg__check_inputs_named(const char *fn, tg_tape *t, tg_tensor *const *in,
+                           const char *const *names, int n);
 /* Allocates the output of op on the tape (data not zeroed) and records a
  * node when recording and any input needs grad. NULL on failure. */
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
@@ -260,9 +268,17 @@ int64_t tg__spmm_max_nnz(int64_t M, int64_t K);
 #define TG__SPMM_SLACK 8
 void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
                     bool by_col);
-/* C[M,N] = A B (B row-major [K,N]); D[K,N] += A^T G (G [M,N]). */
-void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C);
+/* C[M,N] = A B (+ bias[N] on every row when bias is not NULL; B row-major
+ * [K,N]); D[K,N] += A^T G (G [M,N]). */
+void tg__spmm_f32(const tg__sparse *s, const float *B, const float *bias,
+                  int64_t N, float *C);
 void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N, float *D);
+/* For an op whose left operand is a: a's sparse form in t's arena when a is
+ * a caller-owned float32 [M,K] matrix (data, not an op's result) that is
+ * mostly zeros; NULL otherwise, and the op runs the dense product. by_col
+ * adds the by-column copy, which only the weight gradient reads: ask for
+ * it when backward will need it. */
+tg__sparse *tg__spmm_of(tg_tape *t, const tg_tensor *a, bool by_col);
 
 /* opsupport.c: checks and the shared body of elementwise ops. Each check
  * returns TG_OK or records a message naming fn and returns the error. */

@@ -82,27 +82,40 @@ void tg_dense_free(tg_dense *d) {
   tg__free(d);
 }
 
-tg_tensor *tg_dense_forward(tg_tape *t, const tg_dense *d, tg_tensor *x) {
-  static const char fn[] = "tg_dense_forward";
+/* x against the layer, so the message names the layer's shapes rather than
+ * tg_linear's view of them. */
+static int check_dense_input(const char *fn, tg_tape *t, const tg_dense *d,
+                             tg_tensor *x) {
   char sx[96], sw[96];
-  if (!d) {
-    tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+  if (!d) return tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+  if (!x) return TG_EINVAL; /* an earlier op failed: keep its message */
+  int rc = tg__check_inputs(fn, t, &x, 1);
+  if (rc) return rc;
+  if (x->ndim != 2 || x->shape[1] != d->W->shape[0])
+    return tg__err(TG_ESHAPE,
+                   "%s: x is %s; the layer's W is %s, so x must be [N,%lld]",
+                   fn, tg__shape_str(x, sx), tg__shape_str(d->W, sw),
+                   (long long)d->W->shape[0]);
+  if (x->dtype != d->W->dtype)
+    return tg__err(TG_EDTYPE, "%s: x is %s; the layer is %s", fn,
+                   tg_dtype_name(x->dtype), tg_dtype_name(d->W->dtype));
+  return TG_OK;
+}
+
+tg_tensor *tg_dense_forward(tg_tape *t, const tg_dense *d, tg_tensor *x) {
+  if (check_dense_input("tg_dense_forward", t, d, x)) return NULL;
+  return tg_linear(t, x, d->W, d->b, TG_ACT_NONE);
+}
+
+tg_tensor *tg_dense_act(tg_tape *t, const tg_dense *d, tg_tensor *x,
+                        tg_activation act) {
+  static const char fn[] = "tg_dense_act";
+  if (check_dense_input(fn, t, d, x)) return NULL;
+  if (act < TG_ACT_NONE || act > TG_ACT_TANH) {
+    tg__err(TG_EINVAL, "%s: unknown activation %d", fn, (int)act);
     return NULL;
   }
-  if (!x) return NULL;
-  if (tg__check_inputs(fn, t, &x, 1)) return NULL;
-  if (x->ndim != 2 || x->shape[1] != d->W->shape[0]) {
-    tg__err(TG_ESHAPE, "%s: x is %s; the layer's W is %s, so x must be [N,%lld]",
-            fn, tg__shape_str(x, sx), tg__shape_str(d->W, sw),
-            (long long)d->W->shape[0]);
-    return NULL;
-  }
-  if (x->dtype != d->W->dtype) {
-    tg__err(TG_EDTYPE, "%s: x is %s; the layer is %s", fn,
-            tg_dtype_name(x->dtype), tg_dtype_name(d->W->dtype));
-    return NULL;
-  }
-  return tg_add(t, tg_matmul(t, x, d->W), d->b);
+  return tg_linear(t, x, d->W, d->b, act);
 }
 
 tg_tensor *tg_dense_weight(const tg_dense *d) { return d ? d->W : NULL; }

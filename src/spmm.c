@@ -127,8 +127,12 @@ void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
 }
 
 /* The portable kernels. Each covers the columns [j0, j1) of the output. */
+/* The bias, when there is one, is added after the row's sum, as a separate
+ * add of the product would: the sums are the same whether the bias was
+ * fused or not. */
 static void fwd_generic(const tg__sparse *s, const float *restrict B,
-                        int64_t N, float *restrict C, int64_t j0, int64_t j1) {
+                        const float *restrict bias, int64_t N,
+                        float *restrict C, int64_t j0, int64_t j1) {
   for (int64_t i = 0; i < s->m; i++) {
     float *c = C + i * N;
     for (int64_t j = j0; j < j1; j++) c[j] = 0;
@@ -138,11 +142,17 @@ static void fwd_generic(const tg__sparse *s, const float *restrict B,
       TG__SIMD
       for (int64_t j = j0; j < j1; j++) c[j] += a * b[j];
     }
+    if (bias) {
+      TG__SIMD
+      for (int64_t j = j0; j < j1; j++) c[j] += bias[j];
+    }
   }
 }
 
 static void tn_generic(const tg__sparse *s, const float *restrict G,
-                       int64_t N, float *restrict D, int64_t j0, int64_t j1) {
+                       const float *restrict unused, int64_t N,
+                       float *restrict D, int64_t j0, int64_t j1) {
+  (void)unused;
   for (int64_t k = 0; k < s->k; k++) {
     float *d = D + k * N;
     for (int32_t q = s->colptr[k]; q < s->colptr[k + 1]; q++) {
@@ -170,8 +180,8 @@ AVX2 static inline __m256i tail_mask(int64_t n) {
  * the non-zeros of its row (forward) or column (weight gradient) stream
  * past; the last, narrower segment uses one masked vector at a time. */
 AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
-                          int64_t N, float *restrict C, int64_t j0,
-                          int64_t j1) {
+                          const float *restrict bias, int64_t N,
+                          float *restrict C, int64_t j0, int64_t j1) {
   /* Column slabs outermost: the slab of B a row block reads (K x 32
    * floats) stays in L2 across all the rows. */
   int64_t j = j0;
@@ -187,6 +197,12 @@ AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
         c2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 16), c2);
         c3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 24), c3);
       }
+      if (bias) {
+        c0 = _mm256_add_ps(c0, _mm256_loadu_ps(bias + j));
+        c1 = _mm256_add_ps(c1, _mm256_loadu_ps(bias + j + 8));
+        c2 = _mm256_add_ps(c2, _mm256_loadu_ps(bias + j + 16));
+        c3 = _mm256_add_ps(c3, _mm256_loadu_ps(bias + j + 24));
+      }
       float *c = C + i * N + j;
       _mm256_storeu_ps(c, c0);
       _mm256_storeu_ps(c + 8, c1);
@@ -201,14 +217,16 @@ AVX2 static void fwd_avx2(const tg__sparse *s, const float *restrict B,
         const float *b = B + (int64_t)s->colidx[q] * N + j;
         c0 = _mm256_fmadd_ps(_mm256_set1_ps(s->val[q]), _mm256_maskload_ps(b, m), c0);
       }
+      if (bias) c0 = _mm256_add_ps(c0, _mm256_maskload_ps(bias + j, m));
       _mm256_maskstore_ps(C + i * N + j, m, c0);
     }
   }
 }
 
 AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
-                         int64_t N, float *restrict D, int64_t j0,
-                         int64_t j1) {
+                         const float *restrict unused, int64_t N,
+                         float *restrict D, int64_t j0, int64_t j1) {
+  (void)unused;
   /* Column slabs outermost: the slab of G (M x 32 floats) stays in L1. */
   int64_t j = j0;
   for (; j + 32 <= j1; j += 32)
@@ -249,13 +267,14 @@ AVX2 static void tn_avx2(const tg__sparse *s, const float *restrict G,
 #define SPMM_X86 0
 #endif
 
-typedef void (*spmm_fn)(const tg__sparse *, const float *, int64_t, float *,
-                        int64_t, int64_t);
+/* fn(s, X, bias, N, Y, j0, j1); the weight gradient has no bias. */
+typedef void (*spmm_fn)(const tg__sparse *, const float *, const float *,
+                        int64_t, float *, int64_t, int64_t);
 
 typedef struct {
   spmm_fn fn;
   const tg__sparse *s;
-  const float *X;
+  const float *X, *bias;
   int64_t N, blocks;
   float *Y;
 } spmm_job;
@@ -265,15 +284,15 @@ static void part(void *ctx, int t, int n) {
   const spmm_job *j = ctx;
   int64_t j0 = j->blocks * t / n * JB, j1 = j->blocks * (t + 1) / n * JB;
   if (j1 > j->N) j1 = j->N;
-  if (j1 > j0) j->fn(j->s, j->X, j->N, j->Y, j0, j1);
+  if (j1 > j0) j->fn(j->s, j->X, j->bias, j->N, j->Y, j0, j1);
 }
 
-static void run(spmm_fn fn, const tg__sparse *s, const float *X, int64_t N,
-                float *Y) {
+static void run(spmm_fn fn, const tg__sparse *s, const float *X,
+                const float *bias, int64_t N, float *Y) {
   double work = (double)s->nnz * (double)N;
   int64_t blocks = (N + JB - 1) / JB;
   int nt = work < PAR_MIN_WORK ? 1 : tg__par_threads(blocks > 64 ? 64 : (int)blocks);
-  spmm_job j = {fn, s, X, N, blocks, Y};
+  spmm_job j = {fn, s, X, bias, N, blocks, Y};
   tg__par_run(nt, part, &j);
 }
 
@@ -281,23 +300,54 @@ static bool use_avx2(void) {
   return SPMM_X86 && tg__gemm_kernel() != TG__GEMM_GENERIC;
 }
 
-void tg__spmm_f32(const tg__sparse *s, const float *B, int64_t N, float *C) {
+void tg__spmm_f32(const tg__sparse *s, const float *B, const float *bias,
+                  int64_t N, float *C) {
 #if SPMM_X86
   if (use_avx2()) {
-    run(fwd_avx2, s, B, N, C);
+    run(fwd_avx2, s, B, bias, N, C);
     return;
   }
 #endif
-  run(fwd_generic, s, B, N, C);
+  run(fwd_generic, s, B, bias, N, C);
 }
 
 void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N,
                      float *D) {
 #if SPMM_X86
   if (use_avx2()) {
-    run(tn_avx2, s, G, N, D);
+    run(tn_avx2, s, G, NULL, N, D);
     return;
   }
 #endif
-  run(tn_generic, s, G, N, D);
+  run(tn_generic, s, G, NULL, N, D);
+}
+
+tg__sparse *tg__spmm_of(tg_tape *t, const tg_tensor *a, bool by_col) {
+  if (a->tape || a->dtype != TG_F32 || a->ndim != 2 || !tg__spmm_enabled())
+    return NULL;
+  int64_t M = a->shape[0], K = a->shape[1];
+  if ((double)M * (double)K > 2147483647.0) return NULL; /* int32 indices */
+  int64_t nnz = tg__spmm_nnz(a->data, M, K);
+  if (nnz < 0) return NULL;
+  /* Room for as many non-zeros as the sparse path ever takes, not this
+   * batch's count: the arena's use per step then depends on the shapes
+   * alone, and a later batch with more non-zeros never makes it grow (a
+   * steady state allocates nothing). */
+  size_t nz = (size_t)tg__spmm_max_nnz(M, K) + TG__SPMM_SLACK;
+  tg__sparse *s = tg__arena_alloc(t, sizeof *s);
+  if (!s) return NULL;
+  memset(s, 0, sizeof *s);
+  s->rowptr = tg__arena_alloc(t, (size_t)(M + 1) * sizeof(int32_t));
+  s->colidx = tg__arena_alloc(t, nz * sizeof(int32_t));
+  s->val = tg__arena_alloc(t, nz * sizeof(float));
+  if (by_col) {
+    s->colptr = tg__arena_alloc(t, (size_t)(K + 1) * sizeof(int32_t));
+    s->rowidx = tg__arena_alloc(t, nz * sizeof(int32_t));
+    s->cval = tg__arena_alloc(t, nz * sizeof(float));
+  }
+  if (!s->rowptr || !s->colidx || !s->val ||
+      (by_col && (!s->colptr || !s->rowidx || !s->cval)))
+    return NULL; /* the dense product needs no memory */
+  tg__spmm_build(s, a->data, M, K, by_col);
+  return s;
 }

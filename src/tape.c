@@ -141,14 +141,19 @@ static int check_live(const char *fn, const tg_tape *t, const tg_tensor *x,
   return TG_OK;
 }
 
-int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n) {
+int tg__check_inputs_named(const char *fn, tg_tape *t, tg_tensor *const *in,
+                           const char *const *names, int n) {
   if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
   for (int i = 0; i < n; i++) {
     if (!in[i]) continue;
-    int rc = check_live(fn, t, in[i], arg_name(i));
+    int rc = check_live(fn, t, in[i], names ? names[i] : arg_name(i));
     if (rc) return rc;
   }
   return TG_OK;
+}
+
+int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n) {
+  return tg__check_inputs_named(fn, t, in, NULL, n);
 }
 
 /* The next tensor header: headers live in blocks of their own that the tape

@@ -38,6 +38,49 @@ START_TEST(matmul_errors) {
 }
 END_TEST
 
+START_TEST(linear_errors) {
+  ck_assert_ptr_null(tg_linear(t, v3, b34, v4, TG_ACT_NONE));
+  ck_assert_error_has(TG_ESHAPE, "tg_linear", "2-D", "x is [3]", "[3,4]");
+  ck_assert_ptr_null(tg_linear(t, a23, v3, NULL, TG_ACT_NONE));
+  ck_assert_error_has(TG_ESHAPE, "tg_linear", "2-D", "W is [3]");
+  ck_assert_ptr_null(tg_linear(t, a23, b23, NULL, TG_ACT_RELU));
+  ck_assert_error_has(TG_ESHAPE, "tg_linear: inner dimensions differ",
+                      "x is [2,3]", "W is [2,3]");
+  ck_assert_ptr_null(tg_linear(t, a23, b34, v3, TG_ACT_SIGMOID));
+  ck_assert_error_has(TG_ESHAPE, "tg_linear", "b is [3]", "[3,4]", "[4]");
+  ck_assert_ptr_null(tg_linear(t, a23, b34, b34, TG_ACT_NONE));
+  ck_assert_error_has(TG_ESHAPE, "tg_linear", "b is [3,4]");
+  ck_assert_ptr_null(tg_linear(t, f32_23, b34, NULL, TG_ACT_NONE));
+  ck_assert_error_has(TG_EDTYPE, "tg_linear", "dtypes differ", "x is float32",
+                      "W is float64");
+  tg_tensor *f32_4 = tg_ones(TG_F32, TG_SHAPE(4));
+  ck_assert_ptr_null(tg_linear(t, a23, b34, f32_4, TG_ACT_NONE));
+  ck_assert_error_has(TG_EDTYPE, "tg_linear", "b is float32");
+  tg_tensor_free(f32_4);
+  ck_assert_ptr_null(tg_linear(t, a23, b34, cls2, TG_ACT_NONE));
+  ck_assert_error_has(TG_EDTYPE, "tg_linear", "b is int32");
+  ck_assert_ptr_null(tg_linear(t, a23, b34, v4, (tg_activation)7));
+  ck_assert_error_has(TG_EINVAL, "tg_linear", "unknown activation 7");
+  ck_assert_ptr_null(tg_linear(t, a23, b34, v4, (tg_activation)-1));
+  ck_assert_error_has(TG_EINVAL, "tg_linear", "unknown activation -1");
+  ck_assert_ptr_null(tg_linear(NULL, a23, b34, v4, TG_ACT_NONE));
+  ck_assert_error_has(TG_EINVAL, "tg_linear", "tape is NULL");
+  tg_tape *other = tg_tape_new();
+  tg_tensor *W = tg_exp(other, b34);
+  ck_assert_ptr_null(tg_linear(t, a23, W, v4, TG_ACT_NONE));
+  ck_assert_error_has(TG_ESTATE, "tg_linear", "W was made on another tape");
+  tg_tape_free(other);
+  /* NULL x or W: NULL without a new message; NULL b: no bias */
+  tg_clear_error();
+  ck_assert_ptr_null(tg_linear(t, NULL, b34, v4, TG_ACT_NONE));
+  ck_assert_ptr_null(tg_linear(t, a23, NULL, v4, TG_ACT_TANH));
+  ck_assert_ptr_null(tg_linear(NULL, NULL, b34, v4, TG_ACT_NONE));
+  ck_assert_int_eq(tg_last_status(), TG_OK);
+  ck_assert_ptr_nonnull(tg_linear(t, a23, b34, v4, TG_ACT_RELU));
+  ck_assert_ptr_nonnull(tg_linear(t, a23, b34, NULL, TG_ACT_TANH));
+}
+END_TEST
+
 START_TEST(elementwise_errors) {
   ck_assert_ptr_null(tg_add(t, a23, v4));
   ck_assert_error_has(TG_ESHAPE, "tg_add", "[2,3]", "[4]");
@@ -241,6 +284,7 @@ int main(void) {
   TCase *tc = tcase_create("bad input");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, matmul_errors);
+  tcase_add_test(tc, linear_errors);
   tcase_add_test(tc, elementwise_errors);
   tcase_add_test(tc, loss_errors);
   tcase_add_test(tc, null_inputs_propagate);

@@ -129,6 +129,67 @@ START_TEST(dense_forward_and_backward) {
 }
 END_TEST
 
+/* tg_dense_act is the layer and its activation in one op: the values and
+ * gradients of tg_activate(tg_dense_forward(...)), on one node. */
+START_TEST(dense_act_matches_dense_then_activate) {
+  tg_dtype dt = dtypes[_i];
+  double tol = dt == TG_F64 ? 1e-12 : 1e-5;
+  tg_rng rng;
+  tg_rng_seed(&rng, 4);
+  tg_dense *d = tg_dense_new(6, 5, dt, TG_ACT_TANH, &rng);
+  tg_tensor *W = tg_dense_weight(d), *b = tg_dense_bias(d);
+  tg_fill_normal(b, &rng, 0, 1);
+  tg_tensor *x = tg_zeros(dt, TG_SHAPE(3, 6));
+  tg_fill_normal(x, &rng, 0, 1);
+  for (int act = TG_ACT_NONE; act <= TG_ACT_TANH; act++) {
+    double want_y[15], want_dw[30], want_db[5];
+    for (int fused = 0; fused < 2; fused++) {
+      tg_tape *t = tg_tape_new();
+      size_t nodes = tg_tape_nodes(t);
+      tg_tensor *y = fused ? tg_dense_act(t, d, x, (tg_activation)act)
+                           : tg_activate(t, tg_dense_forward(t, d, x), (tg_activation)act);
+      ck_assert_msg(y != NULL, "%s", tg_last_error());
+      if (fused) ck_assert_uint_eq(tg_tape_nodes(t), nodes + 1);
+      ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_mul(t, y, y))), TG_OK);
+      for (int i = 0; i < 15; i++) {
+        if (!fused) want_y[i] = tg_get(y, i);
+        else ck_assert_double_eq_tol(tg_get(y, i), want_y[i], tol * (1 + fabs(want_y[i])));
+      }
+      for (int i = 0; i < 30; i++) {
+        double g = tg_grad_get(W, i);
+        if (!fused) want_dw[i] = g;
+        else ck_assert_double_eq_tol(g, want_dw[i], tol * (1 + fabs(want_dw[i])));
+      }
+      for (int i = 0; i < 5; i++) {
+        double g = tg_grad_get(b, i);
+        if (!fused) want_db[i] = g;
+        else ck_assert_double_eq_tol(g, want_db[i], tol * (1 + fabs(want_db[i])));
+      }
+      tg_zero_grad(W);
+      tg_zero_grad(b);
+      tg_tape_free(t);
+    }
+  }
+  tg_tape *t = tg_tape_new();
+  ck_assert_ptr_null(tg_dense_act(t, d, x, (tg_activation)4));
+  ck_assert_error_has(TG_EINVAL, "tg_dense_act", "unknown activation 4");
+  tg_tensor *x5 = tg_zeros(dt, TG_SHAPE(3, 5));
+  ck_assert_ptr_null(tg_dense_act(t, d, x5, TG_ACT_RELU));
+  ck_assert_error_has(TG_ESHAPE, "tg_dense_act", "x is [3,5]", "[6,5]", "[N,6]");
+  ck_assert_ptr_null(tg_dense_act(t, NULL, x, TG_ACT_RELU));
+  ck_assert_error_has(TG_EINVAL, "tg_dense_act", "layer is NULL");
+  ck_assert_ptr_null(tg_dense_act(NULL, d, x, TG_ACT_RELU));
+  ck_assert_error_has(TG_EINVAL, "tg_dense_act", "tape is NULL");
+  tg_clear_error();
+  ck_assert_ptr_null(tg_dense_act(t, d, NULL, TG_ACT_RELU));
+  ck_assert_int_eq(tg_last_status(), TG_OK);
+  tg_tape_free(t);
+  tg_tensor_free(x5);
+  tg_tensor_free(x);
+  tg_dense_free(d);
+}
+END_TEST
+
 START_TEST(dense_errors) {
   tg_rng rng;
   tg_rng_seed(&rng, 1);
@@ -521,6 +582,7 @@ typedef struct {
   tg_dense *l1, *l2;
   tg_tensor *params[4];
   tg_optim *opt;
+  bool fused; /* the hidden layer by tg_dense_act, not dense then activate */
 } net;
 
 static void net_new(net *m, tg_rng *rng) {
@@ -533,6 +595,7 @@ static void net_new(net *m, tg_rng *rng) {
   tg_sgd_config cfg = {.lr = 0.5, .momentum = 0.9};
   m->opt = tg_sgd_new(m->params, n, &cfg);
   ck_assert_ptr_nonnull(m->opt);
+  m->fused = false;
 }
 
 static void net_free(net *m) {
@@ -542,7 +605,8 @@ static void net_free(net *m) {
 }
 
 static tg_tensor *logits(tg_tape *t, const net *m, tg_tensor *x) {
-  tg_tensor *h = tg_activate(t, tg_dense_forward(t, m->l1, x), TG_ACT_SIGMOID);
+  tg_tensor *h = m->fused ? tg_dense_act(t, m->l1, x, TG_ACT_SIGMOID)
+                         : tg_activate(t, tg_dense_forward(t, m->l1, x), TG_ACT_SIGMOID);
   return tg_dense_forward(t, m->l2, h);
 }
 
@@ -569,6 +633,7 @@ static void evaluate(tg_tape *t, const net *m, tg_tensor *x, tg_tensor *y,
   tg_tape_set_grad(t, was);
 }
 
+/* _i: 1 with the fused hidden layer. */
 START_TEST(two_layer_net_learns_blobs) {
   tg_tensor *x, *y;
   make_blobs(400, 5, &x, &y);
@@ -576,6 +641,7 @@ START_TEST(two_layer_net_learns_blobs) {
   tg_rng_seed(&rng, 17);
   net m;
   net_new(&m, &rng);
+  m.fused = _i;
   tg_tape *t = tg_tape_new();
   tg_batcher *b = tg_batcher_new(x, y, 32, 99); /* 12 batches of 32, one of 16 */
   double loss0, acc0, loss, acc;
@@ -603,6 +669,8 @@ START_TEST(two_layer_net_learns_blobs) {
 }
 END_TEST
 
+/* _i: 1 with the fused hidden layer, whose backward buffer comes from the
+ * arena like everything else. */
 START_TEST(steady_state_allocates_nothing) {
   counting_allocator(true);
   tg_tensor *x, *y;
@@ -611,6 +679,7 @@ START_TEST(steady_state_allocates_nothing) {
   tg_rng_seed(&rng, 2);
   net m;
   net_new(&m, &rng);
+  m.fused = _i;
   tg_tape *t = tg_tape_new();
   tg_batcher *b = tg_batcher_new(x, y, 32, 1); /* 3 of 32 and one of 4 */
   tg_tensor *bx, *by;
@@ -642,7 +711,8 @@ END_TEST
 
 /* A mostly-zero input takes the sparse product, whose buffers in the arena
  * are sized by the shapes, not by the batch's non-zeros: a later batch with
- * many more non-zeros than the first must not make the arena grow. */
+ * many more non-zeros than the first must not make the arena grow. The
+ * layer on it is fused with its activation (tg_dense_act). */
 START_TEST(steady_state_sparse_input_allocates_nothing) {
   counting_allocator(true);
   const int64_t n = 96, d = 16384; /* the sparse form outgrows a 1 MiB chunk */
@@ -655,20 +725,25 @@ START_TEST(steady_state_sparse_input_allocates_nothing) {
       if (tg_rng_uniform(&rng) < dens) tg_set(x, i * d + k, 1 + tg_rng_uniform(&rng));
     tg_set(y, i, (double)(i % 4));
   }
-  tg_dense *l = tg_dense_new(d, 4, TG_F32, TG_ACT_NONE, &rng);
+  /* a fused relu layer on the sparse input, then the output layer */
+  tg_dense *l = tg_dense_new(d, 8, TG_F32, TG_ACT_RELU, &rng);
+  tg_dense *l2 = tg_dense_new(8, 4, TG_F32, TG_ACT_NONE, &rng);
   ck_assert_ptr_nonnull(l);
-  tg_tensor *p[2];
-  tg_dense_params(l, p);
+  ck_assert_ptr_nonnull(l2);
+  tg_tensor *p[4];
+  int np = tg_dense_params(l, p);
+  np += tg_dense_params(l2, p + np);
   tg_sgd_config cfg = TG_SGD_DEFAULTS;
   cfg.lr = 0.1;
-  tg_optim *opt = tg_sgd_new(p, 2, &cfg);
+  tg_optim *opt = tg_sgd_new(p, np, &cfg);
   tg_tape *t = tg_tape_new();
   tg_batcher *b = tg_batcher_new(x, y, 32, 1); /* in order until shuffled */
   long allocs = -1, frees = -1;
   for (int epoch = 0; epoch < 3; epoch++) {
     tg_tensor *bx, *by;
     while (tg_batcher_next(b, &bx, &by) == 1) {
-      tg_tensor *loss = tg_softmax_nll(t, tg_dense_forward(t, l, bx), by);
+      tg_tensor *h = tg_dense_act(t, l, bx, TG_ACT_RELU);
+      tg_tensor *loss = tg_softmax_nll(t, tg_dense_forward(t, l2, h), by);
       ck_assert_ptr_nonnull(loss);
       ck_assert_int_eq(tg_backward(t, loss), TG_OK);
       ck_assert_int_eq(tg_optim_step(opt), TG_OK);
@@ -683,6 +758,7 @@ START_TEST(steady_state_sparse_input_allocates_nothing) {
   tg_batcher_free(b);
   tg_optim_free(opt);
   tg_dense_free(l);
+  tg_dense_free(l2);
   tg_tensor_free(x);
   tg_tensor_free(y);
   /* (no alloc/free balance here: the first step's arena growth reallocs
@@ -697,6 +773,7 @@ int main(void) {
   tcase_add_test(tc, activations);
   tcase_add_loop_test(tc, dense_init, 0, 2);
   tcase_add_loop_test(tc, dense_forward_and_backward, 0, 2);
+  tcase_add_loop_test(tc, dense_act_matches_dense_then_activate, 0, 2);
   tcase_add_test(tc, dense_errors);
   suite_add_tcase(s, tc);
   tc = tcase_create("batcher");
@@ -711,8 +788,8 @@ int main(void) {
   tcase_add_test(tc, metric_errors);
   suite_add_tcase(s, tc);
   tc = tcase_create("training");
-  tcase_add_test(tc, two_layer_net_learns_blobs);
-  tcase_add_test(tc, steady_state_allocates_nothing);
+  tcase_add_loop_test(tc, two_layer_net_learns_blobs, 0, 2);
+  tcase_add_loop_test(tc, steady_state_allocates_nothing, 0, 2);
   tcase_add_test(tc, steady_state_sparse_input_allocates_nothing);
   suite_add_tcase(s, tc);
   return run_suite(s);

@@ -14,6 +14,11 @@ static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
   tg_rng_seed(&rng, seed);
   for (int k = 0; k < op->n_in; k++) {
     int dom = c->domain[k];
+    if (c->ndim[k] == 0) { /* an optional input, left out */
+      in[k] = NULL;
+      continue;
+    }
+    int64_t last = c->shape[k][c->ndim[k] - 1];
     tg_tensor *x = tg_zeros(dom == TG__DOM_CLASS ? TG_I32 : TG_F64, c->ndim[k],
                             c->shape[k]);
     ck_assert_ptr_nonnull(x);
@@ -25,6 +30,9 @@ static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
         v = (0.1 + 1.9 * tg_rng_uniform(&rng)) * (tg_rng_below(&rng, 2) ? 1 : -1);
         break;
       case TG__DOM_CLASS: v = (double)tg_rng_below(&rng, (uint64_t)c->i); break;
+      case TG__DOM_COLSIGN:
+        v = (0.1 + 0.9 * tg_rng_uniform(&rng)) * (i % last % 2 ? -1 : 1);
+        break;
       case TG__DOM_PROB:
       case TG__DOM_UNIT: v = tg_rng_uniform(&rng); break;
       default: v = tg_rng_normal(&rng);
@@ -91,7 +99,7 @@ START_TEST(gradcheck_op) {
     tg_tensor *params[TG__MAX_IN];
     int np = 0;
     for (int k = 0; k < op->n_in; k++)
-      if (tg__is_float(in[k]->dtype)) params[np++] = in[k];
+      if (in[k] && tg__is_float(in[k]->dtype)) params[np++] = in[k];
     op_ctx ctx = {op, c, in};
     tg_gradcheck_result res;
     int rc = tg_gradcheck(apply_op, &ctx, params, np, 1e-6, &res);
@@ -113,6 +121,7 @@ START_TEST(float32_matches_float64) {
     tg_tensor *in32[TG__MAX_IN] = {0}, *in64[TG__MAX_IN] = {0};
     make_inputs(op, c, TG_F32, false, 2000 + (uint64_t)ci, in32);
     for (int k = 0; k < op->n_in; k++) { /* exact float64 copies */
+      if (!in32[k]) continue;
       tg_dtype dt = in32[k]->dtype == TG_F32 ? TG_F64 : in32[k]->dtype;
       in64[k] = tg_zeros(dt, in32[k]->ndim, in32[k]->shape);
       for (int64_t i = 0; i < in32[k]->numel; i++)
@@ -251,6 +260,121 @@ START_TEST(sparse_left_operand_matches_dense) {
 }
 END_TEST
 
+/* tg_linear against the layer it fuses, tg_activate(tg_add(tg_matmul(x, W),
+ * b)): the same values and the same three gradients, for every activation,
+ * with and without a bias. */
+static tg_tensor *composed(tg_tape *t, tg_tensor *x, tg_tensor *W,
+                           tg_tensor *b, tg_activation act) {
+  tg_tensor *z = tg_matmul(t, x, W);
+  return tg_activate(t, b ? tg_add(t, z, b) : z, act);
+}
+
+static void assert_close(const char *what, const void *got, const void *want,
+                         tg_dtype dt, int64_t n, double tol, int act, int bias) {
+  for (int64_t i = 0; i < n; i++) {
+    double g = dt == TG_F32 ? ((const float *)got)[i] : ((const double *)got)[i];
+    double w = dt == TG_F32 ? ((const float *)want)[i] : ((const double *)want)[i];
+    ck_assert_msg(fabs(g - w) <= tol * (1 + fabs(w)),
+                  "%s[%lld]: fused %.17g, composed %.17g (act %s, bias %d)",
+                  what, (long long)i, g, w, tg_activation_name(act), bias);
+  }
+}
+
+/* Runs the composed layer's backward, then the fused one's into the same
+ * parameters without zeroing them: gradients accumulate, so each must end
+ * at twice the composed one's. */
+static void compare_linear(tg_tensor *x, tg_tensor *W, tg_tensor *b,
+                           tg_activation act, double tol, uint64_t seed) {
+  tg_dtype dt = W->dtype;
+  int64_t N = x->shape[0], O = W->shape[1];
+  tg_rng rng;
+  tg_rng_seed(&rng, seed);
+  tg_tensor *g = tg_zeros(dt, TG_SHAPE(N, O));
+  tg_fill_normal(g, &rng, 0, 1);
+  tg_tensor *p[3] = {x, W, b};
+  void *ref[3] = {0};
+  tg_tape *t = tg_tape_new();
+  tg_tensor *yc = composed(t, x, W, b, act), *yf = tg_linear(t, x, W, b, act);
+  ck_assert_msg(yc && yf, "%s", tg_last_error());
+  ck_assert(tg__same_shape(yc, yf) && yf->dtype == dt);
+  assert_close("y", yf->data, yc->data, dt, yf->numel, tol, act, !!b);
+  ck_assert_int_eq(tg_backward_grad(t, yc, g), TG_OK);
+  for (int k = 0; k < 3; k++)
+    if (p[k] && p[k]->grad) {
+      size_t bytes = (size_t)p[k]->numel * tg__dtype_size(dt);
+      ref[k] = malloc(bytes);
+      memcpy(ref[k], p[k]->grad, bytes);
+    }
+  ck_assert_int_eq(tg_backward_grad(t, yf, g), TG_OK);
+  /* dy is the caller's to read: backward left it alone */
+  assert_close("dy", yf->grad, g->data, dt, g->numel, 0, act, !!b);
+  static const char *names[3] = {"dx", "dW", "db"};
+  for (int k = 0; k < 3; k++) {
+    if (!ref[k]) continue;
+    tg_tensor *half = tg_zeros(dt, p[k]->ndim, p[k]->shape);
+    for (int64_t i = 0; i < p[k]->numel; i++)
+      tg_set(half, i, tg_grad_get(p[k], i) / 2);
+    assert_close(names[k], half->data, ref[k], dt, half->numel, tol, act, !!b);
+    tg_tensor_free(half);
+    free(ref[k]);
+    tg_zero_grad(p[k]);
+  }
+  tg_tape_free(t);
+  tg_tensor_free(g);
+}
+
+static const int64_t linear_shapes[][3] = {
+    {7, 5, 4}, {1, 3, 1}, {16, 33, 40}, {2, 1, 6}, {64, 70, 33}};
+
+START_TEST(linear_matches_composed_layer) {
+  const int64_t N = linear_shapes[_i][0], K = linear_shapes[_i][1],
+                O = linear_shapes[_i][2];
+  tg_rng rng;
+  tg_rng_seed(&rng, 60 + (uint64_t)_i);
+  tg_tensor *x = param_normal(TG_F64, TG_SHAPE(N, K), &rng);
+  tg_tensor *W = param_normal(TG_F64, TG_SHAPE(K, O), &rng);
+  tg_tensor *b = param_normal(TG_F64, TG_SHAPE(O), &rng);
+  for (int act = TG_ACT_NONE; act <= TG_ACT_TANH; act++)
+    for (int bias = 0; bias < 2; bias++)
+      compare_linear(x, W, bias ? b : NULL, (tg_activation)act, 1e-12,
+                     (uint64_t)(10 * act + bias));
+  tg_tensor_free(x);
+  tg_tensor_free(W);
+  tg_tensor_free(b);
+}
+END_TEST
+
+/* The same on the sparse path: a caller-owned float32 x of mostly zeros
+ * (data, which needs no gradient, and once a parameter) goes through the
+ * sparse product in both layers. */
+START_TEST(linear_sparse_input_matches_composed_layer) {
+  const int64_t M = sparse_shapes[_i][0], K = sparse_shapes[_i][1],
+                N = sparse_shapes[_i][2];
+  tg_rng rng;
+  tg_rng_seed(&rng, 80 + (uint64_t)_i);
+  for (int xgrad = 0; xgrad < 2; xgrad++) {
+    tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(M, K));
+    for (int64_t i = 0; i < x->numel; i++)
+      if (tg_rng_uniform(&rng) < 0.2) tg_set(x, i, tg_rng_normal(&rng));
+    if (xgrad) tg_requires_grad(x, true);
+    tg_tensor *W = param_normal(TG_F32, TG_SHAPE(K, N), &rng);
+    tg_tensor *b = param_normal(TG_F32, TG_SHAPE(N), &rng);
+    if (tg__spmm_enabled()) { /* the premise: this x takes the sparse path */
+      tg_tape *t = tg_tape_new();
+      ck_assert_ptr_nonnull(tg__spmm_of(t, x, false));
+      tg_tape_free(t);
+    }
+    for (int act = TG_ACT_NONE; act <= TG_ACT_TANH; act++)
+      for (int bias = 0; bias < 2; bias++)
+        compare_linear(x, W, bias ? b : NULL, (tg_activation)act, 1e-6,
+                       (uint64_t)(10 * act + bias));
+    tg_tensor_free(x);
+    tg_tensor_free(W);
+    tg_tensor_free(b);
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("ops");
   TCase *tc = tcase_create("op list");
@@ -261,6 +385,10 @@ int main(void) {
   tcase_add_loop_test(tc, gradcheck_op, 0, tg__n_ops);
   tcase_add_loop_test(tc, float32_matches_float64, 0, tg__n_ops);
   tcase_add_loop_test(tc, sparse_left_operand_matches_dense, 0,
+                      (int)(sizeof sparse_shapes / sizeof *sparse_shapes));
+  tcase_add_loop_test(tc, linear_matches_composed_layer, 0,
+                      (int)(sizeof linear_shapes / sizeof *linear_shapes));
+  tcase_add_loop_test(tc, linear_sparse_input_matches_composed_layer, 0,
                       (int)(sizeof sparse_shapes / sizeof *sparse_shapes));
   suite_add_tcase(s, tc);
   return run_suite(s);

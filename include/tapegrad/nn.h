@@ -12,7 +12,7 @@
  *   for (int epoch = 0; epoch < 10; epoch++) {
  *     tg_batcher_shuffle(b);
  *     while (tg_batcher_next(b, &x, &y) == 1) {
- *       tg_tensor *h = tg_activate(t, tg_dense_forward(t, l1, x), TG_ACT_SIGMOID);
+ *       tg_tensor *h = tg_dense_act(t, l1, x, TG_ACT_SIGMOID);
  *       tg_tensor *loss = tg_softmax_nll(t, tg_dense_forward(t, l2, h), y);
  *       ...tg_backward, tg_optim_step, tg_optim_zero_grad, tg_tape_clear...
  *     }
@@ -24,18 +24,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ops.h" /* tg_activation, which tg_linear takes too */
 #include "tape.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-  TG_ACT_NONE = 0,
-  TG_ACT_SIGMOID = 1,
-  TG_ACT_RELU = 2,
-  TG_ACT_TANH = 3,
-} tg_activation;
 
 /* "none", "sigmoid", "relu", "tanh"; "unknown" otherwise. */
 TG_API const char *tg_activation_name(tg_activation act);
@@ -63,12 +57,20 @@ TG_API tg_dense *tg_dense_new(int64_t in, int64_t out, tg_dtype dtype,
 /* NULL is a no-op. W and b must not be used afterwards. */
 TG_API void tg_dense_free(tg_dense *d);
 
-/* tg_add(t, tg_matmul(t, x, W), b), without the activation. x must be
- * [N,in] of the layer's dtype (checked here, so the message names the
- * layer's shapes). The result belongs to the tape. NULL x gives NULL
+/* x . W + b, without the activation: tg_linear(t, x, W, b, TG_ACT_NONE).
+ * x must be [N,in] of the layer's dtype (checked here, so the message names
+ * the layer's shapes). The result belongs to the tape. NULL x gives NULL
  * without a new message. */
 TG_API tg_tensor *tg_dense_forward(tg_tape *t, const tg_dense *d,
                                    tg_tensor *x);
+/* The layer with its activation, act(x . W + b), as one fused op
+ * (tg_linear): the values and gradients of
+ * tg_activate(t, tg_dense_forward(t, d, x), act) with one result on the
+ * tape instead of two or three. The act given to tg_dense_new only chose
+ * the initialisation; this one is applied. Checks and ownership as
+ * tg_dense_forward; an unknown act gives NULL and TG_EINVAL. */
+TG_API tg_tensor *tg_dense_act(tg_tape *t, const tg_dense *d, tg_tensor *x,
+                               tg_activation act);
 
 /* The layer's parameters (owned by the layer; NULL for a NULL layer). Hand
  * them to an optimizer, or read and write them to save and load. */

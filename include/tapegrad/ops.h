@@ -16,8 +16,28 @@
 extern "C" {
 #endif
 
+/* The activations a dense layer can end with (tg_linear, and tg_activate
+ * and tg_activation_name in nn.h). */
+typedef enum {
+  TG_ACT_NONE = 0,
+  TG_ACT_SIGMOID = 1,
+  TG_ACT_RELU = 2,
+  TG_ACT_TANH = 3,
+} tg_activation;
+
 /* c[M,N] = a[M,K] . b[K,N]. Backward: da = dc . b^T, db = a^T . dc. */
 TG_API tg_tensor *tg_matmul(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* A dense layer as one op: y[N,out] = act(x[N,in] . W[in,out] + b[out]),
+ * b broadcast over the rows; b NULL means no bias. act is TG_ACT_NONE,
+ * _SIGMOID, _RELU or _TANH. The same values and gradients as
+ * tg_activate(t, tg_add(t, tg_matmul(t, x, W), b), act), in one pass over
+ * the output each way instead of three, with one result instead of three.
+ * Backward: with g = dy * act'(y), dx = g . W^T, dW = x^T . g, db = column
+ * sums of g. The result belongs to the tape. A NULL x or W gives NULL
+ * without a new message; bad shapes, dtypes or act give NULL and a message
+ * naming tg_linear and the shapes. */
+TG_API tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W,
+                            tg_tensor *b, tg_activation act);
 /* a + b, same shape; or a[N,C] + b[C] with b broadcast over the rows. */
 TG_API tg_tensor *tg_add(tg_tape *t, tg_tensor *a, tg_tensor *b);
 /* Elementwise a * b, same shape. */
