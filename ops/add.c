@@ -16,13 +16,6 @@
   static void acc_##S(const T *restrict g, T *restrict d, int64_t n) {       \
     TG__SIMD                                                                 \
     for (int64_t i = 0; i < n; i++) d[i] += g[i];                            \
-  }                                                                          \
-  static void colsum_acc_##S(const T *restrict g, T *restrict d,             \
-                             int64_t rows, int64_t cols) {                   \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      TG__SIMD                                                               \
-      for (int64_t j = 0; j < cols; j++) d[j] += g[r * cols + j];            \
-    }                                                                        \
   }
 TG__BOTH(KERNELS)
 
@@ -44,10 +37,10 @@ static void backward_bias(const tg_node *n) {
   int64_t rows = c->shape[0], cols = c->shape[1];
   if (c->dtype == TG_F32) {
     if (da) acc_f32(c->grad, da, c->numel);
-    if (db) colsum_acc_f32(c->grad, db, rows, cols);
+    if (db) tg__colsum_acc_f32(c->grad, db, rows, cols);
   } else {
     if (da) acc_f64(c->grad, da, c->numel);
-    if (db) colsum_acc_f64(c->grad, db, rows, cols);
+    if (db) tg__colsum_acc_f64(c->grad, db, rows, cols);
   }
 }
 

@@ -73,13 +73,6 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
       break;                                                                 \
     }                                                                        \
   }                                                                          \
-  static void colsum_acc_##S(const T *restrict g, T *restrict d,             \
-                             int64_t rows, int64_t cols) {                   \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      TG__SIMD                                                               \
-      for (int64_t j = 0; j < cols; j++) d[j] += g[r * cols + j];            \
-    }                                                                        \
-  }                                                                          \
   /* Dense forward: the bias rows first, then the product added onto them   \
    * (beta = 1), so the bias costs no pass over a tensor of its own. */      \
   static void fwd_##S(const T *x, const T *W, const T *b, T *y, int64_t N,   \
@@ -103,7 +96,7 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
       tg__spmm_tn_f32(sx, (const float *)g, O, (float *)dW);                 \
     else if (dW)                                                             \
       GEMM_##S(true, false, K, O, N, 1, x->data, K, g, O, 1, dW, O);         \
-    if (db) colsum_acc_##S(g, db, N, O);                                     \
+    if (db) tg__colsum_acc_##S(g, db, N, O);                                 \
   }
 TG__BOTH(KERNELS)
 

@@ -291,6 +291,11 @@ typedef void (*tg__map_f32)(const float *x, float *y, int64_t n);
 typedef void (*tg__map_f64)(const double *x, double *y, int64_t n);
 tg_tensor *tg__unary(tg_tape *t, tg_tensor *a, const tg_opdef *op,
                      tg__map_f32 f32, tg__map_f64 f64);
+/* d[j] += sum over rows of g[r, j], g [rows, cols]: a bias's gradient. */
+void tg__colsum_acc_f32(const float *restrict g, float *restrict d,
+                        int64_t rows, int64_t cols);
+void tg__colsum_acc_f64(const double *restrict g, double *restrict d,
+                        int64_t rows, int64_t cols);
 /* A [1] result, for reductions and losses. */
 tg_tensor *tg__emit_scalar(tg_tape *t, const tg_opdef *op, tg_dtype dtype,
                            tg_tensor *const *in, int n_in);

@@ -49,3 +49,14 @@ tg_tensor *tg__emit_scalar(tg_tape *t, const tg_opdef *op, tg_dtype dtype,
   const int64_t one = 1;
   return tg__emit(t, op, dtype, 1, &one, in, n_in);
 }
+
+#define COLSUM(T, S)                                                          \
+  void tg__colsum_acc_##S(const T *restrict g, T *restrict d, int64_t rows,  \
+                          int64_t cols) {                                     \
+    for (int64_t r = 0; r < rows; r++) {                                      \
+      TG__SIMD                                                                \
+      for (int64_t j = 0; j < cols; j++) d[j] += g[r * cols + j];             \
+    }                                                                         \
+  }
+TG__BOTH(COLSUM)
+#undef COLSUM
