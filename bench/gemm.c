@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal.h"
+#include "kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif

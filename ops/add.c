@@ -1,7 +1,7 @@
 /* ops/add.c: c = a + b for equal shapes (da += g, db += g), and the bias
  * form c[N,C] = a[N,C] + b[C] (db += column sums of g). tg_add picks the
  * form from the shapes; each is its own op in the list. */
-#include "../src/internal.h"
+#include "op.h"
 
 #define KERNELS(T, S)                                                        \
   static void add_##S(const T *restrict a, const T *restrict b,              \
@@ -44,9 +44,31 @@ static void backward_bias(const tg_node *n) {
   }
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_add(t, in[0], in[1]);
+static bool is_bias(const tg_tensor *a, const tg_tensor *b) {
+  return a->ndim == 2 && b->ndim == 1 && b->shape[0] == a->shape[1];
+}
+
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *args,
+                tg_outshape *out) {
+  char sa[96], sb[96];
+  if (!is_bias(in[0], in[1]) && !tg__same_shape(in[0], in[1]))
+    return tg__err(TG_ESHAPE,
+                   "%s: shapes differ: a is %s, b is %s (b must be a's shape, or "
+                   "[C] for a of [N,C])", fn, tg__shape_str(in[0], sa),
+                   tg__shape_str(in[1], sb));
+  return tg__rule_same(fn, in, args, out);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *a = n->in[0], *b = n->in[1];
+  bool bias = is_bias(a, b);
+  int64_t rows = bias ? a->shape[0] : 1, cols = bias ? a->shape[1] : a->numel;
+  if (a->dtype == TG_F32)
+    add_f32(a->data, b->data, n->out->data, rows, cols, bias ? 0 : cols);
+  else
+    add_f64(a->data, b->data, n->out->data, rows, cols, bias ? 0 : cols);
+  return TG_OK;
 }
 
 static const tg_opcase cases[] = {
@@ -59,36 +81,16 @@ static const tg_opcase cases_bias[] = {
     {.ndim = {2, 1}, .shape = {{1, 5}, {5}}},
 };
 
-const tg_opdef tg__op_add = {"add", 2, backward, call, cases, 3};
-const tg_opdef tg__op_add_bias = {"add_bias", 2, backward_bias, call,
-                                  cases_bias, 2};
+const tg_opdef tg__op_add = {.name = "add", .n_in = 2, .rule = rule,
+                             .forward = forward, .backward = backward,
+                             TG__CASES(cases)};
+const tg_opdef tg__op_add_bias = {.name = "add_bias", .api = "tg_add",
+                                  .n_in = 2, .rule = rule, .forward = forward,
+                                  .backward = backward_bias,
+                                  TG__CASES(cases_bias)};
 
 tg_tensor *tg_add(tg_tape *t, tg_tensor *a, tg_tensor *b) {
-  tg_tensor *in[2] = {a, b};
-  char sa[96], sb[96];
-  if (!a || !b) return NULL;
-  if (tg__check_inputs("tg_add", t, in, 2) ||
-      tg__check_float("tg_add", a, "a") || tg__check_float("tg_add", b, "b"))
-    return NULL;
-  if (a->dtype != b->dtype) {
-    tg__err(TG_EDTYPE, "tg_add: dtypes differ: a is %s, b is %s",
-            tg_dtype_name(a->dtype), tg_dtype_name(b->dtype));
-    return NULL;
-  }
-  bool bias = a->ndim == 2 && b->ndim == 1 && b->shape[0] == a->shape[1];
-  if (!bias && !tg__same_shape(a, b)) {
-    tg__err(TG_ESHAPE,
-            "tg_add: shapes differ: a is %s, b is %s (b must be a's shape, or "
-            "[C] for a of [N,C])", tg__shape_str(a, sa), tg__shape_str(b, sb));
-    return NULL;
-  }
-  tg_tensor *c = tg__emit(t, bias ? &tg__op_add_bias : &tg__op_add, a->dtype,
-                          a->ndim, a->shape, in, 2);
-  if (!c) return NULL;
-  int64_t rows = bias ? a->shape[0] : 1, cols = bias ? a->shape[1] : a->numel;
-  if (a->dtype == TG_F32)
-    add_f32(a->data, b->data, c->data, rows, cols, bias ? 0 : cols);
-  else
-    add_f64(a->data, b->data, c->data, rows, cols, bias ? 0 : cols);
-  return tg__done(t, c, "tg_add");
+  bool bias = a && b && is_bias(a, b);
+  return tg__apply(t, bias ? &tg__op_add_bias : &tg__op_add,
+                   (tg_tensor *const[]){a, b}, NULL);
 }

@@ -4,8 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../src/internal.h"
-#include "../src/vmath.h"
+#include "op.h"
 
 /* What forward keeps for backward: x's sparse form when the product used it
  * and W needs a gradient, and room for g = dy * act'(y) (none for
@@ -87,8 +86,8 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
     int64_t N = x->shape[0], K = x->shape[1], O = W->shape[1];               \
     T *dx = tg__gin(n, 0), *dW = tg__gin(n, 1), *db = tg__gin(n, 2);         \
     const T *g = y->grad;                                                    \
-    if (n->i != TG_ACT_NONE) {                                               \
-      dact_##S((int)n->i, y->data, y->grad, gbuf, y->numel);                 \
+    if (n->args.i[0] != TG_ACT_NONE) {                                       \
+      dact_##S((int)n->args.i[0], y->data, y->grad, gbuf, y->numel);         \
       g = gbuf;                                                              \
     }                                                                        \
     if (dx) GEMM_##S(false, true, N, K, O, 1, g, O, W->data, O, 1, dx, K);   \
@@ -110,72 +109,38 @@ static void backward(const tg_node *n) {
     bwd_f64(n, NULL, s->g);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  return tg_linear(t, in[0], in[1], in[2], (tg_activation)c->i);
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  const tg_tensor *x = in[0], *W = in[1], *b = in[2];
+  char sx[96], sw[96], sb[96];
+  if (x->ndim != 2 || W->ndim != 2)
+    return tg__err(TG_ESHAPE, "%s: x and W must be 2-D: x is %s, W is %s", fn,
+                   tg__shape_str(x, sx), tg__shape_str(W, sw));
+  if (x->shape[1] != W->shape[0])
+    return tg__err(TG_ESHAPE, "%s: inner dimensions differ: x is %s, W is %s",
+                   fn, tg__shape_str(x, sx), tg__shape_str(W, sw));
+  if (b && (b->ndim != 1 || b->shape[0] != W->shape[1]))
+    return tg__err(TG_ESHAPE, "%s: b is %s; for W of %s it must be [%lld]", fn,
+                   tg__shape_str(b, sb), tg__shape_str(W, sw),
+                   (long long)W->shape[1]);
+  if (a->i[0] < TG_ACT_NONE || a->i[0] > TG_ACT_TANH)
+    return tg__err(TG_EINVAL, "%s: unknown activation %d", fn, (int)a->i[0]);
+  out->ndim = 2;
+  out->shape[0] = x->shape[0];
+  out->shape[1] = W->shape[1];
+  return TG_OK;
 }
 
-/* x positive; W and b of one sign per output column (+ even, - odd), so a
- * pre-activation has the sign of its column and a size of at least 0.05 K
- * (+ 0.1 with b): far from relu's kink, and both of its sides are used.
- * A case with b of 0 dimensions has no bias (b NULL). i: the activation. */
-#define CASE(act, n, k, o, nb)                                               \
-  {.ndim = {2, 2, nb}, .shape = {{n, k}, {k, o}, {o}},                       \
-   .domain = {TG__DOM_POS, TG__DOM_COLSIGN, TG__DOM_COLSIGN}, .i = act}
-#define CASES(act)                                                           \
-  CASE(act, 3, 4, 5, 1), CASE(act, 1, 6, 1, 1), CASE(act, 5, 2, 3, 0),       \
-      CASE(act, 1, 3, 1, 0), CASE(act, 4, 1, 2, 1)
-static const tg_opcase cases[] = {CASES(TG_ACT_NONE), CASES(TG_ACT_SIGMOID),
-                                  CASES(TG_ACT_RELU), CASES(TG_ACT_TANH)};
-
-const tg_opdef tg__op_linear = {"linear", 3, backward, call, cases,
-                                (int)(sizeof cases / sizeof cases[0])};
-
-tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W, tg_tensor *b,
-                     tg_activation act) {
-  static const char fn[] = "tg_linear";
-  static const char *const names[3] = {"x", "W", "b"};
-  tg_tensor *in[3] = {x, W, b};
-  char sx[96], sw[96], sb[96];
-  if (!x || !W) return NULL;
-  if (tg__check_inputs_named(fn, t, in, names, 3) ||
-      tg__check_float(fn, x, "x") || tg__check_float(fn, W, "W") ||
-      (b && tg__check_float(fn, b, "b")))
-    return NULL;
-  if (W->dtype != x->dtype || (b && b->dtype != x->dtype)) {
-    tg__err(TG_EDTYPE, "%s: dtypes differ: x is %s, W is %s%s%s", fn,
-            tg_dtype_name(x->dtype), tg_dtype_name(W->dtype),
-            b ? ", b is " : "", b ? tg_dtype_name(b->dtype) : "");
-    return NULL;
-  }
-  if (x->ndim != 2 || W->ndim != 2) {
-    tg__err(TG_ESHAPE, "%s: x and W must be 2-D: x is %s, W is %s", fn,
-            tg__shape_str(x, sx), tg__shape_str(W, sw));
-    return NULL;
-  }
-  if (x->shape[1] != W->shape[0]) {
-    tg__err(TG_ESHAPE, "%s: inner dimensions differ: x is %s, W is %s", fn,
-            tg__shape_str(x, sx), tg__shape_str(W, sw));
-    return NULL;
-  }
-  if (b && (b->ndim != 1 || b->shape[0] != W->shape[1])) {
-    tg__err(TG_ESHAPE, "%s: b is %s; for W of %s it must be [%lld]", fn,
-            tg__shape_str(b, sb), tg__shape_str(W, sw),
-            (long long)W->shape[1]);
-    return NULL;
-  }
-  if (act < TG_ACT_NONE || act > TG_ACT_TANH) {
-    tg__err(TG_EINVAL, "%s: unknown activation %d", fn, (int)act);
-    return NULL;
-  }
+static int forward(tg_tape *t, tg_node *n) {
+  const tg_tensor *x = n->in[0], *W = n->in[1], *b = n->in[2];
+  tg_tensor *y = n->out;
+  int act = (int)n->args.i[0];
   int64_t N = x->shape[0], K = x->shape[1], O = W->shape[1];
-  const int64_t shape[2] = {N, O};
-  tg_tensor *y = tg__emit(t, &tg__op_linear, x->dtype, 2, shape, in, 3);
-  if (!y) return NULL;
   /* Everything backward needs is taken from the arena now, by the shapes
    * alone: backward allocates nothing, and a steady state nothing at all. */
-  tg_node *nd = tg__node_of(y);
+  bool rec = tg__recorded(n);
   saved *s = NULL;
-  if (nd) {
+  if (rec) {
     s = tg__arena_alloc(t, sizeof *s);
     if (s) {
       s->sx = NULL;
@@ -183,14 +148,11 @@ tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W, tg_tensor *b,
                  ? NULL
                  : tg__arena_alloc(t, (size_t)y->numel * tg__dtype_size(y->dtype));
     }
-    if (!s || (act != TG_ACT_NONE && !s->g)) {
-      tg__err(TG_ENOMEM, "%s: out of memory for what backward keeps", fn);
-      return NULL;
-    }
-    nd->i = act;
-    nd->saved = s;
+    if (!s || (act != TG_ACT_NONE && !s->g))
+      return tg__err(TG_ENOMEM, "tg_linear: out of memory for what backward keeps");
+    n->saved = s;
   }
-  bool by_col = nd && (W->flags & TG__NEEDS_GRAD);
+  bool by_col = rec && (W->flags & TG__NEEDS_GRAD);
   tg__sparse *sp = tg__spmm_of(t, x, by_col);
   if (s && by_col) s->sx = sp;
   if (sp) {
@@ -203,5 +165,30 @@ tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W, tg_tensor *b,
     fwd_f64(x->data, W->data, b ? b->data : NULL, y->data, N, K, O);
     act_f64(act, y->data, y->numel);
   }
-  return tg__done(t, y, fn);
+  return TG_OK;
+}
+
+/* x positive; W and b of one sign per output column (+ even, - odd), so a
+ * pre-activation has the sign of its column and a size of at least 0.05 K
+ * (+ 0.1 with b): far from relu's kink, and both of its sides are used.
+ * A case with b of -1 dimensions has no bias (b NULL). args i[0]: the
+ * activation. */
+#define CASE(act, n, k, o, nb)                                               \
+  {.ndim = {2, 2, nb}, .shape = {{n, k}, {k, o}, {o}},                       \
+   .domain = {TG__DOM_POS, TG__DOM_COLSIGN, TG__DOM_COLSIGN},              \
+   .args = {.i = {act}}}
+#define CASES(act)                                                           \
+  CASE(act, 3, 4, 5, 1), CASE(act, 1, 6, 1, 1), CASE(act, 5, 2, 3, -1),       \
+      CASE(act, 1, 3, 1, -1), CASE(act, 4, 1, 2, 1)
+static const tg_opcase cases[] = {CASES(TG_ACT_NONE), CASES(TG_ACT_SIGMOID),
+                                  CASES(TG_ACT_RELU), CASES(TG_ACT_TANH)};
+
+const tg_opdef tg__op_linear = {
+    .name = "linear", .n_in = 3, .in_names = {"x", "W", "b"},
+    .flags = TG__IN_OPT(2), .rule = rule, .forward = forward,
+    .backward = backward, TG__CASES(cases)};
+
+tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W, tg_tensor *b,
+                     tg_activation act) {
+  return TG__APPLY(t, linear, &(tg_opargs){.i = {act}}, x, W, b);
 }

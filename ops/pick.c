@@ -4,7 +4,7 @@
  * caller's buffer a second time. */
 #include <string.h>
 
-#include "../src/internal.h"
+#include "op.h"
 
 static void backward(const tg_node *n) {
   void *da = tg__gin(n, 0);
@@ -18,18 +18,6 @@ static void backward(const tg_node *n) {
       ((double *)da)[r * cols + idx[r]] += ((const double *)n->out->grad)[r];
   }
 }
-
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_pick(t, in[0], in[1]);
-}
-
-static const tg_opcase cases[] = {
-    {.ndim = {2, 1}, .shape = {{4, 3}, {4}}, .domain = {0, TG__DOM_CLASS}, .i = 3},
-    {.ndim = {2, 1}, .shape = {{1, 5}, {1}}, .domain = {0, TG__DOM_CLASS}, .i = 5},
-};
-
-const tg_opdef tg__op_pick = {"pick", 2, backward, call, cases, 2};
 
 int tg__check_classes(const char *fn, const tg_tensor *a, const tg_tensor *index) {
   char sa[96], si[96];
@@ -50,30 +38,45 @@ int tg__check_classes(const char *fn, const tg_tensor *a, const tg_tensor *index
   return TG_OK;
 }
 
-tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index) {
-  tg_tensor *in[2] = {a, index};
-  if (!a || !index) return NULL;
-  if (tg__check_inputs("tg_pick", t, in, 2) ||
-      tg__check_float("tg_pick", a, "a") || tg__check_2d("tg_pick", a, "a") ||
-      tg__check_classes("tg_pick", a, index))
-    return NULL;
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  (void)a;
+  int rc = tg__check_2d(fn, in[0], "a");
+  if (!rc) rc = tg__check_classes(fn, in[0], in[1]);
+  out->ndim = 1;
+  out->shape[0] = in[0]->shape[0];
+  return rc;
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  const tg_tensor *a = n->in[0];
   int64_t rows = a->shape[0], cols = a->shape[1];
-  tg_tensor *y = tg__emit(t, &tg__op_pick, a->dtype, 1, &rows, in, 2);
-  if (!y) return NULL;
-  const int32_t *idx = index->data;
-  tg_node *nd = tg__node_of(y);
-  if (nd) {
-    if (!(nd->saved = tg__arena_alloc(t, (size_t)rows * sizeof *idx))) {
-      tg__err(TG_ENOMEM, "tg_pick: out of memory");
-      return NULL;
-    }
-    memcpy(nd->saved, idx, (size_t)rows * sizeof *idx);
+  const int32_t *idx = n->in[1]->data;
+  if (tg__recorded(n)) {
+    if (!(n->saved = tg__arena_alloc(t, (size_t)rows * sizeof *idx)))
+      return tg__err(TG_ENOMEM, "tg_pick: out of memory");
+    memcpy(n->saved, idx, (size_t)rows * sizeof *idx);
   }
   for (int64_t r = 0; r < rows; r++) {
     if (a->dtype == TG_F32)
-      ((float *)y->data)[r] = ((const float *)a->data)[r * cols + idx[r]];
+      ((float *)n->out->data)[r] = ((const float *)a->data)[r * cols + idx[r]];
     else
-      ((double *)y->data)[r] = ((const double *)a->data)[r * cols + idx[r]];
+      ((double *)n->out->data)[r] = ((const double *)a->data)[r * cols + idx[r]];
   }
-  return tg__done(t, y, "tg_pick");
+  return TG_OK;
+}
+
+static const tg_opcase cases[] = {
+    {.ndim = {2, 1}, .shape = {{4, 3}, {4}}, .domain = {0, TG__DOM_CLASS}, .classes = 3},
+    {.ndim = {2, 1}, .shape = {{1, 5}, {1}}, .domain = {0, TG__DOM_CLASS}, .classes = 5},
+};
+
+const tg_opdef tg__op_pick = {.name = "pick", .n_in = 2,
+                              .in_names = {"a", "index"},
+                              .flags = TG__IN_INT(1), .rule = rule,
+                              .forward = forward, .backward = backward,
+                              TG__CASES(cases)};
+
+tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index) {
+  return TG__APPLY(t, pick, NULL, a, index);
 }

@@ -1,6 +1,6 @@
 /* ops/quadratic.c: the quadratic cost on activations a[N,C]:
  *   L = (1/2N) sum_i ||y_i - a_i||^2;  dL/da = (a - y)/N,  dL/dy = (y - a)/N. */
-#include "../src/internal.h"
+#include "op.h"
 
 #define KERNELS(T, S)                                                        \
   static double forward_##S(const T *restrict a, const T *restrict y,        \
@@ -33,9 +33,23 @@ static void backward(const tg_node *n) {
     backward_f64(a->data, y->data, tg__gin(n, 0), tg__gin(n, 1), g, a->numel);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_quadratic(t, in[0], in[1]);
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  (void)a;
+  tg__out_scalar(out, in[0]->dtype);
+  int rc = tg__check_2d(fn, in[0], "a");
+  return rc ? rc : tg__check_same(fn, in[0], in[1]);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *a = n->in[0], *target = n->in[1];
+  double k = 0.5 / (double)a->shape[0];
+  if (a->dtype == TG_F32)
+    *(float *)n->out->data = (float)(k * forward_f32(a->data, target->data, a->numel));
+  else
+    *(double *)n->out->data = k * forward_f64(a->data, target->data, a->numel);
+  return TG_OK;
 }
 
 static const tg_opcase cases[] = {
@@ -43,21 +57,10 @@ static const tg_opcase cases[] = {
     {.ndim = {2, 2}, .shape = {{1, 10}, {1, 10}}, .domain = {TG__DOM_UNIT, TG__DOM_UNIT}},
 };
 
-const tg_opdef tg__op_quadratic = {"quadratic", 2, backward, call, cases, 2};
+const tg_opdef tg__op_quadratic = {
+    .name = "quadratic", .n_in = 2, .in_names = {"a", "target"}, .rule = rule,
+    .forward = forward, .backward = backward, TG__CASES(cases)};
 
 tg_tensor *tg_quadratic(tg_tape *t, tg_tensor *a, tg_tensor *target) {
-  static const char fn[] = "tg_quadratic";
-  tg_tensor *in[2] = {a, target};
-  if (!a || !target) return NULL;
-  if (tg__check_inputs(fn, t, in, 2) || tg__check_float(fn, a, "a") ||
-      tg__check_2d(fn, a, "a") || tg__check_same(fn, a, target))
-    return NULL;
-  tg_tensor *out = tg__emit_scalar(t, &tg__op_quadratic, a->dtype, in, 2);
-  if (!out) return NULL;
-  double k = 0.5 / (double)a->shape[0];
-  if (a->dtype == TG_F32)
-    *(float *)out->data = (float)(k * forward_f32(a->data, target->data, a->numel));
-  else
-    *(double *)out->data = k * forward_f64(a->data, target->data, a->numel);
-  return tg__done(t, out, fn);
+  return TG__APPLY(t, quadratic, NULL, a, target);
 }

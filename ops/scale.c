@@ -1,5 +1,5 @@
-/* ops/scale.c: y = c * x for a constant c; dx = c * g. */
-#include "../src/internal.h"
+/* ops/scale.c: y = c * x for a constant c (args f[0]); dx = c * g. */
+#include "op.h"
 
 #define KERNELS(T, S)                                                     \
   static void scale_##S(const T *restrict x, T *restrict y, T c,          \
@@ -12,42 +12,40 @@
   }
 TG__BOTH(KERNELS)
 
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  if (a->f[0] != a->f[0]) return tg__err(TG_EINVAL, "%s: the constant is NaN", fn);
+  return tg__rule_same(fn, in, a, out);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *x = n->in[0];
+  if (x->dtype == TG_F32)
+    scale_f32(x->data, n->out->data, (float)n->args.f[0], x->numel);
+  else
+    scale_f64(x->data, n->out->data, n->args.f[0], x->numel);
+  return TG_OK;
+}
+
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
   if (n->out->dtype == TG_F32)
-    scale_acc_f32(n->out->grad, dx, (float)n->f, n->out->numel);
+    scale_acc_f32(n->out->grad, dx, (float)n->args.f[0], n->out->numel);
   else
-    scale_acc_f64(n->out->grad, dx, n->f, n->out->numel);
-}
-
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  return tg_scale(t, in[0], c->f);
+    scale_acc_f64(n->out->grad, dx, n->args.f[0], n->out->numel);
 }
 
 static const tg_opcase cases[] = {
-    {.ndim = {1}, .shape = {{5}}, .f = -2.5},
-    {.ndim = {2}, .shape = {{4, 3}}, .f = 0.125},
+    {.ndim = {1}, .shape = {{5}}, .args = {.f = {-2.5}}},
+    {.ndim = {2}, .shape = {{4, 3}}, .args = {.f = {0.125}}},
 };
 
-const tg_opdef tg__op_scale = {"scale", 1, backward, call, cases, 2};
+const tg_opdef tg__op_scale = {.name = "scale", .n_in = 1, .rule = rule,
+                               .forward = forward, .backward = backward,
+                               TG__CASES(cases)};
 
 tg_tensor *tg_scale(tg_tape *t, tg_tensor *a, double c) {
-  if (!a) return NULL;
-  if (tg__check_inputs("tg_scale", t, &a, 1) ||
-      tg__check_float("tg_scale", a, "a"))
-    return NULL;
-  if (c != c) {
-    tg__err(TG_EINVAL, "tg_scale: the constant is NaN");
-    return NULL;
-  }
-  tg_tensor *y = tg__emit(t, &tg__op_scale, a->dtype, a->ndim, a->shape, &a, 1);
-  if (!y) return NULL;
-  if (a->dtype == TG_F32)
-    scale_f32(a->data, y->data, (float)c, a->numel);
-  else
-    scale_f64(a->data, y->data, c, a->numel);
-  tg_node *nd = tg__node_of(y);
-  if (nd) nd->f = c;
-  return tg__done(t, y, "tg_scale");
+  return TG__APPLY(t, scale, &(tg_opargs){.f = {c}}, a);
 }

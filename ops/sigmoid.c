@@ -4,7 +4,7 @@
 #define UNARY_DOMAIN TG__DOM_ANY
 #include <math.h>
 
-#include "../src/vmath.h"
+
 /* float: the vectorisable form in vmath.h; double: libm, for gradient
  * checks. */
 #define FWD(x) _Generic((x), float: tg__sigmoidf, default: sigmoid_f64_)(x)

@@ -7,7 +7,7 @@
  *   dL/dz = (a - y) / N,   dL/dy = -z / N. */
 #include <tgmath.h>
 
-#include "../src/internal.h"
+#include "op.h"
 
 #define KERNELS(T, S)                                                        \
   static double forward_##S(const T *restrict z, const T *restrict y,        \
@@ -43,9 +43,28 @@ static void backward(const tg_node *n) {
                  z->numel);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_sigmoid_bce(t, in[0], in[1]);
+/* Logits and target: one 2-D shape. */
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  (void)a;
+  tg__out_scalar(out, in[0]->dtype);
+  int rc = tg__check_2d(fn, in[0], "logits");
+  return rc ? rc : tg__check_same(fn, in[0], in[1]);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  const tg_tensor *logits = n->in[0], *target = n->in[1];
+  void *a = tg__arena_alloc(t, (size_t)logits->numel * tg__dtype_size(logits->dtype));
+  if (!a) return tg__err(TG_ENOMEM, "tg_sigmoid_bce: out of memory");
+  double rows = (double)logits->shape[0];
+  if (logits->dtype == TG_F32)
+    *(float *)n->out->data =
+        (float)(forward_f32(logits->data, target->data, a, logits->numel) / rows);
+  else
+    *(double *)n->out->data =
+        forward_f64(logits->data, target->data, a, logits->numel) / rows;
+  n->saved = a;
+  return TG_OK;
 }
 
 static const tg_opcase cases[] = {
@@ -53,30 +72,10 @@ static const tg_opcase cases[] = {
     {.ndim = {2, 2}, .shape = {{1, 5}, {1, 5}}, .domain = {0, TG__DOM_UNIT}},
 };
 
-const tg_opdef tg__op_sigmoid_bce = {"sigmoid_bce", 2, backward, call, cases, 2};
+const tg_opdef tg__op_sigmoid_bce = {
+    .name = "sigmoid_bce", .n_in = 2, .in_names = {"logits", "target"},
+    .rule = rule, .forward = forward, .backward = backward, TG__CASES(cases)};
 
 tg_tensor *tg_sigmoid_bce(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
-  static const char fn[] = "tg_sigmoid_bce";
-  tg_tensor *in[2] = {logits, target};
-  if (!logits || !target) return NULL;
-  if (tg__check_inputs(fn, t, in, 2) || tg__check_float(fn, logits, "logits") ||
-      tg__check_2d(fn, logits, "logits") || tg__check_same(fn, logits, target))
-    return NULL;
-  tg_tensor *out = tg__emit_scalar(t, &tg__op_sigmoid_bce, logits->dtype, in, 2);
-  if (!out) return NULL;
-  void *a = tg__arena_alloc(t, (size_t)logits->numel * tg__dtype_size(logits->dtype));
-  if (!a) {
-    tg__err(TG_ENOMEM, "%s: out of memory", fn);
-    return NULL;
-  }
-  double rows = (double)logits->shape[0];
-  if (logits->dtype == TG_F32)
-    *(float *)out->data =
-        (float)(forward_f32(logits->data, target->data, a, logits->numel) / rows);
-  else
-    *(double *)out->data =
-        forward_f64(logits->data, target->data, a, logits->numel) / rows;
-  tg_node *nd = tg__node_of(out);
-  if (nd) nd->saved = a;
-  return tg__done(t, out, fn);
+  return TG__APPLY(t, sigmoid_bce, NULL, logits, target);
 }

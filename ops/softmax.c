@@ -3,7 +3,7 @@
  * its output: dx = y * (g - sum_j g_j y_j), row by row. */
 #include <tgmath.h>
 
-#include "../src/internal.h"
+#include "op.h"
 #include "softmax_row.h"
 
 #define KERNELS(T, S)                                                        \
@@ -24,6 +24,18 @@
   }
 TG__BOTH(KERNELS)
 
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *a = n->in[0];
+  int64_t rows, cols;
+  tg__rows_cols(a, &rows, &cols);
+  if (a->dtype == TG_F32)
+    softmax_f32(a->data, n->out->data, rows, cols);
+  else
+    softmax_f64(a->data, n->out->data, rows, cols);
+  return TG_OK;
+}
+
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
@@ -35,31 +47,16 @@ static void backward(const tg_node *n) {
     softmax_bwd_f64(n->out->data, n->out->grad, dx, rows, cols);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_softmax(t, in[0]);
-}
-
 static const tg_opcase cases[] = {
     {.ndim = {1}, .shape = {{6}}},
     {.ndim = {2}, .shape = {{4, 5}}},
     {.ndim = {3}, .shape = {{2, 3, 4}}},
 };
 
-const tg_opdef tg__op_softmax = {"softmax", 1, backward, call, cases, 3};
+const tg_opdef tg__op_softmax = {.name = "softmax", .n_in = 1,
+                                 .rule = tg__rule_same, .forward = forward,
+                                 .backward = backward, TG__CASES(cases)};
 
 tg_tensor *tg_softmax(tg_tape *t, tg_tensor *a) {
-  if (!a) return NULL;
-  if (tg__check_inputs("tg_softmax", t, &a, 1) ||
-      tg__check_float("tg_softmax", a, "a"))
-    return NULL;
-  tg_tensor *y = tg__emit(t, &tg__op_softmax, a->dtype, a->ndim, a->shape, &a, 1);
-  if (!y) return NULL;
-  int64_t rows, cols;
-  tg__rows_cols(a, &rows, &cols);
-  if (a->dtype == TG_F32)
-    softmax_f32(a->data, y->data, rows, cols);
-  else
-    softmax_f64(a->data, y->data, rows, cols);
-  return tg__done(t, y, "tg_softmax");
+  return TG__APPLY(t, softmax, NULL, a);
 }

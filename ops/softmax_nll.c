@@ -7,11 +7,12 @@
  * lse, and the class indices), so backward needs no exp:
  *   dL/dz_ij = (p_ij sum_k y_ik - y_ij) / N   (= (p - y)/N for proper rows)
  *   dL/dy_ij = (lse_i - z_ij) / N              (probability targets only)
- * Two ops in the list, one per target kind; tg_softmax_nll picks. */
+ * Two ops in the list, one per target kind; tg_softmax_nll picks by the
+ * target's dtype. */
 #include <string.h>
 #include <tgmath.h>
 
-#include "../src/internal.h"
+#include "op.h"
 #include "softmax_row.h"
 
 /* Writes p and lse for every row; returns sum_i sum_j y_ij (lse_i - z_ij)
@@ -83,41 +84,20 @@ static void backward(const tg_node *n) {
                  *(const double *)n->out->grad / (double)rows, rows, cols);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_softmax_nll(t, in[0], in[1]);
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  (void)a;
+  int rc = tg__check_2d(fn, in[0], "logits");
+  if (!rc)
+    rc = in[1]->dtype == TG_I32 ? tg__check_classes(fn, in[0], in[1])
+                                : tg__check_same(fn, in[0], in[1]);
+  tg__out_scalar(out, in[0]->dtype);
+  return rc;
 }
 
-static const tg_opcase cases_class[] = {
-    {.ndim = {2, 1}, .shape = {{4, 3}, {4}}, .domain = {0, TG__DOM_CLASS}, .i = 3},
-    {.ndim = {2, 1}, .shape = {{1, 10}, {1}}, .domain = {0, TG__DOM_CLASS}, .i = 10},
-    {.ndim = {2, 1}, .shape = {{6, 2}, {6}}, .domain = {0, TG__DOM_CLASS}, .i = 2},
-};
-static const tg_opcase cases_prob[] = {
-    {.ndim = {2, 2}, .shape = {{4, 3}, {4, 3}}, .domain = {0, TG__DOM_PROB}},
-    {.ndim = {2, 2}, .shape = {{2, 7}, {2, 7}}, .domain = {0, TG__DOM_PROB}},
-};
-
-const tg_opdef tg__op_softmax_nll = {"softmax_nll", 2, backward, call,
-                                     cases_class, 3};
-const tg_opdef tg__op_softmax_nll_prob = {"softmax_nll_prob", 2, backward, call,
-                                          cases_prob, 2};
-
-tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
-  static const char fn[] = "tg_softmax_nll";
-  tg_tensor *in[2] = {logits, target};
-  if (!logits || !target) return NULL;
-  if (tg__check_inputs(fn, t, in, 2) || tg__check_float(fn, logits, "logits") ||
-      tg__check_2d(fn, logits, "logits"))
-    return NULL;
+static int forward(tg_tape *t, tg_node *n) {
+  const tg_tensor *logits = n->in[0], *target = n->in[1];
   bool cls = target->dtype == TG_I32;
-  if (cls ? tg__check_classes(fn, logits, target)
-          : tg__check_same(fn, logits, target))
-    return NULL;
-  tg_tensor *out = tg__emit_scalar(
-      t, cls ? &tg__op_softmax_nll : &tg__op_softmax_nll_prob, logits->dtype,
-      in, 2);
-  if (!out) return NULL;
   int64_t rows = logits->shape[0], cols = logits->shape[1];
   size_t es = tg__dtype_size(logits->dtype);
   saved_t *sv = tg__arena_alloc(t, sizeof *sv);
@@ -126,23 +106,44 @@ tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
     sv->lse = tg__arena_alloc(t, (size_t)rows * es);
     sv->cls = cls ? tg__arena_alloc(t, (size_t)rows * sizeof(int32_t)) : NULL;
   }
-  if (!sv || !sv->p || !sv->lse || (cls && !sv->cls)) {
-    tg__err(TG_ENOMEM, "%s: out of memory", fn);
-    return NULL;
-  }
+  if (!sv || !sv->p || !sv->lse || (cls && !sv->cls))
+    return tg__err(TG_ENOMEM, "tg_softmax_nll: out of memory");
   if (cls) memcpy(sv->cls, target->data, (size_t)rows * sizeof(int32_t));
+  const void *y = cls ? NULL : target->data;
   double total;
   if (logits->dtype == TG_F32)
-    total = forward_f32(logits->data, sv->cls, cls ? NULL : target->data, sv->p,
-                        sv->lse, rows, cols);
+    total = forward_f32(logits->data, sv->cls, y, sv->p, sv->lse, rows, cols);
   else
-    total = forward_f64(logits->data, sv->cls, cls ? NULL : target->data, sv->p,
-                        sv->lse, rows, cols);
+    total = forward_f64(logits->data, sv->cls, y, sv->p, sv->lse, rows, cols);
   if (logits->dtype == TG_F32)
-    *(float *)out->data = (float)(total / (double)rows);
+    *(float *)n->out->data = (float)(total / (double)rows);
   else
-    *(double *)out->data = total / (double)rows;
-  tg_node *nd = tg__node_of(out);
-  if (nd) nd->saved = sv;
-  return tg__done(t, out, fn);
+    *(double *)n->out->data = total / (double)rows;
+  n->saved = sv;
+  return TG_OK;
+}
+
+static const tg_opcase cases_class[] = {
+    {.ndim = {2, 1}, .shape = {{4, 3}, {4}}, .domain = {0, TG__DOM_CLASS}, .classes = 3},
+    {.ndim = {2, 1}, .shape = {{1, 10}, {1}}, .domain = {0, TG__DOM_CLASS}, .classes = 10},
+    {.ndim = {2, 1}, .shape = {{6, 2}, {6}}, .domain = {0, TG__DOM_CLASS}, .classes = 2},
+};
+static const tg_opcase cases_prob[] = {
+    {.ndim = {2, 2}, .shape = {{4, 3}, {4, 3}}, .domain = {0, TG__DOM_PROB}},
+    {.ndim = {2, 2}, .shape = {{2, 7}, {2, 7}}, .domain = {0, TG__DOM_PROB}},
+};
+
+const tg_opdef tg__op_softmax_nll = {
+    .name = "softmax_nll", .n_in = 2, .in_names = {"logits", "target"},
+    .flags = TG__IN_INT(1), .rule = rule, .forward = forward,
+    .backward = backward, TG__CASES(cases_class)};
+const tg_opdef tg__op_softmax_nll_prob = {
+    .name = "softmax_nll_prob", .api = "tg_softmax_nll", .n_in = 2,
+    .in_names = {"logits", "target"}, .rule = rule, .forward = forward,
+    .backward = backward, TG__CASES(cases_prob)};
+
+tg_tensor *tg_softmax_nll(tg_tape *t, tg_tensor *logits, tg_tensor *target) {
+  bool prob = target && tg__is_float(target->dtype);
+  return tg__apply(t, prob ? &tg__op_softmax_nll_prob : &tg__op_softmax_nll,
+                   (tg_tensor *const[]){logits, target}, NULL);
 }

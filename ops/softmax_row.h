@@ -6,7 +6,7 @@
 #ifndef TAPEGRAD_SOFTMAX_ROW_H
 #define TAPEGRAD_SOFTMAX_ROW_H
 
-#include "../src/internal.h"
+#include "op.h"
 
 #define SOFTMAX_ROW(T, S)                                                    \
   static inline void softmax_row_##S(const T *restrict x, T *restrict y,     \

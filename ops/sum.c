@@ -1,6 +1,6 @@
 /* ops/sum.c: s = sum of all elements ([1]); dx += g everywhere. mean is
- * the same op scaled by 1/n, in ops/mean.c. */
-#include "../src/internal.h"
+ * the same op scaled by 1/n, in this file too. */
+#include "op.h"
 
 /* Summed in double for both dtypes: float32 sums of many terms would
  * otherwise lose digits. */
@@ -15,20 +15,32 @@
   }
 TG__BOTH(KERNELS)
 
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  (void)fn;
+  (void)a;
+  tg__out_scalar(out, in[0]->dtype);
+  return TG_OK;
+}
+
 /* Shared by sum and mean: out = k * sum(a). */
-static tg_tensor *reduce(tg_tape *t, tg_tensor *a, const tg_opdef *op,
-                         const char *fn, bool mean) {
-  if (!a) return NULL;
-  if (tg__check_inputs(fn, t, &a, 1) || tg__check_float(fn, a, "a"))
-    return NULL;
-  tg_tensor *y = tg__emit_scalar(t, op, a->dtype, &a, 1);
-  if (!y) return NULL;
-  double k = mean ? 1.0 / (double)a->numel : 1.0;
+static void reduce(tg_node *n, double k) {
+  const tg_tensor *a = n->in[0];
   if (a->dtype == TG_F32)
-    *(float *)y->data = (float)(k * sum_f32(a->data, a->numel));
+    *(float *)n->out->data = (float)(k * sum_f32(a->data, a->numel));
   else
-    *(double *)y->data = k * sum_f64(a->data, a->numel);
-  return tg__done(t, y, fn);
+    *(double *)n->out->data = k * sum_f64(a->data, a->numel);
+}
+
+static int forward_sum(tg_tape *t, tg_node *n) {
+  (void)t;
+  reduce(n, 1.0);
+  return TG_OK;
+}
+static int forward_mean(tg_tape *t, tg_node *n) {
+  (void)t;
+  reduce(n, 1.0 / (double)n->in[0]->numel);
+  return TG_OK;
 }
 
 static void reduce_backward(const tg_node *n, double k) {
@@ -46,27 +58,18 @@ static void backward_mean(const tg_node *n) {
   reduce_backward(n, 1.0 / (double)n->in[0]->numel);
 }
 
-static tg_tensor *call_sum(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_sum(t, in[0]);
-}
-static tg_tensor *call_mean(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return tg_mean(t, in[0]);
-}
-
 static const tg_opcase cases[] = {
     {.ndim = {1}, .shape = {{1}}},
     {.ndim = {2}, .shape = {{3, 4}}},
     {.ndim = {4}, .shape = {{2, 2, 2, 3}}},
 };
 
-const tg_opdef tg__op_sum = {"sum", 1, backward_sum, call_sum, cases, 3};
-const tg_opdef tg__op_mean = {"mean", 1, backward_mean, call_mean, cases, 3};
+const tg_opdef tg__op_sum = {.name = "sum", .n_in = 1, .rule = rule,
+                             .forward = forward_sum, .backward = backward_sum,
+                             TG__CASES(cases)};
+const tg_opdef tg__op_mean = {.name = "mean", .n_in = 1, .rule = rule,
+                              .forward = forward_mean,
+                              .backward = backward_mean, TG__CASES(cases)};
 
-tg_tensor *tg_sum(tg_tape *t, tg_tensor *a) {
-  return reduce(t, a, &tg__op_sum, "tg_sum", false);
-}
-tg_tensor *tg_mean(tg_tape *t, tg_tensor *a) {
-  return reduce(t, a, &tg__op_mean, "tg_mean", true);
-}
+tg_tensor *tg_sum(tg_tape *t, tg_tensor *a) { return TG__APPLY(t, sum, NULL, a); }
+tg_tensor *tg_mean(tg_tape *t, tg_tensor *a) { return TG__APPLY(t, mean, NULL, a); }

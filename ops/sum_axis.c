@@ -1,7 +1,8 @@
 /* ops/sum_axis.c: y = sum of x along one axis, which is removed (a 1-D x
  * gives [1]). Viewing x as [outer, len, inner] around the axis, y is
- * [outer, inner] and dx[o, k, i] += g[o, i]. */
-#include "../src/internal.h"
+ * [outer, inner] and dx[o, k, i] += g[o, i]. The axis is args i[0], made
+ * non-negative by the rule. */
+#include "op.h"
 
 #define KERNELS(T, S)                                                        \
   static void sum_axis_##S(const T *restrict x, T *restrict y, int64_t outer, \
@@ -33,55 +34,60 @@ static void split(const tg_tensor *x, int axis, int64_t *outer, int64_t *len,
   for (int d = axis + 1; d < x->ndim; d++) *inner *= x->shape[d];
 }
 
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  char sa[96];
+  const tg_tensor *x = in[0];
+  int64_t ax = a->i[0] < 0 ? a->i[0] + x->ndim : a->i[0];
+  if (ax < 0 || ax >= x->ndim)
+    return tg__err(TG_ERANGE, "%s: axis %lld is out of range for a of %s", fn,
+                   (long long)a->i[0], tg__shape_str(x, sa));
+  out->ndim = 0;
+  for (int d = 0; d < x->ndim; d++)
+    if (d != ax) out->shape[out->ndim++] = x->shape[d];
+  if (!out->ndim) out->shape[out->ndim++] = 1;
+  return TG_OK;
+}
+
+static int axis_of(const tg_node *n) {
+  int64_t ax = n->args.i[0];
+  return (int)(ax < 0 ? ax + n->in[0]->ndim : ax);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *a = n->in[0];
+  int64_t outer, len, inner;
+  split(a, axis_of(n), &outer, &len, &inner);
+  if (a->dtype == TG_F32)
+    sum_axis_f32(a->data, n->out->data, outer, len, inner);
+  else
+    sum_axis_f64(a->data, n->out->data, outer, len, inner);
+  return TG_OK;
+}
+
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
   int64_t outer, len, inner;
-  split(n->in[0], (int)n->i, &outer, &len, &inner);
+  split(n->in[0], axis_of(n), &outer, &len, &inner);
   if (n->out->dtype == TG_F32)
     sum_axis_bwd_f32(n->out->grad, dx, outer, len, inner);
   else
     sum_axis_bwd_f64(n->out->grad, dx, outer, len, inner);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  return tg_sum_axis(t, in[0], (int)c->i);
-}
-
 static const tg_opcase cases[] = {
-    {.ndim = {1}, .shape = {{5}}, .i = 0},
-    {.ndim = {2}, .shape = {{3, 4}}, .i = 0},
-    {.ndim = {2}, .shape = {{3, 4}}, .i = 1},
-    {.ndim = {3}, .shape = {{2, 3, 4}}, .i = -2},
+    {.ndim = {1}, .shape = {{5}}, .args = {.i = {0}}},
+    {.ndim = {2}, .shape = {{3, 4}}, .args = {.i = {0}}},
+    {.ndim = {2}, .shape = {{3, 4}}, .args = {.i = {1}}},
+    {.ndim = {3}, .shape = {{2, 3, 4}}, .args = {.i = {-2}}},
 };
 
-const tg_opdef tg__op_sum_axis = {"sum_axis", 1, backward, call, cases, 4};
+const tg_opdef tg__op_sum_axis = {.name = "sum_axis", .n_in = 1, .rule = rule,
+                                  .forward = forward, .backward = backward,
+                                  TG__CASES(cases)};
 
 tg_tensor *tg_sum_axis(tg_tape *t, tg_tensor *a, int axis) {
-  char sa[96];
-  if (!a) return NULL;
-  if (tg__check_inputs("tg_sum_axis", t, &a, 1) ||
-      tg__check_float("tg_sum_axis", a, "a"))
-    return NULL;
-  int ax = axis < 0 ? axis + a->ndim : axis;
-  if (ax < 0 || ax >= a->ndim) {
-    tg__err(TG_ERANGE, "tg_sum_axis: axis %d is out of range for a of %s", axis,
-            tg__shape_str(a, sa));
-    return NULL;
-  }
-  int64_t shape[TG_MAX_DIMS] = {1};
-  int nd = 0;
-  for (int d = 0; d < a->ndim; d++)
-    if (d != ax) shape[nd++] = a->shape[d];
-  tg_tensor *y = tg__emit(t, &tg__op_sum_axis, a->dtype, nd ? nd : 1, shape, &a, 1);
-  if (!y) return NULL;
-  tg_node *node = tg__node_of(y);
-  if (node) node->i = ax;
-  int64_t outer, len, inner;
-  split(a, ax, &outer, &len, &inner);
-  if (a->dtype == TG_F32)
-    sum_axis_f32(a->data, y->data, outer, len, inner);
-  else
-    sum_axis_f64(a->data, y->data, outer, len, inner);
-  return tg__done(t, y, "tg_sum_axis");
+  return TG__APPLY(t, sum_axis, &(tg_opargs){.i = {axis}}, a);
 }

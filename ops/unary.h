@@ -2,11 +2,16 @@
  * including it, define UNARY_NAME, FWD(x) (the value) and BWD(x, y, g) (the
  * gradient contribution to dx, given the input x, the output y and the
  * incoming gradient g), UNARY_DOMAIN for the generated tests, and
- * optionally UNARY_FWD_SIMD (below). With
- * <tgmath.h>, exp/log/tanh pick their float or double version. */
+ * optionally UNARY_FWD_SIMD (below). FWD and BWD may read the op's scalar
+ * arguments as a0 and a1 (args f[0], f[1], in the element type). An op
+ * with such arguments defines UNARY_ARGS, the initializer of its test
+ * cases' args (for example {.f = {0.1}}), and writes its own public
+ * constructor; it may define UNARY_RULE, a check of the arguments with the
+ * signature of a shape rule. With <tgmath.h>, exp/log/tanh pick their float
+ * or double version. */
 #include <tgmath.h>
 
-#include "../src/internal.h"
+#include "op.h"
 
 #define U_CAT_(a, b) a##b
 #define U_CAT(a, b) U_CAT_(a, b)
@@ -33,7 +38,10 @@
 
 #define U_KERNELS(T, S)                                                     \
   static void U_CAT(fwd_, S)(const T *restrict xs, T *restrict ys,          \
-                             int64_t n) {                                   \
+                             int64_t n, const tg_opargs *args) {            \
+    const T a0 = (T)args->f[0], a1 = (T)args->f[1];                         \
+    (void)a0;                                                               \
+    (void)a1;                                                               \
     U_SIMD_##S                                                              \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i];                                                          \
@@ -42,7 +50,10 @@
   }                                                                         \
   static void U_CAT(bwd_, S)(const T *restrict xs, const T *restrict ys,    \
                              const T *restrict gs, T *restrict dx,          \
-                             int64_t n) {                                   \
+                             int64_t n, const tg_opargs *args) {            \
+    const T a0 = (T)args->f[0], a1 = (T)args->f[1];                         \
+    (void)a0;                                                               \
+    (void)a1;                                                               \
     TG__SIMD                                                                \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i], y = ys[i], g = gs[i];                                    \
@@ -53,30 +64,52 @@
   }
 TG__BOTH(U_KERNELS)
 
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
+  const tg_tensor *x = n->in[0];
+  if (x->dtype == TG_F32)
+    fwd_f32(x->data, n->out->data, x->numel, &n->args);
+  else
+    fwd_f64(x->data, n->out->data, x->numel, &n->args);
+  return TG_OK;
+}
+
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
   if (n->out->dtype == TG_F32)
-    bwd_f32(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel);
+    bwd_f32(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel, &n->args);
   else
-    bwd_f64(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel);
+    bwd_f64(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel, &n->args);
 }
 
-static tg_tensor *call(tg_tape *t, tg_tensor *const *in, const tg_opcase *c) {
-  (void)c;
-  return U_CAT(tg_, UNARY_NAME)(t, in[0]);
+#ifdef UNARY_ARGS
+#define U_HAS_ARGS 1
+#else
+#define UNARY_ARGS {.f = {0}}
+#endif
+#ifdef UNARY_RULE
+static int u_rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                  tg_outshape *out) {
+  int rc = UNARY_RULE(fn, in, a, out);
+  return rc ? rc : tg__rule_same(fn, in, a, out);
 }
+#else
+#define u_rule tg__rule_same
+#endif
 
 static const tg_opcase cases[] = {
-    {.ndim = {1}, .shape = {{7}}, .domain = {UNARY_DOMAIN}},
-    {.ndim = {2}, .shape = {{3, 5}}, .domain = {UNARY_DOMAIN}},
-    {.ndim = {3}, .shape = {{2, 3, 4}}, .domain = {UNARY_DOMAIN}},
+    {.ndim = {1}, .shape = {{7}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
+    {.ndim = {2}, .shape = {{3, 5}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
+    {.ndim = {3}, .shape = {{2, 3, 4}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
 };
 
 const tg_opdef U_CAT(tg__op_, UNARY_NAME) = {
-    U_STR(UNARY_NAME), 1, backward, call, cases,
-    (int)(sizeof cases / sizeof cases[0])};
+    .name = U_STR(UNARY_NAME), .n_in = 1, .rule = u_rule, .forward = forward,
+    .backward = backward, TG__CASES(cases)};
 
+#ifndef U_HAS_ARGS
 tg_tensor *U_CAT(tg_, UNARY_NAME)(tg_tape *t, tg_tensor *a) {
-  return tg__unary(t, a, &U_CAT(tg__op_, UNARY_NAME), fwd_f32, fwd_f64);
+  return tg__apply(t, &U_CAT(tg__op_, UNARY_NAME), &a, NULL);
 }
+#endif

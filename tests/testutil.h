@@ -11,7 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "ops/op.h"
+#include "src/io/io.h"
 #include "tapegrad.h"
 
 /* Runs one suite; the exit status is the number of failed tests. */

@@ -1,10 +1,10 @@
-/* src/tape.c: the tape: an arena for op results, the node list, and the
+/* src/engine/tape.c: the tape: an arena for op results, the node list, and the
  * reverse walk that calls each op's backward kernel. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "internal.h"
+#include "engine.h"
 
 #define MIN_CHUNK ((size_t)1 << 20)
 
@@ -123,37 +123,38 @@ size_t tg_tape_arena_bytes(const tg_tape *t) {
   return total;
 }
 
-static const char *arg_name(int i) {
-  static const char *names[] = {"a", "b", "c"};
-  return i < 3 ? names[i] : "input";
-}
-
 /* A tape tensor is usable only on its own tape and before its clear. */
-static int check_live(const char *fn, const tg_tape *t, const tg_tensor *x,
-                      const char *what) {
-  if (!x->tape) return TG_OK;
-  if (x->tape != t)
-    return tg__err(TG_ESTATE, "%s: %s was made on another tape", fn, what);
-  if (x->gen != t->gen)
+int tg__check_alive(const char *fn, const tg_tensor *x, const char *what) {
+  if (x->tape && x->gen != x->tape->gen)
     return tg__err(TG_ESTATE,
                    "%s: %s is from before the last tg_tape_clear and no longer "
                    "exists", fn, what);
   return TG_OK;
 }
 
-int tg__check_inputs_named(const char *fn, tg_tape *t, tg_tensor *const *in,
-                           const char *const *names, int n) {
+static int check_live(const char *fn, const tg_tape *t, const tg_tensor *x,
+                      const char *what) {
+  if (x->tape && x->tape != t)
+    return tg__err(TG_ESTATE, "%s: %s was made on another tape", fn, what);
+  return tg__check_alive(fn, x, what);
+}
+
+int tg__check_usable(const char *fn, const tg_tape *t, const tg_tensor *x,
+                     const char *what) {
+  if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
+  return check_live(fn, t, x, what);
+}
+
+int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in,
+                     const char *const *names, int n) {
+  static const char *const abc[] = {"a", "b", "c"};
   if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
   for (int i = 0; i < n; i++) {
     if (!in[i]) continue;
-    int rc = check_live(fn, t, in[i], names ? names[i] : arg_name(i));
+    int rc = check_live(fn, t, in[i], names ? names[i] : i < 3 ? abc[i] : "input");
     if (rc) return rc;
   }
   return TG_OK;
-}
-
-int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in, int n) {
-  return tg__check_inputs_named(fn, t, in, NULL, n);
 }
 
 /* The next tensor header: headers live in blocks of their own that the tape
@@ -172,14 +173,16 @@ static tg_tensor *new_header(tg_tape *t) {
 
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
                     const int64_t *shape, tg_tensor *const *in, int n_in) {
+  char fb[64];
+  const char *fn = tg__fn_of(op, fb, sizeof fb);
   int64_t numel = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] > (INT64_MAX / 8) / numel) {
+    if (numel && shape[i] > (INT64_MAX / 8) / numel) {
       char sa[96], sb[96] = "";
       tg__shape_str(in[0], sa);
       if (n_in > 1 && in[1]) tg__shape_str(in[1], sb);
-      tg__err(TG_ESHAPE, "tg_%s: the result would have too many elements (inputs %s%s%s)",
-              op->name, sa, *sb ? " and " : "", sb);
+      tg__err(TG_ESHAPE, "%s: the result would have too many elements (inputs %s%s%s)",
+              fn, sa, *sb ? " and " : "", sb);
       return NULL;
     }
     numel *= shape[i];
@@ -188,7 +191,7 @@ tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
   void *data = out ? tg__arena_alloc(t, (size_t)numel * tg__dtype_size(dtype))
                    : NULL;
   if (!data) {
-    tg__err(TG_ENOMEM, "tg_%s: out of memory for the result", op->name);
+    tg__err(TG_ENOMEM, "%s: out of memory for the result", fn);
     return NULL;
   }
   memset(out, 0, sizeof *out);
@@ -203,14 +206,16 @@ tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
 
   bool needs = false;
   for (int i = 0; i < n_in; i++)
-    if (in[i] && (in[i]->flags & TG__NEEDS_GRAD)) needs = true;
+    if (in[i] && (in[i]->flags & TG__NEEDS_GRAD) &&
+        !(op->flags & (TG__IN_INT(i) | TG__IN_NODIFF(i))))
+      needs = true;
   if (!t->grad_enabled || !needs) return out;
 
   if (t->n_nodes == t->cap_nodes) {
     size_t cap = t->cap_nodes ? t->cap_nodes * 2 : 64;
     tg_node *nodes = tg__realloc(t->nodes, cap * sizeof *nodes);
     if (!nodes) {
-      tg__err(TG_ENOMEM, "tg_%s: out of memory for the tape", op->name);
+      tg__err(TG_ENOMEM, "%s: out of memory for the tape", fn);
       return NULL;
     }
     t->nodes = nodes;

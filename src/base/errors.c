@@ -1,10 +1,10 @@
-/* src/errors.c: status names and messages, and the thread-local record of
+/* src/base/errors.c: status names and messages, and the thread-local record of
  * the last error. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base.h"
 
 static _Thread_local char last_msg[512];
 static _Thread_local int last_status;
@@ -46,14 +46,4 @@ int tg__err(int status, const char *fmt, ...) {
   va_end(ap);
   last_status = status;
   return status;
-}
-
-const char *tg__shape_str(const tg_tensor *t, char *buf) {
-  int n = 0;
-  buf[n++] = '[';
-  for (int i = 0; i < t->ndim; i++)
-    n += snprintf(buf + n, 96 - (size_t)n, i ? ",%lld" : "%lld",
-                  (long long)t->shape[i]);
-  snprintf(buf + n, 96 - (size_t)n, "]");
-  return buf;
 }

@@ -1,4 +1,4 @@
-/* src/checkpoint.c: safetensors files: tg_save, tg_load_into and the
+/* src/io/checkpoint.c: safetensors files: tg_save, tg_load_into and the
  * tg_checkpoint reader. The header is JSON, read and written with cJSON;
  * every number in it is checked against what the file really holds before
  * it is trusted with an allocation or a copy. */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "internal.h"
+#include "io.h"
 
 /* The reference implementation refuses headers above 100 MB too. */
 #define ST_MAX_HEADER ((uint64_t)100000000)

@@ -1,4 +1,4 @@
-/* src/vmath.h: float functions written as straight-line arithmetic, so a
+/* src/kernels/vmath.h: float functions written as straight-line arithmetic, so a
  * loop over them vectorises (libm's expf is a call the compiler cannot). */
 #ifndef TAPEGRAD_VMATH_H
 #define TAPEGRAD_VMATH_H

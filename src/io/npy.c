@@ -1,11 +1,11 @@
-/* src/npy.c: NumPy .npy files, one array each. The header is a Python dict
+/* src/io/npy.c: NumPy .npy files, one array each. The header is a Python dict
  * literal; a small parser here accepts what NumPy writes (keys in any order,
  * either quote, optional trailing commas) and refuses everything else with
  * a message saying where. */
 #include <stdarg.h>
 #include <string.h>
 
-#include "internal.h"
+#include "io.h"
 
 #define NPY_MAGIC "\x93NUMPY"
 /* NumPy itself refuses headers above 10000 bytes unless told otherwise; a

@@ -1,8 +1,8 @@
-/* src/nn.c: the dense layer, activations by name and the minibatch
+/* src/train/nn.c: the dense layer, activations by name and the minibatch
  * iterator: the parts of a training loop above the ops. */
 #include <string.h>
 
-#include "internal.h"
+#include "train.h"
 
 /* --- activations */
 
@@ -20,7 +20,7 @@ tg_tensor *tg_activate(tg_tape *t, tg_tensor *x, tg_activation act) {
   if (!x) return NULL;
   switch (act) {
   case TG_ACT_NONE:
-    if (tg__check_inputs("tg_activate", t, &x, 1)) return NULL;
+    if (tg__check_usable("tg_activate", t, x, "x")) return NULL;
     return x;
   case TG_ACT_SIGMOID: return tg_sigmoid(t, x);
   case TG_ACT_RELU: return tg_relu(t, x);
@@ -89,7 +89,7 @@ static int check_dense_input(const char *fn, tg_tape *t, const tg_dense *d,
   char sx[96], sw[96];
   if (!d) return tg__err(TG_EINVAL, "%s: layer is NULL", fn);
   if (!x) return TG_EINVAL; /* an earlier op failed: keep its message */
-  int rc = tg__check_inputs(fn, t, &x, 1);
+  int rc = tg__check_usable(fn, t, x, "x");
   if (rc) return rc;
   if (x->ndim != 2 || x->shape[1] != d->W->shape[0])
     return tg__err(TG_ESHAPE,

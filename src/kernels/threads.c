@@ -1,4 +1,4 @@
-/* src/threads.c: how many threads the kernels may use, and every parallel
+/* src/kernels/threads.c: how many threads the kernels may use, and every parallel
  * region they run, behind a guard that falls back to one thread while
  * regions stop paying (another program keeping a core busy). */
 #include <time.h>
@@ -6,7 +6,7 @@
 #include <omp.h>
 #endif
 
-#include "internal.h"
+#include "kernels.h"
 
 int tg_set_num_threads(int n) {
   if (n < 1) return tg__err(TG_EINVAL, "tg_set_num_threads: %d threads; it must be >= 1", n);

@@ -1,4 +1,4 @@
-/* src/gemm.c: the built-in matrix product for both float types, packed and
+/* src/kernels/gemm.c: the built-in matrix product for both float types, packed and
  * cache-blocked (see gemm_drv.h), with AVX-512 and AVX2+FMA micro-kernels
  * (gemm_kern.h) chosen at run time and a portable C one for every other
  * machine. The default build needs no -march flag: only the kernels
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "kernels.h"
 
 #ifdef TG_USE_CBLAS
 #include <cblas.h>
@@ -439,11 +439,9 @@ bool tg__gemm_kernel_supported(int k) {
 #if TG_GEMM_X86
     case TG__GEMM_AVX2:
     case TG__GEMM_AVX512_ON_AVX2:
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+      return tg__cpu_features() & TG__CPU_AVX2_FMA;
     case TG__GEMM_AVX512:
-      __builtin_cpu_init();
-      return __builtin_cpu_supports("avx512f");
+      return tg__cpu_features() & TG__CPU_AVX512F;
 #endif
     default:
       return false;

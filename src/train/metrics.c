@@ -1,17 +1,15 @@
-/* src/metrics.c: classification accuracy and the confusion matrix, from a
+/* src/train/metrics.c: classification accuracy and the confusion matrix, from a
  * model's scores and the true labels. */
 #include <math.h>
 
-#include "internal.h"
+#include "train.h"
 
 /* scores float [N,C], labels int32 [N] with values in [0, C). */
 static int check_scores(const char *fn, const tg_tensor *s, const tg_tensor *l) {
   char ss[96], sl[96];
   if (!s || !l) return tg__err(TG_EINVAL, "%s: NULL argument", fn);
-  if (s->tape && s->gen != s->tape->gen)
-    return tg__err(TG_ESTATE,
-                   "%s: scores is from before the last tg_tape_clear and no "
-                   "longer exists", fn);
+  int rc = tg__check_alive(fn, s, "scores");
+  if (rc) return rc;
   if (s->ndim != 2 || !tg__is_float(s->dtype))
     return tg__err(s->ndim != 2 ? TG_ESHAPE : TG_EDTYPE,
                    "%s: scores is %s %s; it must be a 2-D [N,C] float tensor",

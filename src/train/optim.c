@@ -1,10 +1,10 @@
-/* src/optim.c: SGD (momentum, Nesterov) and Adam over caller-owned
+/* src/train/optim.c: SGD (momentum, Nesterov) and Adam over caller-owned
  * parameters, and the learning-rate schedules. Every buffer is made at
  * creation so a training step allocates nothing. */
 #include <string.h>
 #include <tgmath.h>
 
-#include "internal.h"
+#include "train.h"
 
 enum { SGD, ADAM };
 

@@ -1,8 +1,8 @@
-/* src/rng.c: the library's own random numbers (xoshiro256** seeded by
+/* src/engine/rng.c: the library's own random numbers (xoshiro256** seeded by
  * splitmix64), so a seed gives the same stream on every machine. */
 #include <math.h>
 
-#include "internal.h"
+#include "engine.h"
 
 static uint64_t splitmix64(uint64_t *x) {
   uint64_t z = (*x += 0x9e3779b97f4a7c15ull);

@@ -1,4 +1,4 @@
-/* src/fileio.c: what the checkpoint, .npy and IDX code share: a byte source
+/* src/io/fileio.c: what the checkpoint, .npy and IDX code share: a byte source
  * over a regular file, a gzip'd file or stream, or a memory buffer (for the
  * fuzzers), byte-order helpers, a UTF-8 check, and a writer that replaces a
  * file atomically. */
@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "io.h"
 
 /* The most one gzread call is asked for (it counts in unsigned int). */
 #define GZ_READ_CHUNK ((size_t)1 << 20)

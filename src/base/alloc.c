@@ -1,10 +1,10 @@
-/* src/alloc.c: every heap allocation goes through here, so a user may swap
+/* src/base/alloc.c: every heap allocation goes through here, so a user may swap
  * the allocator (and a test may count allocations). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "base.h"
 
 static tg_malloc_fn a_malloc = malloc;
 static tg_realloc_fn a_realloc = realloc;

@@ -1,4 +1,4 @@
-/* src/gemm_kern.h: the SIMD micro-kernel, written once and included by
+/* src/kernels/gemm_kern.h: the SIMD micro-kernel, written once and included by
  * gemm.c for each (instruction set, float type) pair. It computes one
  * KMR x (2*KVL) tile of C from a packed A micro-panel (a[k*KMR + i]) and a
  * B micro-panel whose rows are rsb apart (b[k*rsb + j], 2*KVL valid values

@@ -1,4 +1,4 @@
-/* src/gemm_drv.h: the blocked GEMM driver, written once and included by
+/* src/kernels/gemm_drv.h: the blocked GEMM driver, written once and included by
  * gemm.c for each float type, with T (the element type) and P(x) (the
  * type's prefix pasted onto x) defined.
  *

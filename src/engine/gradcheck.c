@@ -1,9 +1,9 @@
-/* src/gradcheck.c: central differences in float64 against the engine's
+/* src/engine/gradcheck.c: central differences in float64 against the engine's
  * backward pass, for any function of parameters recorded on a tape. */
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "engine.h"
 
 typedef struct {
   tg_fn f;

@@ -1,4 +1,4 @@
-/* src/spmm.c: float matrix products whose left operand is mostly exact
+/* src/kernels/spmm.c: float matrix products whose left operand is mostly exact
  * zeros, as image data is (MNIST's pixels are 81% zeros). tg_matmul uses
  * them for a caller-owned left operand dense enough in zeros: the forward
  * C = A B and the weight gradient dB += A^T dC then cost nnz(A) N
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "kernels.h"
 
 /* Threads split the output's columns in blocks of this many. */
 #define JB 32
@@ -88,12 +88,9 @@ void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
                     bool by_col) {
   int64_t p = 0;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  static int bmi2 = -1; /* pext is fast from Zen 3 and Haswell on */
-  if (bmi2 < 0) {
-    __builtin_cpu_init();
-    bmi2 = __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt");
-  }
-  bool vec = bmi2 && tg__gemm_kernel() != TG__GEMM_GENERIC;
+  /* pext is fast from Zen 3 and Haswell on */
+  bool vec = (tg__cpu_features() & TG__CPU_BMI2_POPCNT) &&
+             tg__gemm_kernel() != TG__GEMM_GENERIC;
 #else
   bool vec = false;
 #endif
@@ -320,34 +317,4 @@ void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N,
   }
 #endif
   run(tn_generic, s, G, NULL, N, D);
-}
-
-tg__sparse *tg__spmm_of(tg_tape *t, const tg_tensor *a, bool by_col) {
-  if (a->tape || a->dtype != TG_F32 || a->ndim != 2 || !tg__spmm_enabled())
-    return NULL;
-  int64_t M = a->shape[0], K = a->shape[1];
-  if ((double)M * (double)K > 2147483647.0) return NULL; /* int32 indices */
-  int64_t nnz = tg__spmm_nnz(a->data, M, K);
-  if (nnz < 0) return NULL;
-  /* Room for as many non-zeros as the sparse path ever takes, not this
-   * batch's count: the arena's use per step then depends on the shapes
-   * alone, and a later batch with more non-zeros never makes it grow (a
-   * steady state allocates nothing). */
-  size_t nz = (size_t)tg__spmm_max_nnz(M, K) + TG__SPMM_SLACK;
-  tg__sparse *s = tg__arena_alloc(t, sizeof *s);
-  if (!s) return NULL;
-  memset(s, 0, sizeof *s);
-  s->rowptr = tg__arena_alloc(t, (size_t)(M + 1) * sizeof(int32_t));
-  s->colidx = tg__arena_alloc(t, nz * sizeof(int32_t));
-  s->val = tg__arena_alloc(t, nz * sizeof(float));
-  if (by_col) {
-    s->colptr = tg__arena_alloc(t, (size_t)(K + 1) * sizeof(int32_t));
-    s->rowidx = tg__arena_alloc(t, nz * sizeof(int32_t));
-    s->cval = tg__arena_alloc(t, nz * sizeof(float));
-  }
-  if (!s->rowptr || !s->colidx || !s->val ||
-      (by_col && (!s->colptr || !s->rowidx || !s->cval)))
-    return NULL; /* the dense product needs no memory */
-  tg__spmm_build(s, a->data, M, K, by_col);
-  return s;
 }

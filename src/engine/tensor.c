@@ -1,10 +1,10 @@
-/* src/tensor.c: tensor creation, queries, element access, printing and the
+/* src/engine/tensor.c: tensor creation, queries, element access, printing and the
  * random initialisers. */
 #include <math.h>
 #include <string.h>
 #include <xxhash.h>
 
-#include "internal.h"
+#include "engine.h"
 
 size_t tg__dtype_size(tg_dtype d) { return d == TG_F64 ? 8 : 4; }
 bool tg__is_float(tg_dtype d) { return d == TG_F32 || d == TG_F64; }
@@ -333,4 +333,14 @@ int tg_init_he(tg_tensor *w, tg_rng *rng) {
   int rc = check_fill(w, rng, "tg_init_he");
   if (rc || (rc = fans(w, "tg_init_he", &in, &out))) return rc;
   return tg_fill_normal(w, rng, 0.0, sqrt(2.0 / in));
+}
+
+const char *tg__shape_str(const tg_tensor *t, char *buf) {
+  int n = 0;
+  buf[n++] = '[';
+  for (int i = 0; i < t->ndim; i++)
+    n += snprintf(buf + n, 96 - (size_t)n, i ? ",%lld" : "%lld",
+                  (long long)t->shape[i]);
+  snprintf(buf + n, 96 - (size_t)n, "]");
+  return buf;
 }

@@ -1,4 +1,4 @@
-/* src/idx.c: the IDX format of MNIST and its kin, plain or gzip'd. Files are
+/* src/io/idx.c: the IDX format of MNIST and its kin, plain or gzip'd. Files are
  * read as if hostile: no header field is trusted with an allocation before
  * it has been checked against what the file really holds. */
 #include <errno.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "io.h"
 
 /* A stream whose length is unknown (gzip, a pipe) gets a buffer that starts
  * this small and doubles as data really arrives, so a small file whose

@@ -1,0 +1,147 @@
+/* src/engine/engine.h: the tape, its nodes, and the declaration every op is
+ * (tg_opdef), applied by one door, tg__apply. The engine knows no op by
+ * name: it calls an op's rule and kernels through its declaration. */
+#ifndef TAPEGRAD_ENGINE_H
+#define TAPEGRAD_ENGINE_H
+
+#include "../kernels/kernels.h"
+#include "tensor.h"
+
+#define TG__MAX_IN 3
+#define TG__MAX_IARGS 6
+#define TG__HBLOCK 256
+
+typedef struct tg_node tg_node;
+
+/* The scalar arguments of one op call (a constant, an axis, a flag), kept
+ * in its node for backward. What each slot means is the op's to say. */
+typedef struct {
+  double f[2];
+  int64_t i[TG__MAX_IARGS];
+} tg_opargs;
+
+/* What a shape rule decides: the result's dtype and shape. */
+typedef struct {
+  tg_dtype dtype;
+  int ndim;
+  int64_t shape[TG_MAX_DIMS];
+} tg_outshape;
+
+/* Input domains for the generated tests. */
+enum {
+  TG__DOM_ANY = 0,  /* normal(0,1) */
+  TG__DOM_POS,      /* uniform in [0.5, 2] */
+  TG__DOM_NONZERO,  /* |x| in [0.1, 2]: away from a kink at 0 */
+  TG__DOM_CLASS,    /* int32 class indices in [0, C), C = case's classes */
+  TG__DOM_PROB,     /* float rows that are probability distributions */
+  TG__DOM_UNIT,     /* uniform in [0, 1] */
+  TG__DOM_COLSIGN,  /* |x| in [0.1, 1], positive where the last index is
+                       even, negative where it is odd: one sign per column */
+};
+
+/* One test case of an op: its inputs' shapes and domains, and the
+ * arguments it is applied with. An input of ndim -1 is left out (NULL: an
+ * optional input, such as tg_linear's bias); ndim 0 is a 0-d tensor. */
+typedef struct {
+  int ndim[TG__MAX_IN];
+  int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
+  int domain[TG__MAX_IN];
+  tg_opargs args;
+  int64_t classes; /* for TG__DOM_CLASS */
+} tg_opcase;
+
+/* Per-input flags of an op, for input k. */
+#define TG__IN_INT(k) (1u << (k))        /* int32 (indices), never float */
+#define TG__IN_OPT(k) (1u << (8 + (k)))  /* may be NULL */
+#define TG__IN_NODIFF(k) (1u << (16 + (k))) /* no gradient flows to it */
+
+/* An op, as the engine applies it (tg__apply):
+ * - rule: checks the inputs' shapes (and argument values) and gives the
+ *   result's dtype and shape, or records a message naming fn and returns
+ *   the error. The door has already checked what flags say: inputs
+ *   present, alive, on this tape, float (or int32) and of one float dtype.
+ * - forward: computes n->out from n->in and n->args. It may keep what
+ *   backward needs in n->saved (tape arena memory); n is the recorded node,
+ *   or a node of the door's own when nothing is recorded (tg__recorded
+ *   tells them apart). Returns TG_OK or an error with a message.
+ * - backward: accumulates (+=) into tg__gin(n, k) for each input k whose
+ *   gradient is wanted, from n->out->grad. */
+typedef struct tg_opdef {
+  const char *name;
+  const char *api; /* the function named in messages; NULL: "tg_" name */
+  int n_in;
+  const char *in_names[TG__MAX_IN]; /* NULL: "a", "b", "c" */
+  unsigned flags;
+  int (*rule)(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+              tg_outshape *out);
+  int (*forward)(tg_tape *t, tg_node *n);
+  void (*backward)(const tg_node *n);
+  const tg_opcase *cases;
+  int n_cases;
+} tg_opdef;
+
+/* The cases field pair of a tg_opdef, counted from the array itself. */
+#define TG__CASES(arr) .cases = (arr), .n_cases = (int)(sizeof(arr) / sizeof((arr)[0]))
+
+struct tg_node {
+  const tg_opdef *op;
+  tg_tensor *in[TG__MAX_IN];
+  tg_tensor *out;
+  tg_opargs args;
+  void *saved; /* what forward kept for backward, in the tape's arena */
+};
+
+struct tg_tape {
+  tg_node *nodes;
+  size_t n_nodes, cap_nodes;
+  char **chunks;       /* arena chunks, 64-byte aligned */
+  size_t *chunk_cap;
+  size_t n_chunks;
+  size_t cur, used;    /* current chunk and bytes used in it */
+  tg_tensor **headers; /* blocks of TG__HBLOCK tensor headers, kept until
+                          tg_tape_free so a stale tensor pointer always
+                          points at a header, never at freed memory */
+  size_t n_hblocks, h_used;
+  uint64_t gen;        /* bumped by every clear */
+  uint64_t bw_pass;    /* bumped by every backward */
+  bool grad_enabled;
+  bool check_finite;
+};
+
+/* apply.c: the door every op goes through. in has op->n_in entries; args
+ * may be NULL (all zero). Returns the result on t, or NULL: a NULL
+ * required input returns NULL and keeps the message of the op that failed
+ * first; anything else wrong records a message naming the op. */
+tg_tensor *tg__apply(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
+                     const tg_opargs *args);
+/* The function an op's messages name: op->api or "tg_" op->name. */
+const char *tg__fn_of(const tg_opdef *op, char *buf, size_t n);
+
+/* tape.c */
+void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
+/* Checks that t is a tape and that every non-NULL input is usable on it
+ * (current generation, this tape). names[i] names input i in messages
+ * (NULL: a, b, c). */
+int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in,
+                     const char *const *names, int n);
+/* Allocates a result of op on the tape (data not zeroed) and records a
+ * node when recording and any input needs grad. NULL on failure. */
+tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
+                    const int64_t *shape, tg_tensor *const *in, int n_in);
+/* The node that made out, or NULL when nothing was recorded. */
+tg_node *tg__node_of(tg_tensor *out);
+/* The finite check, when the tape asks for it: out, or NULL with
+ * TG_ENONFINITE. */
+tg_tensor *tg__done(tg_tape *t, tg_tensor *out, const char *fn);
+
+/* Whether n is on the tape (backward will run it). */
+static inline bool tg__recorded(const tg_node *n) { return n->out->node >= 0; }
+
+/* The grad buffer a backward kernel accumulates into for input i, or NULL
+ * when that input needs no gradient. */
+static inline void *tg__gin(const tg_node *n, int i) {
+  tg_tensor *x = n->in[i];
+  return x && (x->flags & TG__NEEDS_GRAD) ? x->grad : NULL;
+}
+
+#endif

@@ -1,0 +1,71 @@
+/* src/io/io.h: the file formats' shared pieces: byte sources read as
+ * hostile, atomic replacement, and the parsers from memory the fuzzers
+ * drive. */
+#ifndef TAPEGRAD_PRIV_IO_H
+#define TAPEGRAD_PRIV_IO_H
+
+#include "../engine/tensor.h"
+
+/* fileio.c: reading files treated as hostile, and replacing files
+ * atomically. Messages name fn and the path. */
+const char *tg__errstr(int errnum, char *buf, size_t n);
+/* A byte source: a regular file of known size, a memory buffer (the
+ * fuzzers' way in), or, opened with tg__src_open_stream, a gzip'd file or a
+ * stream that cannot be sized (a pipe) read through zlib; gz is set then,
+ * and size is unknown. pos counts the (decompressed) bytes consumed. */
+struct gzFile_s;
+typedef struct {
+  const char *fn, *path;
+  FILE *f;
+  struct gzFile_s *gz;
+  const unsigned char *mem;
+  bool gzipped; /* gz decompresses (rather than passing a stream through) */
+  uint64_t size, pos;
+} tg__src;
+/* A regular file; anything else is TG_EIO. */
+int tg__src_open(tg__src *s, const char *fn, const char *path);
+/* Any file but a folder: a plain regular file is read as by tg__src_open,
+ * a gzip'd one (found by its magic bytes, whatever its name) or a stream
+ * through zlib. */
+int tg__src_open_stream(tg__src *s, const char *fn, const char *path);
+void tg__src_mem(tg__src *s, const char *fn, const char *name, const void *buf,
+                 size_t len);
+/* Exactly n bytes, from a source without gz; callers check sizes against
+ * s->size first, so a short read means the file changed under us (TG_EIO). */
+int tg__src_read(tg__src *s, void *buf, size_t n);
+/* Up to n bytes; *got < n only at a clean end of file. A read error is
+ * TG_EIO; corrupt gzip data or a gzip stream cut short is TG_EFORMAT. */
+int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got);
+void tg__src_close(tg__src *s);
+bool tg__host_le(void);
+void tg__bswap(void *p, size_t n_elems, size_t elem);
+/* Offset of the first byte that is not well-formed UTF-8 (or is NUL); n
+ * when there is none. */
+size_t tg__utf8_check(const unsigned char *s, size_t n);
+
+/* Writes path.XXXXXX beside path, then commit: flush, fsync, close, rename
+ * over path, fsync the folder. The first error sticks (TG_EIO with a
+ * message); commit then removes the temporary file and returns it, leaving
+ * path untouched. abort removes the temporary file. */
+typedef struct {
+  const char *fn, *path;
+  char *tmp;
+  int fd;
+  unsigned char *buf;
+  size_t used;
+  int rc;
+} tg__afile;
+int tg__afile_open(tg__afile *a, const char *fn, const char *path);
+int tg__afile_write(tg__afile *a, const void *p, size_t n);
+/* Elements of elem bytes, written little-endian whatever the host. */
+int tg__afile_write_le(tg__afile *a, const void *p, size_t n, size_t elem);
+int tg__afile_commit(tg__afile *a);
+void tg__afile_abort(tg__afile *a);
+
+/* Parsers from memory, for the fuzzers: as the public loaders, on a buffer
+ * instead of a file. */
+int tg__safetensors_parse(const void *buf, size_t len, tg_checkpoint **out);
+tg_tensor *tg__npy_parse(const void *buf, size_t len);
+tg_tensor *tg__idx_parse(const void *buf, size_t len, tg_dtype dtype);
+
+#endif

@@ -1,0 +1,114 @@
+/* src/kernels/kernels.h: the kernels' interface: GEMM, the sparse-input
+ * products, the thread door and the CPU probe. Pointers, sizes and strides
+ * in; no tape and no tensor here. */
+#ifndef TAPEGRAD_KERNELS_H
+#define TAPEGRAD_KERNELS_H
+
+#include "../base/base.h"
+
+/* cpu.c: the one probe of the CPU's features, for every kernel. */
+enum {
+  TG__CPU_AVX2_FMA = 1u,
+  TG__CPU_AVX512F = 2u,
+  TG__CPU_BMI2_POPCNT = 4u,
+};
+unsigned tg__cpu_features(void);
+
+/* gemm.c: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or
+ * X^T. Leading dimensions are those of the stored matrices. */
+void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc);
+void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               double alpha, const double *A, int64_t lda, const double *B,
+               int64_t ldb, double beta, double *C, int64_t ldc);
+/* The micro-kernels gemm.c can run. By default it takes the best the CPU
+ * supports, or the one named by the environment variable TG_GEMM_KERNEL
+ * (generic, avx2, avx512, avx512-on-avx2) when the CPU supports that one.
+ * avx512-on-avx2 is the AVX-512 kernel's code and tile on AVX2 vectors, so
+ * that path is tested on machines without AVX-512; never the default. */
+enum {
+  TG__GEMM_GENERIC,
+  TG__GEMM_AVX2,
+  TG__GEMM_AVX512,
+  TG__GEMM_AVX512_ON_AVX2,
+  TG__GEMM_NKERNELS
+};
+bool tg__gemm_kernel_supported(int k);
+const char *tg__gemm_kernel_name(int k);
+int tg__gemm_kernel(void); /* the one in use */
+/* Forces kernel k for every thread (k < 0: back to the default); TG_EINVAL
+ * when this CPU cannot run it. */
+int tg__gemm_set_kernel(int k);
+/* Frees the calling thread's packing buffers (they are otherwise kept for
+ * the next call, and freed when the thread ends). tg_tape_free calls it, so
+ * once every tapegrad object is freed the calling thread holds nothing. */
+void tg__gemm_release(void);
+
+/* spmm.c: products with a float left operand A[M,K] that is mostly zeros,
+ * kept by rows (CSR: rowptr[M+1], colidx/val[nnz]) and, for the weight
+ * gradient, by columns (colptr[K+1], rowidx/cval[nnz]). */
+typedef struct {
+  int64_t m, k, nnz;
+  int32_t *rowptr, *colidx, *colptr, *rowidx;
+  float *val, *cval;
+} tg__sparse;
+/* False when the environment variable TG_SPARSE_INPUT is "0". */
+bool tg__spmm_enabled(void);
+/* A's non-zeros, or -1 as soon as there are too many for the sparse
+ * product to pay. */
+int64_t tg__spmm_nnz(const float *A, int64_t M, int64_t K);
+/* The most non-zeros tg__spmm_nnz accepts for an [M,K] operand. */
+int64_t tg__spmm_max_nnz(int64_t M, int64_t K);
+/* Fills s (arrays allocated by the caller for nnz + TG__SPMM_SLACK
+ * entries, as the build may write that far past its last; the by-column
+ * ones only when by_col). */
+#define TG__SPMM_SLACK 8
+void tg__spmm_build(tg__sparse *s, const float *A, int64_t M, int64_t K,
+                    bool by_col);
+/* C[M,N] = A B (+ bias[N] on every row when bias is not NULL; B row-major
+ * [K,N]); D[K,N] += A^T G (G [M,N]). */
+void tg__spmm_f32(const tg__sparse *s, const float *B, const float *bias,
+                  int64_t N, float *C);
+void tg__spmm_tn_f32(const tg__sparse *s, const float *G, int64_t N, float *D);
+/* threads.c: fn(ctx, i0, i1) over [0, n) in contiguous chunks, one per
+ * thread, with at least min_chunk elements each (so small n stays on the
+ * calling thread); for elementwise work, whose result cannot depend on the
+ * split. */
+typedef void (*tg__range_fn)(void *ctx, int64_t i0, int64_t i1);
+void tg__par_range(int64_t n, int64_t min_chunk, tg__range_fn fn, void *ctx);
+/* Every parallel region goes through these two: tg__par_threads(want) is
+ * the number of threads to run (1 when OpenMP is absent, inside a parallel
+ * region, or while the guard below has regions run on one thread), and
+ * tg__par_run(nt, fn, ctx) calls fn(ctx, t, nt) on each thread t (just
+ * fn(ctx, 0, 1) for nt < 2), timing the region for the guard. */
+typedef void (*tg__par_fn)(void *ctx, int t, int nt);
+int tg__par_threads(int want);
+void tg__par_run(int nt, tg__par_fn fn, void *ctx);
+/* The guard's state and rule, apart so the tests can drive them: after
+ * TG__GUARD_WINDOW regions, when the decayed sums of their CPU time fall
+ * under TG__GUARD_GAIN times their wall time, the next `stretch` regions
+ * run on one thread, and the stretch doubles (up to the maximum) until a
+ * window pays again. */
+typedef struct {
+  double cpu, wall;
+  int seen;
+  int64_t skip, stretch;
+} tg__guard;
+#define TG__GUARD_WINDOW 8
+#define TG__GUARD_DECAY 0.9
+#define TG__GUARD_GAIN 1.1
+#define TG__GUARD_MIN_STRETCH 64
+#define TG__GUARD_MAX_STRETCH 4096
+/* True (and one fewer to go) while regions are to run on one thread. */
+bool tg__guard_serial(tg__guard *g);
+void tg__guard_update(tg__guard *g, double cpu, double wall);
+/* For the tests: with the guard off, every region that asks for threads
+ * gets them. */
+void tg__par_guard_enable(bool on);
+/* Elements per thread from which a memory-bound elementwise pass over
+ * parameters is worth splitting: W2's 784x512 and 512x512 weights, not
+ * W1's 784x100 (whose pass takes less than a parallel region costs). */
+#define TG__PAR_ELEMS ((int64_t)1 << 17)
+
+#endif
