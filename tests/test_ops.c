@@ -95,6 +95,7 @@ START_TEST(gradcheck_op) {
   const tg_opdef *op = tg__ops[_i];
   for (int ci = 0; ci < op->n_cases; ci++) {
     const tg_opcase *c = &op->cases[ci];
+    if (c->status) continue; /* bad input: bad_cases_refused */
     tg_tensor *in[TG__MAX_IN] = {0};
     make_inputs(op, c, TG_F64, true, 1000 + 17 * (uint64_t)ci, in);
     tg_tensor *params[TG__MAX_IN];
@@ -120,6 +121,7 @@ START_TEST(float32_matches_float64) {
   const tg_opdef *op = tg__ops[_i];
   for (int ci = 0; ci < op->n_cases; ci++) {
     const tg_opcase *c = &op->cases[ci];
+    if (c->status) continue;
     tg_tensor *in32[TG__MAX_IN] = {0}, *in64[TG__MAX_IN] = {0};
     make_inputs(op, c, TG_F32, false, 2000 + (uint64_t)ci, in32);
     for (int k = 0; k < op->n_in; k++) { /* exact float64 copies */
@@ -145,6 +147,73 @@ START_TEST(float32_matches_float64) {
     tg_tape_free(t);
     free_inputs(op, in32);
     free_inputs(op, in64);
+  }
+}
+END_TEST
+
+/* Every bad case of every op is refused: NULL, the case's status, and a
+ * message that names the op and holds the case's fragment. */
+START_TEST(bad_cases_refused) {
+  const tg_opdef *op = tg__ops[_i];
+  char buf[64];
+  const char *fn = tg__fn_of(op, buf, sizeof buf);
+  for (int ci = 0; ci < op->n_cases; ci++) {
+    const tg_opcase *c = &op->cases[ci];
+    if (!c->status) continue;
+    for (int dt = 0; dt < 2; dt++) {
+      tg_tensor *in[TG__MAX_IN] = {0};
+      make_inputs(op, c, dt ? TG_F32 : TG_F64, true, 3000 + (uint64_t)ci, in);
+      tg_tape *t = tg_tape_new();
+      tg_clear_error();
+      tg_tensor *y = tg__apply(t, op, in, &c->args);
+      ck_assert_msg(!y, "op %s bad case %d was accepted", op->name, ci);
+      ck_assert_msg(tg_last_status() == c->status,
+                    "op %s bad case %d: status %s, want %s (%s)", op->name, ci,
+                    tg_status_name(tg_last_status()),
+                    tg_status_name(c->status), tg_last_error());
+      ck_assert_msg(strstr(tg_last_error(), fn) &&
+                        (!c->msg || strstr(tg_last_error(), c->msg)),
+                    "op %s bad case %d: message \"%s\" lacks \"%s\" or \"%s\"",
+                    op->name, ci, tg_last_error(), fn, c->msg ? c->msg : "");
+      ck_assert_int_eq(tg_tape_nodes(t), 0);
+      tg_tape_free(t);
+      free_inputs(op, in);
+    }
+  }
+}
+END_TEST
+
+/* Every op, forward and backward, on inputs holding NaN, +-Inf, -0 and
+ * denormals: no crash, and (in the sanitizer build) no undefined
+ * behaviour. What the values come out as is not checked. */
+START_TEST(special_values) {
+  const tg_opdef *op = tg__ops[_i];
+  for (int ci = 0; ci < op->n_cases; ci++) {
+    const tg_opcase *c = &op->cases[ci];
+    if (c->status) continue;
+    for (int dt = 0; dt < 2; dt++) {
+      tg_dtype d = dt ? TG_F32 : TG_F64;
+      const double special[] = {NAN, INFINITY, -INFINITY, -0.0,
+                                dt ? (double)FLT_TRUE_MIN : DBL_TRUE_MIN,
+                                dt ? -(double)FLT_TRUE_MIN : -DBL_TRUE_MIN,
+                                1e300, -1e300};
+      const int ns = (int)(sizeof special / sizeof special[0]);
+      tg_tensor *in[TG__MAX_IN] = {0};
+      make_inputs(op, c, d, true, 4000 + (uint64_t)ci, in);
+      for (int k = 0; k < op->n_in; k++)
+        if (in[k] && tg__is_float(in[k]->dtype))
+          for (int64_t i = 0; i < in[k]->numel; i++)
+            if ((i + k) % 2 == 0)
+              tg_set(in[k], i, special[(i / 2 + k) % ns]);
+      tg_tape *t = tg_tape_new();
+      tg_tensor *y = tg__apply(t, op, in, &c->args);
+      ck_assert_msg(y, "op %s case %d: %s", op->name, ci, tg_last_error());
+      tg_tensor *g = tg_ones(d, y->ndim, y->shape);
+      ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+      tg_tensor_free(g);
+      tg_tape_free(t);
+      free_inputs(op, in);
+    }
   }
 }
 END_TEST
@@ -387,6 +456,8 @@ int main(void) {
   tcase_add_test(tc, gradcheck_catches_nan_gradient);
   tcase_add_loop_test(tc, gradcheck_op, 0, tg__n_ops);
   tcase_add_loop_test(tc, float32_matches_float64, 0, tg__n_ops);
+  tcase_add_loop_test(tc, bad_cases_refused, 0, tg__n_ops);
+  tcase_add_loop_test(tc, special_values, 0, tg__n_ops);
   tcase_add_loop_test(tc, sparse_left_operand_matches_dense, 0,
                       (int)(sizeof sparse_shapes / sizeof *sparse_shapes));
   tcase_add_loop_test(tc, linear_matches_composed_layer, 0,

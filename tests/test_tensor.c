@@ -41,14 +41,12 @@ START_TEST(create_and_query) {
 END_TEST
 
 START_TEST(bad_creation) {
-  ck_assert_ptr_null(tg_zeros(TG_F32, 0, (int64_t[]){1}));
-  ck_assert_error_has(TG_ESHAPE, "tg_zeros", "ndim is 0");
+  ck_assert_ptr_null(tg_zeros(TG_F32, -1, (int64_t[]){1}));
+  ck_assert_error_has(TG_ESHAPE, "tg_zeros", "ndim is -1", "0 to 4");
   ck_assert_ptr_null(tg_zeros(TG_F32, 5, (int64_t[]){1, 1, 1, 1, 1}));
   ck_assert_error_has(TG_ESHAPE, "ndim is 5");
-  ck_assert_ptr_null(tg_zeros(TG_F32, TG_SHAPE(3, 0)));
-  ck_assert_error_has(TG_ESHAPE, "dimension 1 is 0");
   ck_assert_ptr_null(tg_zeros(TG_F32, TG_SHAPE(-2)));
-  ck_assert_error_has(TG_ESHAPE, "dimension 0 is -2");
+  ck_assert_error_has(TG_ESHAPE, "dimension 0 is -2", ">= 0");
   ck_assert_ptr_null(tg_ones(TG_F64, TG_SHAPE(INT64_MAX / 2, 4)));
   ck_assert_error_has(TG_ESHAPE, "overflows");
   ck_assert_ptr_null(tg_zeros((tg_dtype)9, TG_SHAPE(2)));

@@ -64,6 +64,16 @@ TG_API tg_tensor *tg_mean(tg_tape *t, tg_tensor *a);
  * row (the target class's, in a composed log-likelihood). */
 TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
 
+/* --- elementwise unary ops */
+
+/* --- elementwise binary ops, broadcast with NumPy's rules */
+
+/* --- reductions over axes, and softmax along an axis */
+
+/* --- shape ops: views, copies and indexing */
+
+/* --- products and layers for real models */
+
 /* --- fused losses; each is a [1] mean over the N rows of a [N,C] input. */
 
 /* Softmax + negative log-likelihood in one stable pass (log-sum-exp):

@@ -41,19 +41,27 @@ enum {
 
 /* One test case of an op: its inputs' shapes and domains, and the
  * arguments it is applied with. An input of ndim -1 is left out (NULL: an
- * optional input, such as tg_linear's bias); ndim 0 is a 0-d tensor. */
+ * optional input, such as tg_linear's bias); ndim 0 is a 0-d tensor. A
+ * case with a status is bad input: the op must refuse it with that status
+ * and a message holding msg (the tests also check that it names the op). */
 typedef struct {
   int ndim[TG__MAX_IN];
   int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
   int domain[TG__MAX_IN];
   tg_opargs args;
   int64_t classes; /* for TG__DOM_CLASS */
+  int status;      /* 0: a good case; else the error expected */
+  const char *msg; /* a fragment the error message must hold */
 } tg_opcase;
 
 /* Per-input flags of an op, for input k. */
 #define TG__IN_INT(k) (1u << (k))        /* int32 (indices), never float */
 #define TG__IN_OPT(k) (1u << (8 + (k)))  /* may be NULL */
 #define TG__IN_NODIFF(k) (1u << (16 + (k))) /* no gradient flows to it */
+/* The result is a view: the door allocates no data for it, and forward
+ * points out->data into an input's (backward still adds its gradient into
+ * the input's, like any op). */
+#define TG__OP_VIEW (1u << 24)
 
 /* An op, as the engine applies it (tg__apply):
  * - rule: checks the inputs' shapes (and argument values) and gives the

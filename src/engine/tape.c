@@ -188,9 +188,11 @@ tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
     numel *= shape[i];
   }
   tg_tensor *out = new_header(t);
-  void *data = out ? tg__arena_alloc(t, (size_t)numel * tg__dtype_size(dtype))
+  bool view = op->flags & TG__OP_VIEW;
+  void *data = out && !view
+                   ? tg__arena_alloc(t, (size_t)numel * tg__dtype_size(dtype))
                    : NULL;
-  if (!data) {
+  if (!out || (!data && !view)) {
     tg__err(TG_ENOMEM, "%s: out of memory for the result", fn);
     return NULL;
   }

@@ -26,8 +26,9 @@ bool tg__same_shape(const tg_tensor *a, const tg_tensor *b) {
 }
 
 void tg__rows_cols(const tg_tensor *t, int64_t *rows, int64_t *cols) {
-  *cols = t->shape[t->ndim - 1];
-  *rows = t->numel / *cols;
+  *cols = t->ndim ? t->shape[t->ndim - 1] : 1;
+  *rows = 1;
+  for (int i = 0; i + 1 < t->ndim; i++) *rows *= t->shape[i];
 }
 
 /* Validates dtype and shape; returns the element count or -1. */
@@ -37,23 +38,23 @@ static int64_t check_shape(const char *fn, tg_dtype dtype, int ndim,
     tg__err(TG_EINVAL, "%s: unknown dtype %d", fn, (int)dtype);
     return -1;
   }
-  if (ndim < 1 || ndim > TG_MAX_DIMS) {
-    tg__err(TG_ESHAPE, "%s: ndim is %d; it must be 1 to %d", fn, ndim,
+  if (ndim < 0 || ndim > TG_MAX_DIMS) {
+    tg__err(TG_ESHAPE, "%s: ndim is %d; it must be 0 to %d", fn, ndim,
             TG_MAX_DIMS);
     return -1;
   }
-  if (!shape) {
+  if (!shape && ndim > 0) {
     tg__err(TG_EINVAL, "%s: shape is NULL", fn);
     return -1;
   }
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
-    if (shape[i] < 1) {
-      tg__err(TG_ESHAPE, "%s: dimension %d is %lld; dimensions must be >= 1",
+    if (shape[i] < 0) {
+      tg__err(TG_ESHAPE, "%s: dimension %d is %lld; dimensions must be >= 0",
               fn, i, (long long)shape[i]);
       return -1;
     }
-    if (shape[i] > (INT64_MAX / 8) / n) {
+    if (n && shape[i] > (INT64_MAX / 8) / n) {
       tg__err(TG_ESHAPE, "%s: element count overflows", fn);
       return -1;
     }
@@ -79,7 +80,7 @@ static tg_tensor *new_owned(const char *fn, tg_dtype dtype, int ndim,
   }
   t->dtype = dtype;
   t->ndim = ndim;
-  memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+  if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
   t->numel = n;
   t->flags = TG__OWNED;
   t->node = -1;

@@ -18,9 +18,11 @@ static inline float tg__expf_neg(float x) {
    * which the compiler treats as a possible trap and will not vectorise). */
   float t = x * log2e + round;
   float n = t - round;
-  int32_t tbits;
+  /* The integer arithmetic is unsigned: for a NaN x the bits of t are
+   * anything, and only unsigned arithmetic wraps without undefined
+   * behaviour (the result is NaN through p then). */
+  uint32_t tbits;
   memcpy(&tbits, &t, sizeof tbits);
-  int32_t ni = tbits - 0x4B400000;
   float r = x - n * ln2_hi;
   r = r - n * ln2_lo;
   float p = 1.9875691500e-4f;
@@ -30,7 +32,7 @@ static inline float tg__expf_neg(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * (r * r) + r + 1.0f;
-  int32_t bits = (ni + 127) * (1 << 23);
+  uint32_t bits = (tbits - 0x4B400000u + 127u) << 23; /* (n + 127) << 23 */
   float scale;
   memcpy(&scale, &bits, sizeof scale);
   return p * scale;
