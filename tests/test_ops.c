@@ -6,13 +6,17 @@
 #define GRAD_TOL 1e-6
 #define F32_TOL 1e-5
 
+static int n_inputs(const tg_opdef *op, const tg_opcase *c) {
+  return op->n_in == TG__VARIADIC ? c->n : op->n_in;
+}
+
 /* Inputs for one case in the given float dtype. Float inputs become
  * parameters when `grad`; class indices are int32. */
 static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
                         bool grad, uint64_t seed, tg_tensor **in) {
   tg_rng rng;
   tg_rng_seed(&rng, seed);
-  for (int k = 0; k < op->n_in; k++) {
+  for (int k = 0; k < n_inputs(op, c); k++) {
     int dom = c->domain[k];
     if (c->ndim[k] < 0) { /* an optional input, left out */
       in[k] = NULL;
@@ -63,8 +67,8 @@ static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
   }
 }
 
-static void free_inputs(const tg_opdef *op, tg_tensor **in) {
-  for (int k = 0; k < op->n_in; k++) tg_tensor_free(in[k]);
+static void free_inputs(const tg_opdef *op, const tg_opcase *c, tg_tensor **in) {
+  for (int k = 0; k < n_inputs(op, c); k++) tg_tensor_free(in[k]);
 }
 
 typedef struct {
@@ -76,7 +80,7 @@ typedef struct {
 static tg_tensor *apply_op(tg_tape *t, tg_tensor *const *params, void *ctx) {
   (void)params; /* the same tensors as ctx->all, which keeps their order */
   op_ctx *o = ctx;
-  return tg__apply(t, o->op, o->all, &o->c->args);
+  return tg__apply_n(t, o->op, o->all, n_inputs(o->op, o->c), &o->c->args);
 }
 
 START_TEST(every_op_has_cases) {
@@ -100,7 +104,7 @@ START_TEST(gradcheck_op) {
     make_inputs(op, c, TG_F64, true, 1000 + 17 * (uint64_t)ci, in);
     tg_tensor *params[TG__MAX_IN];
     int np = 0;
-    for (int k = 0; k < op->n_in; k++)
+    for (int k = 0; k < n_inputs(op, c); k++)
       if (in[k] && !(op->flags & (TG__IN_INT(k) | TG__IN_NODIFF(k))))
         params[np++] = in[k];
     op_ctx ctx = {op, c, in};
@@ -112,7 +116,7 @@ START_TEST(gradcheck_op) {
                   "(analytic %.12g, numeric %.12g)", op->name, ci,
                   res.max_rel_err, res.param, (long long)res.index,
                   res.analytic, res.numeric);
-    free_inputs(op, in);
+    free_inputs(op, c, in);
   }
 }
 END_TEST
@@ -124,7 +128,7 @@ START_TEST(float32_matches_float64) {
     if (c->status) continue;
     tg_tensor *in32[TG__MAX_IN] = {0}, *in64[TG__MAX_IN] = {0};
     make_inputs(op, c, TG_F32, false, 2000 + (uint64_t)ci, in32);
-    for (int k = 0; k < op->n_in; k++) { /* exact float64 copies */
+    for (int k = 0; k < n_inputs(op, c); k++) { /* exact float64 copies */
       if (!in32[k]) continue;
       tg_dtype dt = in32[k]->dtype == TG_F32 ? TG_F64 : in32[k]->dtype;
       in64[k] = tg_zeros(dt, in32[k]->ndim, in32[k]->shape);
@@ -132,8 +136,8 @@ START_TEST(float32_matches_float64) {
         tg_set(in64[k], i, tg_get(in32[k], i));
     }
     tg_tape *t = tg_tape_new();
-    tg_tensor *y32 = tg__apply(t, op, in32, &c->args),
-              *y64 = tg__apply(t, op, in64, &c->args);
+    tg_tensor *y32 = tg__apply_n(t, op, in32, n_inputs(op, c), &c->args),
+              *y64 = tg__apply_n(t, op, in64, n_inputs(op, c), &c->args);
     ck_assert_msg(y32 && y64, "op %s: %s", op->name, tg_last_error());
     ck_assert_int_eq(y32->dtype, TG_F32);
     ck_assert_int_eq(y64->dtype, TG_F64);
@@ -145,8 +149,8 @@ START_TEST(float32_matches_float64) {
                     op->name, ci, (long long)i, a, b);
     }
     tg_tape_free(t);
-    free_inputs(op, in32);
-    free_inputs(op, in64);
+    free_inputs(op, c, in32);
+    free_inputs(op, c, in64);
   }
 }
 END_TEST
@@ -165,7 +169,7 @@ START_TEST(bad_cases_refused) {
       make_inputs(op, c, dt ? TG_F32 : TG_F64, true, 3000 + (uint64_t)ci, in);
       tg_tape *t = tg_tape_new();
       tg_clear_error();
-      tg_tensor *y = tg__apply(t, op, in, &c->args);
+      tg_tensor *y = tg__apply_n(t, op, in, n_inputs(op, c), &c->args);
       ck_assert_msg(!y, "op %s bad case %d was accepted", op->name, ci);
       ck_assert_msg(tg_last_status() == c->status,
                     "op %s bad case %d: status %s, want %s (%s)", op->name, ci,
@@ -177,7 +181,7 @@ START_TEST(bad_cases_refused) {
                     op->name, ci, tg_last_error(), fn, c->msg ? c->msg : "");
       ck_assert_int_eq(tg_tape_nodes(t), 0);
       tg_tape_free(t);
-      free_inputs(op, in);
+      free_inputs(op, c, in);
     }
   }
 }
@@ -200,19 +204,19 @@ START_TEST(special_values) {
       const int ns = (int)(sizeof special / sizeof special[0]);
       tg_tensor *in[TG__MAX_IN] = {0};
       make_inputs(op, c, d, true, 4000 + (uint64_t)ci, in);
-      for (int k = 0; k < op->n_in; k++)
+      for (int k = 0; k < n_inputs(op, c); k++)
         if (in[k] && tg__is_float(in[k]->dtype))
           for (int64_t i = 0; i < in[k]->numel; i++)
             if ((i + k) % 2 == 0)
               tg_set(in[k], i, special[(i / 2 + k) % ns]);
       tg_tape *t = tg_tape_new();
-      tg_tensor *y = tg__apply(t, op, in, &c->args);
+      tg_tensor *y = tg__apply_n(t, op, in, n_inputs(op, c), &c->args);
       ck_assert_msg(y, "op %s case %d: %s", op->name, ci, tg_last_error());
       tg_tensor *g = tg_ones(d, y->ndim, y->shape);
       ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
       tg_tensor_free(g);
       tg_tape_free(t);
-      free_inputs(op, in);
+      free_inputs(op, c, in);
     }
   }
 }

@@ -7,7 +7,8 @@
 #include "../kernels/kernels.h"
 #include "tensor.h"
 
-#define TG__MAX_IN 3
+#define TG__MAX_IN 4 /* of an op of fixed arity, and of a test case */
+#define TG__VARIADIC (-1) /* an op's n_in: any number >= 1 (concat) */
 #define TG__MAX_IARGS 6
 #define TG__HBLOCK 256
 
@@ -18,6 +19,7 @@ typedef struct tg_node tg_node;
 typedef struct {
   double f[2];
   int64_t i[TG__MAX_IARGS];
+  void *ptr; /* an object the op uses, such as dropout's generator */
 } tg_opargs;
 
 /* What a shape rule decides: the result's dtype and shape. */
@@ -45,6 +47,7 @@ enum {
  * case with a status is bad input: the op must refuse it with that status
  * and a message holding msg (the tests also check that it names the op). */
 typedef struct {
+  int n; /* inputs, for a variadic op */
   int ndim[TG__MAX_IN];
   int64_t shape[TG__MAX_IN][TG_MAX_DIMS];
   int domain[TG__MAX_IN];
@@ -54,7 +57,8 @@ typedef struct {
   const char *msg; /* a fragment the error message must hold */
 } tg_opcase;
 
-/* Per-input flags of an op, for input k. */
+/* Per-input flags of an op, for input k < 8 (a variadic op's inputs from
+ * the eighth on have none). */
 #define TG__IN_INT(k) (1u << (k))        /* int32 (indices), never float */
 #define TG__IN_OPT(k) (1u << (8 + (k)))  /* may be NULL */
 #define TG__IN_NODIFF(k) (1u << (16 + (k))) /* no gradient flows to it */
@@ -77,8 +81,8 @@ typedef struct {
 typedef struct tg_opdef {
   const char *name;
   const char *api; /* the function named in messages; NULL: "tg_" name */
-  int n_in;
-  const char *in_names[TG__MAX_IN]; /* NULL: "a", "b", "c" */
+  int n_in; /* or TG__VARIADIC */
+  const char *in_names[TG__MAX_IN]; /* NULL: "a", "b", "c", "d" */
   unsigned flags;
   int (*rule)(const char *fn, tg_tensor *const *in, const tg_opargs *a,
               tg_outshape *out);
@@ -93,7 +97,8 @@ typedef struct tg_opdef {
 
 struct tg_node {
   const tg_opdef *op;
-  tg_tensor *in[TG__MAX_IN];
+  tg_tensor **in; /* n_in inputs, in the tape's arena when recorded */
+  int n_in;
   tg_tensor *out;
   tg_opargs args;
   void *saved; /* what forward kept for backward, in the tape's arena */
@@ -116,22 +121,22 @@ struct tg_tape {
   bool check_finite;
 };
 
-/* apply.c: the door every op goes through. in has op->n_in entries; args
- * may be NULL (all zero). Returns the result on t, or NULL: a NULL
- * required input returns NULL and keeps the message of the op that failed
- * first; anything else wrong records a message naming the op. */
-tg_tensor *tg__apply(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
-                     const tg_opargs *args);
+/* apply.c: the door every op goes through. in has n entries (op->n_in,
+ * unless the op is variadic); args may be NULL (all zero). Returns the
+ * result on t, or NULL: a NULL required input returns NULL and keeps the
+ * message of the op that failed first; anything else wrong records a
+ * message naming the op. */
+tg_tensor *tg__apply_n(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
+                       int n, const tg_opargs *args);
+static inline tg_tensor *tg__apply(tg_tape *t, const tg_opdef *op,
+                                   tg_tensor *const *in, const tg_opargs *args) {
+  return tg__apply_n(t, op, in, op->n_in, args);
+}
 /* The function an op's messages name: op->api or "tg_" op->name. */
 const char *tg__fn_of(const tg_opdef *op, char *buf, size_t n);
 
 /* tape.c */
 void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
-/* Checks that t is a tape and that every non-NULL input is usable on it
- * (current generation, this tape). names[i] names input i in messages
- * (NULL: a, b, c). */
-int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in,
-                     const char *const *names, int n);
 /* Allocates a result of op on the tape (data not zeroed) and records a
  * node when recording and any input needs grad. NULL on failure. */
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
@@ -148,7 +153,7 @@ static inline bool tg__recorded(const tg_node *n) { return n->out->node >= 0; }
 /* The grad buffer a backward kernel accumulates into for input i, or NULL
  * when that input needs no gradient. */
 static inline void *tg__gin(const tg_node *n, int i) {
-  tg_tensor *x = n->in[i];
+  tg_tensor *x = i < n->n_in ? n->in[i] : NULL;
   return x && (x->flags & TG__NEEDS_GRAD) ? x->grad : NULL;
 }
 

@@ -145,18 +145,6 @@ int tg__check_usable(const char *fn, const tg_tape *t, const tg_tensor *x,
   return check_live(fn, t, x, what);
 }
 
-int tg__check_inputs(const char *fn, tg_tape *t, tg_tensor *const *in,
-                     const char *const *names, int n) {
-  static const char *const abc[] = {"a", "b", "c"};
-  if (!t) return tg__err(TG_EINVAL, "%s: tape is NULL", fn);
-  for (int i = 0; i < n; i++) {
-    if (!in[i]) continue;
-    int rc = check_live(fn, t, in[i], names ? names[i] : i < 3 ? abc[i] : "input");
-    if (rc) return rc;
-  }
-  return TG_OK;
-}
-
 /* The next tensor header: headers live in blocks of their own that the tape
  * keeps, reused in the same order after every clear. */
 static tg_tensor *new_header(tg_tape *t) {
@@ -209,7 +197,7 @@ tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
   bool needs = false;
   for (int i = 0; i < n_in; i++)
     if (in[i] && (in[i]->flags & TG__NEEDS_GRAD) &&
-        !(op->flags & (TG__IN_INT(i) | TG__IN_NODIFF(i))))
+        !(i < 8 && (op->flags & (TG__IN_INT(i) | TG__IN_NODIFF(i)))))
       needs = true;
   if (!t->grad_enabled || !needs) return out;
 
@@ -223,10 +211,17 @@ tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
     t->nodes = nodes;
     t->cap_nodes = cap;
   }
+  tg_tensor **ins = tg__arena_alloc(t, (size_t)n_in * sizeof *ins);
+  if (!ins) {
+    tg__err(TG_ENOMEM, "%s: out of memory for the tape", fn);
+    return NULL;
+  }
+  memcpy(ins, in, (size_t)n_in * sizeof *ins);
   tg_node *nd = &t->nodes[t->n_nodes];
   memset(nd, 0, sizeof *nd);
   nd->op = op;
-  for (int i = 0; i < n_in && i < TG__MAX_IN; i++) nd->in[i] = in[i];
+  nd->in = ins;
+  nd->n_in = n_in;
   nd->out = out;
   out->node = (int64_t)t->n_nodes++;
   out->flags |= TG__NEEDS_GRAD;
@@ -311,7 +306,7 @@ static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
   for (int64_t k = out->node; k >= 0; k--) {
     tg_node *nd = &t->nodes[k];
     if (nd->out->bw_pass != t->bw_pass) continue;
-    for (int i = 0; i < TG__MAX_IN; i++) {
+    for (int i = 0; i < nd->n_in; i++) {
       tg_tensor *x = nd->in[i];
       if (x && (x->flags & TG__NEEDS_GRAD) && (rc = touch_grad(t, x))) return rc;
     }
