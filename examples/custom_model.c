@@ -90,7 +90,8 @@ int main(int argc, char **argv) {
     }
     if (step % 500 == 0) printf("step %5d  loss %.4f\n", step, tg_get(loss, 0));
     for (int k = 0; k < NP; k++) { /* v = mu v + g; w -= lr v; g = 0 */
-      float *w = tg_tensor_f32(params[k]), *g = tg_tensor_grad(params[k]);
+      float *w = tg_tensor_f32(params[k]);
+      float *g = tg_tensor_f32(tg_tensor_grad(params[k]));
       float *v = tg_tensor_f32(vel[k]);
       for (int64_t i = 0; i < tg_tensor_numel(params[k]); i++) {
         v[i] = mu * v[i] + g[i];

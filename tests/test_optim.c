@@ -249,7 +249,7 @@ START_TEST(mixed_dtypes_and_frozen_params) {
   /* frozen: skipped by the step (even with a grad left in its buffer), the
    * others go on */
   tg_requires_grad(c, false);
-  *(double *)tg_tensor_grad(c) = 1;
+  tg_set(tg_tensor_grad(c), 0, 1);
   tg_tensor *L = tg_sum(t, tg_mul(t, b, b));
   ck_assert_int_eq(tg_backward(t, L), TG_OK);
   ck_assert_int_eq(tg_optim_step(opt), TG_OK);
@@ -450,8 +450,8 @@ START_TEST(step_allocates_nothing) {
   ck_assert_ptr_nonnull(sgd);
   /* stand-ins for gradients: any values will do */
   tg_fill(a, 0.5);
-  ((float *)tg_tensor_grad(a))[1] = 0.25f;
-  ((double *)tg_tensor_grad(b))[0] = -1.5;
+  tg_tensor_f32(tg_tensor_grad(a))[1] = 0.25f;
+  tg_tensor_f64(tg_tensor_grad(b))[0] = -1.5;
   long before = *test_allocs();
   for (int k = 0; k < 10; k++) {
     ck_assert_int_eq(tg_optim_step(adam), TG_OK);

@@ -192,10 +192,91 @@ START_TEST(float32_training_step) {
 }
 END_TEST
 
+/* A gradient is a tensor: the view of the grad buffer, of the same dtype
+ * and shape, that every tensor function takes; made once; refused by
+ * tg_tensor_free; a tape tensor's is gone with the tape's clear. */
+START_TEST(grad_is_a_tensor) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 12);
+  tg_tensor *w = param_normal(TG_F64, TG_SHAPE(2, 3), &rng);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_mul(t, w, w);
+  ck_assert_ptr_null(tg_tensor_grad(y)); /* none before backward */
+  ck_assert_int_eq(tg_backward(t, tg_sum(t, y)), TG_OK);
+  tg_tensor *g = tg_tensor_grad(w);
+  ck_assert_ptr_nonnull(g);
+  ck_assert_ptr_eq(tg_tensor_grad(w), g);
+  ck_assert_int_eq(tg_tensor_dtype(g), TG_F64);
+  ck_assert_int_eq(tg_tensor_ndim(g), 2);
+  ck_assert_int_eq(tg_tensor_dim(g, 1), 3);
+  for (int64_t i = 0; i < 6; i++)
+    ck_assert_double_eq_tol(tg_get(g, i), 2 * tg_get(w, i), 1e-15);
+  ck_assert_ptr_eq(tg_tensor_f64(g), tg_tensor_data(g));
+  ck_assert_int_eq(tg_set(g, 0, 7.0), TG_OK); /* writes the gradient */
+  ck_assert_double_eq(tg_grad_get(w, 0), 7.0);
+  ck_assert_int_eq(tg_tensor_free(g), TG_ESTATE);
+  ck_assert_error_has(TG_ESTATE, "tg_tensor_free", "gradient");
+  tg_tensor *gy = tg_tensor_grad(y);
+  ck_assert_ptr_nonnull(gy);
+  ck_assert_double_eq(tg_get(gy, 4), 1.0);
+  tg_tape_clear(t);
+  ck_assert_ptr_null(tg_tensor_grad(y));
+  ck_assert_error_has(TG_ESTATE, "tg_tensor_grad", "tg_tape_clear");
+  tg_tensor *c = tg_zeros(TG_F32, TG_SHAPE(3));
+  ck_assert_ptr_null(tg_tensor_grad(c)); /* not a parameter */
+  tg_tensor_free(c);
+  tg_tape_free(t);
+  tg_tensor_free(w);
+}
+END_TEST
+
+/* A scalar constant is one call; 0-d tensors go through ops and backward,
+ * and zero-size ones give the empty results (the sum of nothing is 0). */
+START_TEST(constants_and_zero_dims) {
+  tg_tape *t = tg_tape_new();
+  tg_tensor *c = tg_const(t, TG_F64, 2.5);
+  ck_assert_ptr_nonnull(c);
+  ck_assert_int_eq(tg_tensor_ndim(c), 0);
+  ck_assert_int_eq(tg_tensor_numel(c), 1);
+  ck_assert_double_eq(tg_get(c, 0), 2.5);
+  tg_tensor *f = tg_const(t, TG_F32, 0.1);
+  ck_assert_double_eq(tg_get(f, 0), (double)0.1f);
+  ck_assert_ptr_null(tg_const(NULL, TG_F64, 1));
+  ck_assert_error_has(TG_EINVAL, "tg_const", "tape is NULL");
+  ck_assert_ptr_null(tg_const(t, TG_I32, 1));
+  ck_assert_error_has(TG_EDTYPE, "tg_const", "int32");
+  tg_tensor *y = tg_exp(t, tg_scale(t, c, 2));
+  ck_assert_int_eq(tg_tensor_ndim(y), 0);
+  ck_assert_double_eq_tol(tg_get(y, 0), exp(5.0), 1e-12);
+
+  tg_tensor *s = tg_zeros(TG_F64, 0, NULL);
+  tg_set(s, 0, 0.5);
+  tg_requires_grad(s, true);
+  tg_tensor *L = tg_mul(t, s, s); /* a 0-d loss */
+  ck_assert_int_eq(tg_tensor_ndim(L), 0);
+  ck_assert_int_eq(tg_backward(t, L), TG_OK);
+  ck_assert_double_eq_tol(tg_grad_get(s, 0), 1.0, 1e-15);
+
+  tg_tensor *e = tg_zeros(TG_F32, TG_SHAPE(0, 3));
+  tg_requires_grad(e, true);
+  tg_tensor *ee = tg_exp(t, e);
+  ck_assert_int_eq(tg_tensor_dim(ee, 0), 0);
+  ck_assert_int_eq(tg_tensor_numel(ee), 0);
+  tg_tensor *se = tg_sum(t, ee);
+  ck_assert_double_eq(tg_get(se, 0), 0.0);
+  ck_assert_int_eq(tg_backward(t, se), TG_OK);
+  tg_tape_free(t);
+  tg_tensor_free(s);
+  tg_tensor_free(e);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tape");
   TCase *tc = tcase_create("tape");
   tcase_add_test(tc, grads_accumulate_until_zeroed);
+  tcase_add_test(tc, grad_is_a_tensor);
+  tcase_add_test(tc, constants_and_zero_dims);
   tcase_add_test(tc, shared_input_and_diamond);
   tcase_add_test(tc, backward_twice_adds_again);
   tcase_add_test(tc, only_nodes_from_params_are_recorded);

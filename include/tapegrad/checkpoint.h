@@ -62,7 +62,7 @@ TG_API int tg_save(const char *path, const char *const *names,
 TG_API int tg_load_into(const char *path, const char *const *names,
                         tg_tensor *const *tensors, int n);
 
-/* --- reading any safetensors file of F32, F64 and I32 tensors of 1 to 4
+/* --- reading any safetensors file of F32, F64 and I32 tensors of 0 to 4
  * dimensions (other dtypes and shapes are refused with a message). */
 typedef struct tg_checkpoint tg_checkpoint;
 
@@ -99,8 +99,8 @@ TG_API bool tg_checkpoint_verified(const tg_checkpoint *ck);
  * TG_ENOMEM or TG_EIO. */
 TG_API int tg_npy_save(const char *path, const tg_tensor *t);
 /* Reads a .npy file (format 1.0, 2.0 or 3.0) holding a little-endian,
- * C-order float32, float64 or int32 array of 1 to 4 dimensions, none of
- * them 0. Big-endian or Fortran-order data, other dtypes, a malformed
+ * C-order float32, float64 or int32 array of 0 to 4 dimensions (shape ()
+ * is a 0-d tensor; dimensions of size 0 are allowed). Big-endian or Fortran-order data, other dtypes, a malformed
  * header, and data shorter or longer than the header promises are errors.
  * The caller owns the result (tg_tensor_free). On error: NULL, with TG_EIO
  * (cannot read), TG_EFORMAT (malformed or unsupported) or TG_ENOMEM. */

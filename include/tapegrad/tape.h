@@ -28,6 +28,12 @@ TG_API void tg_tape_free(tg_tape *t);
  * keep no tensor of a tape across its clear. */
 TG_API void tg_tape_clear(tg_tape *t);
 
+/* A 0-d tensor holding value (rounded to dtype, float32 or float64) on the
+ * tape: a scalar constant for the broadcasting ops, as in
+ * tg_sub(t, tg_const(t, TG_F32, 1.0), x). It belongs to the tape (valid
+ * until tg_tape_clear) and needs no gradient. */
+TG_API tg_tensor *tg_const(tg_tape *t, tg_dtype dtype, double value);
+
 /* Backward pass from a one-element loss: adds dloss/dx into the grad of
  * every parameter x the loss depends on, and fills the grads of the
  * intermediate tensors on the way (readable until the next clear).

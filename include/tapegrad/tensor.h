@@ -53,10 +53,14 @@ TG_API void *tg_tensor_data(tg_tensor *t);
 TG_API float *tg_tensor_f32(tg_tensor *t);
 TG_API double *tg_tensor_f64(tg_tensor *t);
 TG_API int32_t *tg_tensor_i32(tg_tensor *t);
-/* Gradient buffer (same dtype and shape), or NULL if the tensor has none:
+/* The gradient of t as a tensor of t's dtype and shape, viewing t's grad
+ * buffer (no copy: writes go to the gradient), or NULL if t has none:
  * parameters own one; tape tensors get one during tg_backward when they lie
- * on a path from a parameter to the loss. */
-TG_API void *tg_tensor_grad(tg_tensor *t);
+ * on a path from a parameter to the loss. Every tensor function takes it
+ * (tg_get, tg_tensor_f32, tg_npy_save...); tg_tensor_free refuses it. It
+ * belongs to t: valid while t is (for a tape tensor, until the tape's next
+ * clear). */
+TG_API tg_tensor *tg_tensor_grad(tg_tensor *t);
 /* Flat (row-major) element i as a double; 0 with a message if out of range. */
 TG_API double tg_get(const tg_tensor *t, int64_t i);
 TG_API double tg_grad_get(const tg_tensor *t, int64_t i);

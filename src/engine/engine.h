@@ -137,6 +137,8 @@ const char *tg__fn_of(const tg_opdef *op, char *buf, size_t n);
 
 /* tape.c */
 void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
+/* A zeroed tensor header that lives until the tape's next clear. */
+tg_tensor *tg__tape_header(tg_tape *t);
 /* Allocates a result of op on the tape (data not zeroed) and records a
  * node when recording and any input needs grad. NULL on failure. */
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,

@@ -159,6 +159,41 @@ static tg_tensor *new_header(tg_tape *t) {
   return &t->headers[b][t->h_used++ % TG__HBLOCK];
 }
 
+tg_tensor *tg__tape_header(tg_tape *t) {
+  tg_tensor *h = new_header(t);
+  if (h) memset(h, 0, sizeof *h);
+  return h;
+}
+
+tg_tensor *tg_const(tg_tape *t, tg_dtype dtype, double value) {
+  if (!t) {
+    tg__err(TG_EINVAL, "tg_const: tape is NULL");
+    return NULL;
+  }
+  if (!tg__is_float(dtype)) {
+    tg__err(TG_EDTYPE, "tg_const: dtype is %s; it must be float32 or float64",
+            tg_dtype_name(dtype));
+    return NULL;
+  }
+  tg_tensor *c = tg__tape_header(t);
+  void *data = c ? tg__arena_alloc(t, tg__dtype_size(dtype)) : NULL;
+  if (!data) {
+    tg__err(TG_ENOMEM, "tg_const: out of memory");
+    return NULL;
+  }
+  c->data = data;
+  c->dtype = dtype;
+  c->numel = 1;
+  c->tape = t;
+  c->gen = t->gen;
+  c->node = -1;
+  if (dtype == TG_F32)
+    *(float *)data = (float)value;
+  else
+    *(double *)data = value;
+  return c;
+}
+
 tg_tensor *tg__emit(tg_tape *t, const tg_opdef *op, tg_dtype dtype, int ndim,
                     const int64_t *shape, tg_tensor *const *in, int n_in) {
   char fb[64];

@@ -118,6 +118,10 @@ tg_tensor *tg_tensor_clone(const tg_tensor *src) {
 
 int tg_tensor_free(tg_tensor *t) {
   if (!t) return TG_OK;
+  if (t->flags & TG__GRAD_VIEW)
+    return tg__err(TG_ESTATE,
+                   "tg_tensor_free: the tensor is a gradient (tg_tensor_grad); "
+                   "it belongs to the tensor whose gradient it is");
   if (!(t->flags & TG__OWNED))
     return tg__err(TG_ESTATE,
                    "tg_tensor_free: the tensor belongs to a tape or a "
@@ -125,6 +129,7 @@ int tg_tensor_free(tg_tensor *t) {
                    "tg_checkpoint_close");
   tg__aligned_free(t->data);
   tg__aligned_free(t->grad);
+  tg__free(t->gview);
   tg__free(t);
   return TG_OK;
 }
@@ -141,7 +146,29 @@ int64_t tg_tensor_dim(const tg_tensor *t, int i) {
 }
 
 void *tg_tensor_data(tg_tensor *t) { return t ? t->data : NULL; }
-void *tg_tensor_grad(tg_tensor *t) { return t ? t->grad : NULL; }
+tg_tensor *tg_tensor_grad(tg_tensor *t) {
+  if (!t || !t->grad) return NULL;
+  if (tg__check_alive("tg_tensor_grad", t, "the tensor")) return NULL;
+  if (!t->gview) {
+    /* A tape tensor's view lives on its tape; a caller's until it is freed. */
+    tg_tensor *g = t->tape ? tg__tape_header(t->tape) : tg__calloc(1, sizeof *g);
+    if (!g) {
+      tg__err(TG_ENOMEM, "tg_tensor_grad: out of memory");
+      return NULL;
+    }
+    memcpy(g->shape, t->shape, sizeof g->shape);
+    g->ndim = t->ndim;
+    g->numel = t->numel;
+    g->dtype = t->dtype;
+    g->flags = TG__GRAD_VIEW;
+    g->tape = t->tape;
+    g->gen = t->gen;
+    g->node = -1;
+    t->gview = g;
+  }
+  t->gview->data = t->grad;
+  return t->gview;
+}
 
 static void *typed(tg_tensor *t, tg_dtype want, const char *fn) {
   if (!t) {

@@ -10,6 +10,7 @@ enum {
   TG__OWNED = 1u,      /* heap tensor the caller frees */
   TG__REQ_GRAD = 2u,   /* a parameter: keeps and accumulates its grad */
   TG__NEEDS_GRAD = 4u, /* a parameter, or made from one by a recorded op */
+  TG__GRAD_VIEW = 8u,  /* the view of another tensor's grad (tg_tensor_grad) */
 };
 
 struct tg_tensor {
@@ -24,6 +25,7 @@ struct tg_tensor {
   uint64_t gen;      /* the tape's generation when made */
   int64_t node;      /* index of the node that made it, -1 if none */
   uint64_t bw_pass;  /* last backward pass that zeroed its grad */
+  tg_tensor *gview;  /* the tensor tg_tensor_grad returns, made once */
 };
 
 size_t tg__dtype_size(tg_dtype d);

@@ -162,11 +162,6 @@ static int parse_entry(const st_ctx *c, const cJSON *item, uint64_t data_len,
     return ferr(c, TG_EFORMAT, "tensor \"%.80s\": shape is %s; it must be an array",
                 nm, json_kind(sh));
   int nd = cJSON_GetArraySize(sh);
-  if (nd == 0)
-    return ferr(c, TG_EFORMAT,
-                "tensor \"%.80s\": shape [] (a scalar) is not supported: "
-                "tapegrad tensors have 1 to %d dimensions",
-                nm, TG_MAX_DIMS);
   if (nd > TG_MAX_DIMS)
     return ferr(c, TG_EFORMAT,
                 "tensor \"%.80s\": shape has %d dimensions; tapegrad tensors "
@@ -183,12 +178,7 @@ static int parse_entry(const st_ctx *c, const cJSON *item, uint64_t data_len,
                   "tensor \"%.80s\": shape element %d is not a non-negative "
                   "integer",
                   nm, k);
-    if (v == 0)
-      return ferr(c, TG_EFORMAT,
-                  "tensor \"%.80s\": dimension %d is 0; tapegrad tensors have "
-                  "no empty dimensions",
-                  nm, k);
-    if (v > (uint64_t)(INT64_MAX / 8 / numel))
+    if (numel && v > (uint64_t)(INT64_MAX / 8 / numel))
       return ferr(c, TG_EFORMAT, "tensor \"%.80s\": the shape's element count "
                   "overflows", nm);
     info->shape[k++] = (int64_t)v;

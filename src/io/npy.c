@@ -135,10 +135,7 @@ static int parse_shape(npy_lex *x, npy_info *info) {
     }
     if (nd == TG_MAX_DIMS)
       return herr(x, "shape has more than %d dimensions", TG_MAX_DIMS);
-    if (v == 0)
-      return herr(x, "shape dimension %d is 0; tapegrad tensors have no empty "
-                  "dimensions", nd);
-    if (v > (uint64_t)(INT64_MAX / 8 / info->numel))
+    if (info->numel && v > (uint64_t)(INT64_MAX / 8 / info->numel))
       return herr(x, "the shape's element count overflows");
     info->shape[nd++] = (int64_t)v;
     info->numel *= (int64_t)v;
@@ -152,9 +149,6 @@ static int parse_shape(npy_lex *x, npy_info *info) {
       break;
     }
   }
-  if (nd == 0)
-    return herr(x, "shape () is a 0-d array (a scalar); tapegrad tensors have "
-                "1 to %d dimensions", TG_MAX_DIMS);
   if (nd == 1 && !comma)
     return herr(x, "shape (%lld) is not a tuple; a 1-d shape is written (%lld,)",
                 (long long)info->shape[0], (long long)info->shape[0]);
