@@ -25,7 +25,7 @@ static const char *const cost_names[] = {"quadratic", "cross-entropy",
 
 typedef struct {
   const char *graph, *dataset, *data_dir, *optimizer, *schedule, *log_path,
-      *plot_path, *save_path, *resume_path;
+      *plot_path, *save_path, *resume_path, *dot_path;
   enum cost cost;
   int epochs, threads, quiet;
   long batch, limit;
@@ -64,6 +64,7 @@ static void usage(FILE *f, const char *prog) {
           "  --limit N                     train on the first N images only\n"
           "  --log FILE.csv                one row per epoch\n"
           "  --plot FILE.svg               loss and accuracy curves\n"
+          "  --dot FILE.dot                the first step's graph (Graphviz)\n"
           "  --save FILE                   checkpoint (safetensors) after every epoch\n"
           "  --resume FILE                 continue from a checkpoint of the same run\n"
           "  --quiet                       only the final accuracy\n"
@@ -120,6 +121,7 @@ static int parse_args(int argc, char **argv, options *o) {
       {"limit", required_argument, 0, 'L'},
       {"log", required_argument, 0, 'C'},
       {"plot", required_argument, 0, 'P'},
+      {"dot", required_argument, 0, 'G'},
       {"save", required_argument, 0, 'W'},
       {"resume", required_argument, 0, 'R'},
       {"quiet", no_argument, 0, 'q'},
@@ -192,6 +194,7 @@ static int parse_args(int argc, char **argv, options *o) {
       if (parse_long(optarg, 1, 1L << 30, &o->limit)) return bad(prog, "--limit", optarg);
       break;
     case 'C': o->log_path = optarg; break;
+    case 'G': o->dot_path = optarg; break;
     case 'P': o->plot_path = optarg; break;
     case 'W': o->save_path = optarg; break;
     case 'R': o->resume_path = optarg; break;
@@ -340,6 +343,20 @@ static int close_atomic(FILE *f, const char *tmp, const char *path) {
     return -1;
   }
   return 0;
+}
+
+/* The graph one training step recorded, for dot -Tsvg. */
+static int write_dot(const char *path, const tg_tape *t) {
+  char tmp[4096];
+  FILE *f = open_atomic(path, tmp, sizeof tmp);
+  if (!f) return -1;
+  if (tg_tape_dot(t, f)) {
+    fprintf(stderr, "cannot write %s: %s\n", path, tg_last_error());
+    fclose(f);
+    remove(tmp);
+    return -1;
+  }
+  return close_atomic(f, tmp, path);
 }
 
 static int write_csv(const char *path, const epoch_stats *s, int n) {
@@ -655,6 +672,9 @@ int main(int argc, char **argv) {
       if (!loss || tg_backward(t, loss) || tg_optim_step(opt) ||
           tg_optim_zero_grad(opt))
         goto fail;
+      if (o.dot_path && e == start && done == 0 &&
+          write_dot(o.dot_path, t))
+        goto fail_quiet;
       double acc = tg_accuracy(z, y);
       if (acc < 0) goto fail;
       loss_sum += tg_get(loss, 0) * (double)rows;

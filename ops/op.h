@@ -15,7 +15,7 @@ int tg__rule_same(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 /* Inputs 0 and 1 have one shape; the result has it too. */
 int tg__rule_same2(const char *fn, tg_tensor *const *in, const tg_opargs *a,
                    tg_outshape *out);
-/* A [1] result, for reductions and losses. */
+/* A 0-d result, for reductions and losses. */
 void tg__out_scalar(tg_outshape *out, tg_dtype dtype);
 int tg__check_same(const char *fn, const tg_tensor *a, const tg_tensor *b);
 int tg__check_2d(const char *fn, const tg_tensor *x, const char *what);

@@ -1,4 +1,4 @@
-/* ops/sum.c: s = sum of all elements ([1]); dx += g everywhere. mean is
+/* ops/sum.c: s = sum of all elements (0-d); dx += g everywhere. mean is
  * the same op scaled by 1/n, in this file too. */
 #include "op.h"
 

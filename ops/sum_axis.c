@@ -1,5 +1,5 @@
 /* ops/sum_axis.c: y = sum of x along one axis, which is removed (a 1-D x
- * gives [1]). Viewing x as [outer, len, inner] around the axis, y is
+ * gives a 0-d result). Viewing x as [outer, len, inner] around the axis, y is
  * [outer, inner] and dx[o, k, i] += g[o, i]. The axis is args i[0], made
  * non-negative by the rule. */
 #include "op.h"
@@ -45,7 +45,6 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   out->ndim = 0;
   for (int d = 0; d < x->ndim; d++)
     if (d != ax) out->shape[out->ndim++] = x->shape[d];
-  if (!out->ndim) out->shape[out->ndim++] = 1;
   return TG_OK;
 }
 

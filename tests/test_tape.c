@@ -271,11 +271,57 @@ START_TEST(constants_and_zero_dims) {
 }
 END_TEST
 
+/* The recorded graph as DOT: every recorded op, its result's shape, the
+ * parameters and inputs, one arrow per input. */
+START_TEST(dot_of_a_small_graph) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 13);
+  tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(4, 3));
+  tg_fill_normal(x, &rng, 0, 1);
+  tg_tensor *W = param_normal(TG_F32, TG_SHAPE(3, 2), &rng);
+  tg_tensor *b = param_normal(TG_F32, TG_SHAPE(2), &rng);
+  tg_tensor *y = tg_tensor_from(TG_I32, TG_SHAPE(4), (int32_t[]){0, 1, 1, 0});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *L = tg_softmax_nll(t, tg_add(t, tg_matmul(t, x, W), b), y);
+  ck_assert_ptr_nonnull(L);
+  FILE *f = tmpfile();
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(tg_tape_dot(t, f), TG_OK);
+  rewind(f);
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  ck_assert_msg(strncmp(buf, "digraph tapegrad {", 18) == 0, "%s", buf);
+  ck_assert_ptr_nonnull(strstr(buf, "matmul\\n[4,2] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "add\\n[4,2] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "softmax_nll\\n[] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "parameter\\n[3,2] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "parameter\\n[2] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "input\\n[4,3] float32"));
+  ck_assert_ptr_nonnull(strstr(buf, "input\\n[4] int32"));
+  ck_assert_ptr_nonnull(strstr(buf, "n0 -> n1;"));
+  ck_assert_ptr_nonnull(strstr(buf, "n1 -> n2;"));
+  int arrows = 0;
+  for (const char *p = buf; (p = strstr(p, " -> ")); p++) arrows++;
+  ck_assert_int_eq(arrows, 6);
+  ck_assert_int_eq(tg_tape_dot(NULL, stdout), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_tape_dot", "tape is NULL");
+  ck_assert_int_eq(tg_tape_dot(t, NULL), TG_EINVAL);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(W);
+  tg_tensor_free(b);
+  tg_tensor_free(y);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("tape");
   TCase *tc = tcase_create("tape");
   tcase_add_test(tc, grads_accumulate_until_zeroed);
   tcase_add_test(tc, grad_is_a_tensor);
+  tcase_add_test(tc, dot_of_a_small_graph);
   tcase_add_test(tc, constants_and_zero_dims);
   tcase_add_test(tc, shared_input_and_diamond);
   tcase_add_test(tc, backward_twice_adds_again);

@@ -53,12 +53,12 @@ TG_API tg_tensor *tg_exp(tg_tape *t, tg_tensor *a);
 TG_API tg_tensor *tg_log(tg_tape *t, tg_tensor *a);
 /* Softmax along the last dimension, with the row maximum subtracted. */
 TG_API tg_tensor *tg_softmax(tg_tape *t, tg_tensor *a);
-/* Sum of all elements: a [1] tensor. */
+/* Sum of all elements: a 0-d tensor. */
 TG_API tg_tensor *tg_sum(tg_tape *t, tg_tensor *a);
 /* Sum along one axis (negative counts from the end); the axis is removed
- * (a 1-D input gives [1]). */
+ * (a 1-D input gives a 0-d tensor). */
 TG_API tg_tensor *tg_sum_axis(tg_tape *t, tg_tensor *a, int axis);
-/* Mean of all elements: a [1] tensor. */
+/* Mean of all elements: a 0-d tensor (NaN for no elements). */
 TG_API tg_tensor *tg_mean(tg_tape *t, tg_tensor *a);
 /* out[i] = a[i, index[i]] for a[N,C] and int32 index[N]: picks one entry per
  * row (the target class's, in a composed log-likelihood). */
@@ -74,7 +74,7 @@ TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
 
 /* --- products and layers for real models */
 
-/* --- fused losses; each is a [1] mean over the N rows of a [N,C] input. */
+/* --- fused losses; each is a 0-d mean over the N rows of a [N,C] input. */
 
 /* Softmax + negative log-likelihood in one stable pass (log-sum-exp):
  *   L = -(1/N) sum_i ln softmax(z_i)[y_i].

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "tensor.h"
 
@@ -60,6 +61,13 @@ TG_API bool tg_tape_set_check_finite(tg_tape *t, bool enabled);
 TG_API size_t tg_tape_nodes(const tg_tape *t);
 /* Bytes of arena memory the tape holds (in use or kept for reuse). */
 TG_API size_t tg_tape_arena_bytes(const tg_tape *t);
+/* Writes the recorded graph to f as Graphviz DOT (render it with
+ * `dot -Tsvg`): one box per recorded op, labelled with its name and its
+ * result's shape and dtype, an arrow from each input; parameters are filled
+ * boxes, inputs that need no gradient grey ellipses. Only recorded ops are
+ * drawn (those with an input that needs a gradient). Returns TG_OK,
+ * TG_EINVAL for a NULL argument, TG_EIO when writing fails, TG_ENOMEM. */
+TG_API int tg_tape_dot(const tg_tape *t, FILE *f);
 
 #ifdef __cplusplus
 }
