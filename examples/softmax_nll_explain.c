@@ -7,8 +7,13 @@
  * rule through softmax spreads that one non-zero entry over all of z:
  *   dC/dz_j = sum_i dC/da_i * da_i/dz_j = (-1/a_y) * a_y (1[j=y] - a_j)
  *           = a_j - y_j.
- * This program builds the cost both ways on the tape and prints every piece. */
+ * This program builds the cost both ways on the tape and prints every piece;
+ * with --svg FILE it also draws row 0 as four bar charts side by side: a, y,
+ * the composed dC/da (one bar) and dC/dz (every bar). */
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "tapegrad.h"
 
@@ -23,7 +28,75 @@ static void show(const char *label, tg_tensor *t, const double *v) {
   printf("\n");
 }
 
-int main(void) {
+/* One panel: C bars of v from a zero line, scaled to the panel's largest
+ * magnitude, each labelled with its class and value. */
+static void panel(FILE *f, double x0, const char *title, const char *note,
+                  const double *v, int target) {
+  const double w = 200, top = 70, h = 220, mid = top + h / 2;
+  double m = 0;
+  for (int j = 0; j < C; j++) m = fmax(m, fabs(v[j]));
+  if (m == 0) m = 1;
+  fprintf(f, "<text x='%.0f' y='40' font-size='15' font-weight='bold' "
+             "text-anchor='middle'>%s</text>\n", x0 + w / 2, title);
+  fprintf(f, "<text x='%.0f' y='58' font-size='11' fill='#555' "
+             "text-anchor='middle'>%s</text>\n", x0 + w / 2, note);
+  fprintf(f, "<line x1='%.0f' y1='%.0f' x2='%.0f' y2='%.0f' stroke='#333'/>\n",
+          x0, mid, x0 + w, mid);
+  for (int j = 0; j < C; j++) {
+    double bw = w / C * 0.6, bx = x0 + (j + 0.2) * w / C;
+    double bh = fabs(v[j]) / m * (h / 2 - 14);
+    double by = v[j] >= 0 ? mid - bh : mid;
+    fprintf(f, "<rect class='bar' x='%.1f' y='%.1f' width='%.1f' height='%.1f' "
+               "fill='%s'/>\n", bx, by, bw, bh, j == target ? "#c0392b" : "#2e86c1");
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='10' text-anchor='middle'>"
+               "%+.3f</text>\n", bx + bw / 2, v[j] >= 0 ? by - 3 : by + bh + 11, v[j]);
+    fprintf(f, "<text x='%.1f' y='%.0f' font-size='11' text-anchor='middle'>"
+               "j=%d%s</text>\n", bx + bw / 2, top + h + 16, j, j == target ? " (y)" : "");
+  }
+}
+
+/* Row 0 as an SVG, written to a temporary file renamed over path. */
+static int write_svg(const char *path, const double *a, const double *y,
+                     const double *da, const double *dz, int target) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+    fprintf(stderr, "softmax_nll_explain: path too long: %s\n", path);
+    return 1;
+  }
+  FILE *f = fopen(tmp, "w");
+  if (!f) {
+    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='920' height='360' "
+             "font-family='Helvetica, Arial, sans-serif'>\n"
+             "<rect width='100%%' height='100%%' fill='white'/>\n");
+  panel(f, 20, "a = softmax(z)", "every class has some probability", a, target);
+  panel(f, 245, "y (one-hot)", "the target class", y, target);
+  panel(f, 470, "dC/da (composed)", "C = -ln a_y sees a_y only", da, target);
+  panel(f, 695, "dC/dz = (a - y)/N", "softmax spreads it over all z_j", dz, target);
+  fprintf(f, "<text x='460' y='345' font-size='12' text-anchor='middle' fill='#333'>"
+             "Row 0 of the batch; the target class in red. dC/da has one non-zero "
+             "bar, dC/dz has all of them.</text>\n</svg>\n");
+  int bad = ferror(f);
+  if (fclose(f) || bad || rename(tmp, path)) {
+    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, strerror(errno));
+    remove(tmp);
+    return 1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *svg = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--svg") && i + 1 < argc) {
+      svg = argv[++i];
+    } else {
+      fprintf(stderr, "usage: %s [--svg FILE]\n", argv[0]);
+      return 2;
+    }
+  }
   const double zv[N * C] = {2.0, 1.0, 0.1, -1.0, 0.5, 0.5, 3.0, -2.0};
   const int32_t yv[N] = {0, 1};
   tg_tensor *z = tg_tensor_from(TG_F64, TG_SHAPE(N, C), zv);
@@ -74,8 +147,15 @@ int main(void) {
          "the cost only looks at a_y. Yet dC/dz is non-zero everywhere and\n"
          "equals (a - y)/N, because softmax makes every a_i depend on every z_j.\n"
          "The fused op gives the same gradient without taking log(softmax).\n");
+  int rc = 0;
+  if (svg) {
+    double a0[C];
+    for (int j = 0; j < C; j++) a0[j] = tg_get(a, j);
+    rc = write_svg(svg, a0, onehot, da, dz_composed, yv[0]);
+    if (!rc) printf("\nrow 0 drawn in %s\n", svg);
+  }
   tg_tape_free(t);
   tg_tensor_free(z);
   tg_tensor_free(y);
-  return 0;
+  return rc;
 }
