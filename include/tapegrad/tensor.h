@@ -83,7 +83,8 @@ TG_API bool tg_tensor_requires_grad(const tg_tensor *t);
 TG_API int tg_zero_grad(tg_tensor *t);
 
 /* --- random numbers: xoshiro256** seeded through splitmix64. The same seed
- * gives the same stream on every machine. Caller-allocated. */
+ * gives the same stream on every machine. Caller-allocated. Given a NULL
+ * rng, each records TG_EINVAL and returns 0 (NaN for the doubles). */
 typedef struct {
   uint64_t s[4];
 } tg_rng;

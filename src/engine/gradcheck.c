@@ -14,10 +14,27 @@ typedef struct {
   const double *r; /* weights of the output elements, NULL for a scalar */
 } problem;
 
+/* Calls f; a NULL result gets a message naming tg_gradcheck and, when f's
+ * own call recorded one, that message (never one older than the call). */
+static tg_tensor *call(tg_fn f, tg_tape *t, tg_tensor *const *params, void *ctx) {
+  tg_clear_error();
+  tg_tensor *out = f(t, params, ctx);
+  if (out) return out;
+  int st = tg_last_status();
+  if (st) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", tg_last_error());
+    tg__err(st, "tg_gradcheck: the function returned NULL after: %s", msg);
+  } else {
+    tg__err(TG_EINVAL, "tg_gradcheck: the function returned NULL and recorded no error");
+  }
+  return NULL;
+}
+
 /* Runs f once and returns sum(r * out), or NAN with the error recorded. */
 static double objective(problem *p) {
   tg_tape_clear(p->tape);
-  tg_tensor *out = p->f(p->tape, p->params, p->ctx);
+  tg_tensor *out = call(p->f, p->tape, p->params, p->ctx);
   if (!out) return NAN;
   if (out->dtype != TG_F64) {
     tg__err(TG_EDTYPE, "tg_gradcheck: the function returned %s; it must be float64",
@@ -65,11 +82,9 @@ int tg_gradcheck(tg_fn f, void *ctx, tg_tensor *const *params, int n_params,
     memset(params[k]->grad, 0, bytes);
   }
 
-  tg_tensor *out = f(p.tape, params, ctx);
+  tg_tensor *out = call(f, p.tape, params, ctx);
   if (!out) {
-    rc = tg_last_status() ? tg_last_status() : TG_EINVAL;
-    if (!tg_last_status())
-      tg__err(TG_EINVAL, "tg_gradcheck: the function returned NULL");
+    rc = tg_last_status();
     goto done;
   }
   if (out->numel > 1) {

@@ -11,8 +11,16 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 
+/* A NULL generator is a caller's error: a message, and a value that cannot
+ * pass for a draw where one exists (NaN). */
+static bool have(const tg_rng *rng, const char *fn) {
+  if (rng) return true;
+  tg__err(TG_EINVAL, "%s: rng is NULL", fn);
+  return false;
+}
+
 void tg_rng_seed(tg_rng *rng, uint64_t seed) {
-  if (!rng) return;
+  if (!have(rng, "tg_rng_seed")) return;
   for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
 }
 
@@ -21,6 +29,7 @@ static inline uint64_t rotl(uint64_t x, int k) {
 }
 
 uint64_t tg_rng_next(tg_rng *rng) {
+  if (!have(rng, "tg_rng_next")) return 0;
   uint64_t *s = rng->s;
   uint64_t result = rotl(s[1] * 5, 7) * 9;
   uint64_t t = s[1] << 17;
@@ -34,11 +43,12 @@ uint64_t tg_rng_next(tg_rng *rng) {
 }
 
 double tg_rng_uniform(tg_rng *rng) {
+  if (!have(rng, "tg_rng_uniform")) return NAN;
   return (double)(tg_rng_next(rng) >> 11) * 0x1.0p-53;
 }
 
 uint64_t tg_rng_below(tg_rng *rng, uint64_t n) {
-  if (n <= 1) return 0;
+  if (!have(rng, "tg_rng_below") || n <= 1) return 0;
   /* Reject the top partial range so every value is equally likely. */
   uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t x;
@@ -49,6 +59,7 @@ uint64_t tg_rng_below(tg_rng *rng, uint64_t n) {
 
 /* Polar method: needs only log and sqrt, no trigonometry. */
 double tg_rng_normal(tg_rng *rng) {
+  if (!have(rng, "tg_rng_normal")) return NAN;
   double u, v, s;
   do {
     u = 2.0 * tg_rng_uniform(rng) - 1.0;

@@ -314,6 +314,7 @@ static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
                    "%s: the output depends on no tensor that requires grad (or "
                    "was made with recording off)", fn);
   if (gout) {
+    if ((rc = tg__check_alive(fn, gout, "the output gradient"))) return rc;
     if (gout->dtype != out->dtype || !tg__same_shape(gout, out))
       return tg__err(TG_ESHAPE,
                      "%s: output gradient is %s %s, output is %s %s", fn,

@@ -31,6 +31,16 @@ void tg__rows_cols(const tg_tensor *t, int64_t *rows, int64_t *cols) {
   for (int i = 0; i + 1 < t->ndim; i++) *rows *= t->shape[i];
 }
 
+/* Every public function that takes a tensor checks it here: present, and
+ * (for a tape's tensor) not from before the tape's last clear. */
+static bool usable(const tg_tensor *t, const char *fn) {
+  if (!t) {
+    tg__err(TG_EINVAL, "%s: tensor is NULL", fn);
+    return false;
+  }
+  return tg__check_alive(fn, t, "the tensor") == TG_OK;
+}
+
 /* Validates dtype and shape; returns the element count or -1. */
 static int64_t check_shape(const char *fn, tg_dtype dtype, int ndim,
                            const int64_t *shape) {
@@ -109,10 +119,7 @@ tg_tensor *tg_tensor_from(tg_dtype dtype, int ndim, const int64_t *shape,
 }
 
 tg_tensor *tg_tensor_clone(const tg_tensor *src) {
-  if (!src) {
-    tg__err(TG_EINVAL, "tg_tensor_clone: src is NULL");
-    return NULL;
-  }
+  if (!usable(src, "tg_tensor_clone")) return NULL;
   return tg_tensor_from(src->dtype, src->ndim, src->shape, src->data);
 }
 
@@ -145,10 +152,11 @@ int64_t tg_tensor_dim(const tg_tensor *t, int i) {
   return t->shape[i];
 }
 
-void *tg_tensor_data(tg_tensor *t) { return t ? t->data : NULL; }
+void *tg_tensor_data(tg_tensor *t) {
+  return usable(t, "tg_tensor_data") ? t->data : NULL;
+}
 tg_tensor *tg_tensor_grad(tg_tensor *t) {
-  if (!t || !t->grad) return NULL;
-  if (tg__check_alive("tg_tensor_grad", t, "the tensor")) return NULL;
+  if (!usable(t, "tg_tensor_grad") || !t->grad) return NULL;
   if (!t->gview) {
     /* A tape tensor's view lives on its tape; a caller's until it is freed. */
     tg_tensor *g = t->tape ? tg__tape_header(t->tape) : tg__calloc(1, sizeof *g);
@@ -171,10 +179,7 @@ tg_tensor *tg_tensor_grad(tg_tensor *t) {
 }
 
 static void *typed(tg_tensor *t, tg_dtype want, const char *fn) {
-  if (!t) {
-    tg__err(TG_EINVAL, "%s: tensor is NULL", fn);
-    return NULL;
-  }
+  if (!usable(t, fn)) return NULL;
   if (t->dtype != want) {
     tg__err(TG_EDTYPE, "%s: tensor is %s", fn, tg_dtype_name(t->dtype));
     return NULL;
@@ -203,10 +208,7 @@ static void store(void *buf, tg_dtype d, int64_t i, double v) {
 }
 
 static bool in_range(const tg_tensor *t, int64_t i, const char *fn) {
-  if (!t) {
-    tg__err(TG_EINVAL, "%s: tensor is NULL", fn);
-    return false;
-  }
+  if (!usable(t, fn)) return false;
   if (i < 0 || i >= t->numel) {
     tg__err(TG_ERANGE, "%s: index %lld is out of range for %lld elements", fn,
             (long long)i, (long long)t->numel);
@@ -228,22 +230,32 @@ double tg_grad_get(const tg_tensor *t, int64_t i) {
   return load(t->grad, t->dtype, i);
 }
 
+/* An int32 element takes a value only if it is a number in range: the
+ * conversion of anything else is undefined. */
+static int check_i32(const tg_tensor *t, double v, const char *fn) {
+  if (t->dtype == TG_I32 && (v != v || v < INT32_MIN || v > INT32_MAX))
+    return tg__err(TG_ERANGE, "%s: %g does not fit in int32", fn, v);
+  return TG_OK;
+}
+
 int tg_set(tg_tensor *t, int64_t i, double v) {
   if (!in_range(t, i, "tg_set")) return tg_last_status();
-  if (t->dtype == TG_I32 && (v != v || v < INT32_MIN || v > INT32_MAX))
-    return tg__err(TG_ERANGE, "tg_set: %g does not fit in int32", v);
+  int rc = check_i32(t, v, "tg_set");
+  if (rc) return rc;
   store(t->data, t->dtype, i, v);
   return TG_OK;
 }
 
 int tg_fill(tg_tensor *t, double v) {
-  if (!t) return tg__err(TG_EINVAL, "tg_fill: tensor is NULL");
+  if (!usable(t, "tg_fill")) return tg_last_status();
+  int rc = check_i32(t, v, "tg_fill");
+  if (rc) return rc;
   for (int64_t i = 0; i < t->numel; i++) store(t->data, t->dtype, i, v);
   return TG_OK;
 }
 
 uint64_t tg_tensor_hash(const tg_tensor *t) {
-  if (!t) return 0;
+  if (!usable(t, "tg_tensor_hash")) return 0;
   int64_t head[1 + TG_MAX_DIMS] = {(int64_t)t->dtype};
   memcpy(head + 1, t->shape, (size_t)t->ndim * sizeof *head);
   uint64_t seed = XXH3_64bits(head, (size_t)(1 + t->ndim) * sizeof *head);
@@ -251,7 +263,8 @@ uint64_t tg_tensor_hash(const tg_tensor *t) {
 }
 
 int tg_tensor_print(FILE *f, const tg_tensor *t, const char *name) {
-  if (!f || !t) return tg__err(TG_EINVAL, "tg_tensor_print: NULL argument");
+  if (!f) return tg__err(TG_EINVAL, "tg_tensor_print: file is NULL");
+  if (!usable(t, "tg_tensor_print")) return tg_last_status();
   char sb[96];
   fprintf(f, "%s %s %s\n", name ? name : "tensor", tg__shape_str(t, sb),
           tg_dtype_name(t->dtype));
@@ -304,13 +317,14 @@ static void zero_range(void *ctx, int64_t i0, int64_t i1) {
 }
 
 int tg_zero_grad(tg_tensor *t) {
-  if (!t) return tg__err(TG_EINVAL, "tg_zero_grad: tensor is NULL");
+  if (!usable(t, "tg_zero_grad")) return tg_last_status();
   if (t->grad) tg__par_range(t->numel, TG__PAR_ELEMS, zero_range, t);
   return TG_OK;
 }
 
 static int check_fill(const tg_tensor *t, tg_rng *rng, const char *fn) {
-  if (!t || !rng) return tg__err(TG_EINVAL, "%s: NULL argument", fn);
+  if (!rng) return tg__err(TG_EINVAL, "%s: rng is NULL", fn);
+  if (!usable(t, fn)) return tg_last_status();
   if (!tg__is_float(t->dtype))
     return tg__err(TG_EDTYPE, "%s: tensor is %s; it must be float", fn,
                    tg_dtype_name(t->dtype));

@@ -96,6 +96,23 @@ static int check_lr(const char *fn, double lr) {
   return TG_OK;
 }
 
+/* A hyper-parameter is used in the precision of each parameter it updates:
+ * in float32, v must stay finite, and (nonzero) must not round to 0, where
+ * a value valid in double would give an update of inf or 0/0. */
+static int check_f32(const char *fn, tg_tensor *const *params, int n,
+                     const char *what, double v) {
+  for (int i = 0; i < n; i++) {
+    if (params[i]->dtype != TG_F32) continue;
+    float f = (float)v;
+    if (!isfinite(f) || (v != 0 && f == 0))
+      return tg__err(TG_EINVAL,
+                     "%s: %s is %g, which is %g in float32, the dtype of "
+                     "params[%d]", fn, what, v, (double)f, i);
+    return TG_OK;
+  }
+  return TG_OK;
+}
+
 /* [0, 1), NaN excluded. */
 static int check_unit(const char *fn, const char *what, double x) {
   if (!(x >= 0 && x < 1))
@@ -166,7 +183,9 @@ tg_optim *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_config *cfg) 
     return NULL;
   }
   if (check_lr(fn, cfg->lr) || check_unit(fn, "momentum", cfg->momentum) ||
-      check_wd(fn, cfg->weight_decay))
+      check_wd(fn, cfg->weight_decay) ||
+      check_f32(fn, params, n, "lr", cfg->lr) ||
+      check_f32(fn, params, n, "weight_decay", cfg->weight_decay))
     return NULL;
   if (cfg->nesterov && cfg->momentum == 0) {
     tg__err(TG_EINVAL, "%s: nesterov needs momentum > 0; momentum is 0", fn);
@@ -194,6 +213,10 @@ tg_optim *tg_adam_new(tg_tensor *const *params, int n,
     tg__err(TG_EINVAL, "%s: eps is %g; it must be finite and > 0", fn, cfg->eps);
     return NULL;
   }
+  if (check_f32(fn, params, n, "eps", cfg->eps) ||
+      check_f32(fn, params, n, "lr", cfg->lr) ||
+      check_f32(fn, params, n, "weight_decay", cfg->weight_decay))
+    return NULL;
   tg_optim *o = new_optim(fn, ADAM, params, n, 2);
   if (!o) return NULL;
   o->adam = *cfg;
@@ -273,6 +296,8 @@ int tg_optim_set_lr(tg_optim *o, double lr) {
   if (!isfinite(lr) || lr < 0)
     return tg__err(TG_EINVAL,
                    "tg_optim_set_lr: lr is %g; it must be finite and >= 0", lr);
+  int rc = check_f32("tg_optim_set_lr", o->params, o->n, "lr", lr);
+  if (rc) return rc;
   o->lr = lr;
   return TG_OK;
 }
