@@ -21,8 +21,9 @@ typedef enum { TG_F32 = 0, TG_F64 = 1, TG_I32 = 2 } tg_dtype;
 typedef struct tg_tensor tg_tensor;
 
 /* --- creation: the caller owns the result and frees it with tg_tensor_free.
- * ndim is 1..TG_MAX_DIMS, every dimension >= 1. On error: NULL and a message
- * (tg_last_error). */
+ * ndim is 0..TG_MAX_DIMS (0: a scalar, one element; shape may then be
+ * NULL), every dimension >= 0 (a dimension of 0 holds no elements). On
+ * error: NULL and a message (tg_last_error). */
 TG_API tg_tensor *tg_zeros(tg_dtype dtype, int ndim, const int64_t *shape);
 TG_API tg_tensor *tg_ones(tg_dtype dtype, int ndim, const int64_t *shape);
 /* Copies numel elements of dtype from data. */
