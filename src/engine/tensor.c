@@ -127,7 +127,7 @@ int tg_tensor_free(tg_tensor *t) {
                    "tg_tensor_free: the tensor belongs to a tape or a "
                    "checkpoint; it is freed by tg_tape_clear, tg_tape_free or "
                    "tg_checkpoint_close");
-  tg__aligned_free(t->data);
+  if (!(t->flags & TG__VIEW_OF)) tg__aligned_free(t->data);
   tg__aligned_free(t->grad);
   tg__free(t->gview);
   tg__free(t);
