@@ -308,6 +308,13 @@ START_TEST(rows_share_data_and_refuse_tape_tensors) {
   ck_assert_int_eq(tg_tensor_free(e), TG_OK);
   ck_assert_int_eq(tg_tensor_free(v), TG_OK);
   ck_assert_double_eq(tg_get(a, 9), 10); /* a is intact */
+  tg_tensor *labels = tg_tensor_from(TG_I32, TG_SHAPE(4), (const int32_t[]){7, 1, 4, 2});
+  tg_tensor *val = tg_rows(labels, 2, 4); /* int32 labels split alike */
+  ck_assert_int_eq(val->dtype, TG_I32);
+  ck_assert_ptr_eq(val->data, (int32_t *)labels->data + 2);
+  ck_assert_double_eq(tg_get(val, 1), 2);
+  tg_tensor_free(val);
+  tg_tensor_free(labels);
   tg_tape_free(t);
   tg_tensor_free(a);
   tg_tensor_free(z);

@@ -73,8 +73,9 @@ TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
 /* --- shape ops: views, copies and indexing */
 
 /* Every result belongs to the tape. A view shares its input's data (no
- * copy): writing into the input shows through it. Axes may be negative
- * (counting from the end) where said. */
+ * copy): writing into the input shows through it, and it is valid while
+ * that data lives (a caller's input must outlive it). Axes may be
+ * negative (counting from the end) where said. */
 
 /* a with the shape given (ndim 0 to 4, at most one dimension -1, inferred
  * from the others): a view, for a caller's tensor or a tape result alike.
