@@ -72,6 +72,61 @@ TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
 
 /* --- shape ops: views, copies and indexing */
 
+/* Every result belongs to the tape. A view shares its input's data (no
+ * copy): writing into the input shows through it, and it is valid while
+ * that data lives (a caller's input must outlive it). Axes may be
+ * negative (counting from the end) where said. */
+
+/* a with the shape given (ndim 0 to 4, at most one dimension -1, inferred
+ * from the others): a view, for a caller's tensor or a tape result alike.
+ * Backward: da += g, element for element. TG_ESHAPE when the element
+ * counts differ (naming both shapes), for two -1 or another negative
+ * dimension, or ndim outside 0..4; TG_EINVAL for a NULL shape. */
+TG_API tg_tensor *tg_reshape(tg_tape *t, tg_tensor *a, int ndim,
+                             const int64_t *shape);
+/* A copy of a with its axes reordered: y.shape[d] = a.shape[perm[d]];
+ * perm has a's ndim entries, a permutation of 0..ndim-1 (no negatives:
+ * TG_EINVAL otherwise). Backward: g through the inverse permutation. */
+TG_API tg_tensor *tg_permute(tg_tape *t, tg_tensor *a, const int *perm);
+/* tg_permute swapping axes d0 and d1 (negative allowed; out of range:
+ * TG_ERANGE). Messages of the door (a stale a, a tape's mismatch) name
+ * tg_permute. */
+TG_API tg_tensor *tg_transpose(tg_tape *t, tg_tensor *a, int d0, int d1);
+/* a[..., start:stop:step, ...] along axis, with Python's rules: negative
+ * start or stop count from the end, both are clamped to [0, len], and
+ * start >= stop gives a zero-size dimension; step >= 1 (TG_EINVAL
+ * otherwise; a bad axis: TG_ERANGE). A view when the slice is one run of
+ * memory (every dimension before axis of size 1, and step 1 or a single
+ * index taken), else a copy. Backward: g scattered into the sliced
+ * positions; the others get nothing. */
+TG_API tg_tensor *tg_slice(tg_tape *t, tg_tensor *a, int axis, int64_t start,
+                           int64_t stop, int64_t step);
+/* The n >= 1 tensors xs joined along axis (negative allowed): their shapes
+ * agree except along axis, whose sizes add up. Backward: each input gets
+ * its part of g. A copy. TG_ESHAPE naming the first mismatching xs[k] and
+ * both shapes; TG_ERANGE for the axis (0-d inputs have none); n < 1 or a
+ * NULL xs: TG_EINVAL. */
+TG_API tg_tensor *tg_concat(tg_tape *t, tg_tensor *const *xs, int n, int axis);
+/* The n >= 1 tensors xs, all of one shape, stacked along a new axis of
+ * size n at position axis, in [-ndim-1, ndim]. Backward: each input gets
+ * its slice of g. A copy. TG_ESHAPE for differing shapes (naming the
+ * index and both shapes) or 4-D inputs (the result would be 5-D). */
+TG_API tg_tensor *tg_stack(tg_tape *t, tg_tensor *const *xs, int n, int axis);
+/* Constant padding: before[d] and after[d] (one pair per dimension of a,
+ * each in [0, 2^31)) elements of value around dimension d. Backward: da +=
+ * the interior of g. Negative pads: TG_EINVAL; NULL before or after for
+ * a of ndim >= 1: TG_EINVAL. */
+TG_API tg_tensor *tg_pad(tg_tape *t, tg_tensor *a, const int64_t *before,
+                         const int64_t *after, double value);
+/* PyTorch's torch.gather: y has index's shape and y[i] = a[i with i[axis]
+ * replaced by index[i]]. index is int32 of a's ndim with index.shape[d] <=
+ * a.shape[d] for d != axis (TG_ESHAPE otherwise); every index is checked
+ * before anything is computed (TG_ERANGE naming its position and value).
+ * Backward scatter-adds into da (repeated indices accumulate); index gets
+ * no gradient, and backward uses a copy of it taken by forward, so the
+ * caller may refill it. */
+TG_API tg_tensor *tg_gather(tg_tape *t, tg_tensor *a, int axis, tg_tensor *index);
+
 /* --- products and layers for real models */
 
 /* --- fused losses; each is a 0-d mean over the N rows of a [N,C] input. */

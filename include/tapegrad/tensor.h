@@ -36,6 +36,16 @@ TG_API tg_tensor *tg_tensor_clone(const tg_tensor *src);
  * made by ops belong to their tape and are not freed here (TG_ESTATE). */
 TG_API int tg_tensor_free(tg_tensor *t);
 
+/* Rows [start, stop) of a caller-owned tensor a (0 <= start <= stop <=
+ * a's first dimension), as a new caller-owned tensor that shares a's data:
+ * no copy, so a train/validation split of a data set costs nothing, and
+ * writes show through both ways. Valid while a lives (a view of a view,
+ * while the first tensor lives); free it with tg_tensor_free, which then
+ * leaves the data to a. A view made a parameter gets a gradient of its
+ * own, not a's. A tensor on a tape is refused (TG_ESTATE; tg_slice is the
+ * op); bad rows: TG_ERANGE; a 0-d a: TG_ESHAPE. */
+TG_API tg_tensor *tg_rows(const tg_tensor *a, int64_t start, int64_t stop);
+
 /* Convenience: shape from a short list, e.g. TG_SHAPE(32, 784). */
 #define TG_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
                       ((const int64_t[]){__VA_ARGS__})

@@ -134,11 +134,49 @@ int tg_tensor_free(tg_tensor *t) {
                    "tg_tensor_free: the tensor belongs to a tape or a "
                    "checkpoint; it is freed by tg_tape_clear, tg_tape_free or "
                    "tg_checkpoint_close");
-  tg__aligned_free(t->data);
+  if (!(t->flags & TG__VIEW_OF)) tg__aligned_free(t->data);
   tg__aligned_free(t->grad);
   tg__free(t->gview);
   tg__free(t);
   return TG_OK;
+}
+
+tg_tensor *tg_rows(const tg_tensor *a, int64_t start, int64_t stop) {
+  char sa[96];
+  if (!a) {
+    tg__err(TG_EINVAL, "tg_rows: tensor is NULL");
+    return NULL;
+  }
+  if (a->tape) {
+    tg__err(TG_ESTATE, "tg_rows: the tensor belongs to a tape; row views are "
+            "of caller-owned tensors (use tg_slice on a tape)");
+    return NULL;
+  }
+  if (a->ndim < 1) {
+    tg__err(TG_ESHAPE, "tg_rows: the tensor is 0-d; it has no rows");
+    return NULL;
+  }
+  if (start < 0 || start > stop || stop > a->shape[0]) {
+    tg__err(TG_ERANGE, "tg_rows: rows [%lld, %lld) are not within the %lld "
+            "rows of %s", (long long)start, (long long)stop,
+            (long long)a->shape[0], tg__shape_str(a, sa));
+    return NULL;
+  }
+  tg_tensor *v = tg__calloc(1, sizeof *v);
+  if (!v) {
+    tg__err(TG_ENOMEM, "tg_rows: out of memory");
+    return NULL;
+  }
+  int64_t row = a->shape[0] ? a->numel / a->shape[0] : 0;
+  v->data = (char *)a->data + (size_t)(start * row) * tg__dtype_size(a->dtype);
+  v->dtype = a->dtype;
+  v->ndim = a->ndim;
+  memcpy(v->shape, a->shape, sizeof v->shape);
+  v->shape[0] = stop - start;
+  v->numel = (stop - start) * row;
+  v->flags = TG__OWNED | TG__VIEW_OF;
+  v->node = -1;
+  return v;
 }
 
 tg_dtype tg_tensor_dtype(const tg_tensor *t) { return t ? t->dtype : TG_F32; }

@@ -11,6 +11,8 @@ enum {
   TG__REQ_GRAD = 2u,   /* a parameter: keeps and accumulates its grad */
   TG__NEEDS_GRAD = 4u, /* a parameter, or made from one by a recorded op */
   TG__GRAD_VIEW = 8u,  /* the view of another tensor's grad (tg_tensor_grad) */
+  TG__VIEW_OF = 16u,   /* a caller's header over another tensor's data
+                          (tg_rows): freeing it leaves the data alone */
 };
 
 struct tg_tensor {
