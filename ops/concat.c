@@ -4,19 +4,11 @@
  * sizes add up); stack's is the input's whole trailing part from the axis
  * on (all shapes equal; a new axis of size n). Either way
  * y[o] = (x_0[o], x_1[o], ...) and backward hands each input its part:
- * dx_k[o, j] += g[o, off_k + j]. Args: i[0] the axis, i[1] the number of
- * inputs (a rule is not told it, so the constructors pass it; forward
- * checks it against the node). */
+ * dx_k[o, j] += g[o, off_k + j]. Args: i[0] the axis; n_in the number of
+ * inputs (the door's). */
 #include <string.h>
 
 #include "op.h"
-
-static int count(const char *fn, const tg_opargs *a) {
-  if (a->i[1] < 1)
-    return tg__err(TG_EINVAL, "%s: %lld inputs; it takes at least 1", fn,
-                   (long long)a->i[1]);
-  return TG_OK;
-}
 
 /* Input k differs from input 0 (in a dimension other than skip; -1 for
  * none). */
@@ -35,8 +27,7 @@ static int mismatch(const char *fn, tg_tensor *const *in, int k, int skip,
 static int rule_concat(const char *fn, tg_tensor *const *in, const tg_opargs *a,
                        tg_outshape *out) {
   char s0[96], how[64];
-  int rc = count(fn, a);
-  if (rc) return rc;
+  int rc;
   const tg_tensor *x = in[0];
   int64_t ax = a->i[0] < 0 ? a->i[0] + x->ndim : a->i[0];
   if (ax < 0 || ax >= x->ndim)
@@ -45,7 +36,7 @@ static int rule_concat(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   snprintf(how, sizeof how, "shapes must agree except along axis %lld", (long long)ax);
   out->ndim = x->ndim;
   memcpy(out->shape, x->shape, sizeof out->shape);
-  for (int k = 1; k < a->i[1]; k++) {
+  for (int k = 1; k < a->n_in; k++) {
     if ((rc = mismatch(fn, in, k, (int)ax, how))) return rc;
     out->shape[ax] += in[k]->shape[ax];
   }
@@ -55,8 +46,7 @@ static int rule_concat(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 static int rule_stack(const char *fn, tg_tensor *const *in, const tg_opargs *a,
                       tg_outshape *out) {
   char s0[96];
-  int rc = count(fn, a);
-  if (rc) return rc;
+  int rc;
   const tg_tensor *x = in[0];
   if (x->ndim >= TG_MAX_DIMS)
     return tg__err(TG_ESHAPE, "%s: xs[0] is %s; the stack would have %d "
@@ -66,11 +56,11 @@ static int rule_stack(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   if (ax < 0 || ax > x->ndim)
     return tg__err(TG_ERANGE, "%s: axis %lld is out of range for stacking xs[0] "
                    "of %s", fn, (long long)a->i[0], tg__shape_str(x, s0));
-  for (int k = 1; k < a->i[1]; k++)
+  for (int k = 1; k < a->n_in; k++)
     if ((rc = mismatch(fn, in, k, -1, "stacked shapes must be equal"))) return rc;
   out->ndim = x->ndim + 1;
   for (int d = 0, e = 0; d < out->ndim; d++)
-    out->shape[d] = d == ax ? a->i[1] : x->shape[e++];
+    out->shape[d] = d == ax ? a->n_in : x->shape[e++];
   return TG_OK;
 }
 
@@ -111,10 +101,8 @@ static int64_t outer_of(const tg_node *n) {
   }
 TG__BOTH(KERNELS)
 
-static int forward_any(tg_node *n, bool stack) {
-  if (n->args.i[1] != n->n_in)
-    return tg__err(TG_EINVAL, "%s: told of %lld inputs, given %d",
-                   stack ? "tg_stack" : "tg_concat", (long long)n->args.i[1], n->n_in);
+static int forward(tg_tape *t, tg_node *n) {
+  (void)t;
   int64_t outer = outer_of(n);
   if (!outer || !n->out->numel) return TG_OK;
   if (n->out->dtype == TG_F32)
@@ -124,7 +112,7 @@ static int forward_any(tg_node *n, bool stack) {
   return TG_OK;
 }
 
-static void backward_any(const tg_node *n) {
+static void backward(const tg_node *n) {
   int64_t outer = outer_of(n);
   if (!outer || !n->out->numel) return;
   if (n->out->dtype == TG_F32)
@@ -133,59 +121,55 @@ static void backward_any(const tg_node *n) {
     join_bwd_f64(n, n->out->grad, outer);
 }
 
-static int forward_concat(tg_tape *t, tg_node *n) { (void)t; return forward_any(n, false); }
-static int forward_stack(tg_tape *t, tg_node *n) { (void)t; return forward_any(n, true); }
-static void backward_concat(const tg_node *n) { backward_any(n); }
-static void backward_stack(const tg_node *n) { backward_any(n); }
 
 static const tg_opcase concat_cases[] = {
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {4, 3}}, .args = {.i = {0, 2}}},
-    {.n = 3, .ndim = {2, 2, 2}, .shape = {{2, 3}, {2, 1}, {2, 2}}, .args = {.i = {-1, 3}}},
-    {.n = 1, .ndim = {1}, .shape = {{5}}, .args = {.i = {0, 1}}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {4, 3}}, .args = {.i = {0}}},
+    {.n = 3, .ndim = {2, 2, 2}, .shape = {{2, 3}, {2, 1}, {2, 2}}, .args = {.i = {-1}}},
+    {.n = 1, .ndim = {1}, .shape = {{5}}, .args = {.i = {0}}},
     {.n = 4, .ndim = {3, 3, 3, 3}, .shape = {{2, 1, 3}, {2, 2, 3}, {2, 1, 3}, {2, 3, 3}},
-     .args = {.i = {1, 4}}},
-    {.n = 2, .ndim = {4, 4}, .shape = {{1, 2, 1, 3}, {1, 2, 1, 3}}, .args = {.i = {2, 2}}},
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {3, 3}}, .args = {.i = {1, 2}},
+     .args = {.i = {1}}},
+    {.n = 2, .ndim = {4, 4}, .shape = {{1, 2, 1, 3}, {1, 2, 1, 3}}, .args = {.i = {2}}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {3, 3}}, .args = {.i = {1}},
      .status = TG_ESHAPE, .msg = "xs[1] is [3,3], xs[0] is [2,3]"},
-    {.n = 3, .ndim = {2, 2, 1}, .shape = {{2, 3}, {2, 3}, {6}}, .args = {.i = {0, 3}},
+    {.n = 3, .ndim = {2, 2, 1}, .shape = {{2, 3}, {2, 3}, {6}}, .args = {.i = {0}},
      .status = TG_ESHAPE, .msg = "xs[2] is [6], xs[0] is [2,3]"},
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {2, 2}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {2}},
      .status = TG_ERANGE, .msg = "axis 2 is out of range"},
-    {.n = 1, .ndim = {0}, .args = {.i = {0, 1}}, .status = TG_ERANGE, .msg = "axis 0"},
+    {.n = 1, .ndim = {0}, .args = {.i = {0}}, .status = TG_ERANGE, .msg = "axis 0"},
 };
 
 static const tg_opcase stack_cases[] = {
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {0, 2}}},
-    {.n = 3, .ndim = {2, 2, 2}, .shape = {{2, 3}, {2, 3}, {2, 3}}, .args = {.i = {-1, 3}}},
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {1, 2}}},
-    {.n = 3, .ndim = {0, 0, 0}, .args = {.i = {0, 3}}}, /* 0-d to [3] */
-    {.n = 1, .ndim = {3}, .shape = {{2, 1, 2}}, .args = {.i = {-2, 1}}},
-    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {3, 2}}, .args = {.i = {0, 2}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {0}}},
+    {.n = 3, .ndim = {2, 2, 2}, .shape = {{2, 3}, {2, 3}, {2, 3}}, .args = {.i = {-1}}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {2, 3}}, .args = {.i = {1}}},
+    {.n = 3, .ndim = {0, 0, 0}, .args = {.i = {0}}}, /* 0-d to [3] */
+    {.n = 1, .ndim = {3}, .shape = {{2, 1, 2}}, .args = {.i = {-2}}},
+    {.n = 2, .ndim = {2, 2}, .shape = {{2, 3}, {3, 2}}, .args = {.i = {0}},
      .status = TG_ESHAPE, .msg = "xs[1] is [3,2], xs[0] is [2,3]"},
-    {.n = 2, .ndim = {4, 4}, .shape = {{1, 2, 1, 2}, {1, 2, 1, 2}}, .args = {.i = {0, 2}},
+    {.n = 2, .ndim = {4, 4}, .shape = {{1, 2, 1, 2}, {1, 2, 1, 2}}, .args = {.i = {0}},
      .status = TG_ESHAPE, .msg = "would have 5 dimensions"},
-    {.n = 2, .ndim = {1, 1}, .shape = {{3}, {3}}, .args = {.i = {2, 2}},
+    {.n = 2, .ndim = {1, 1}, .shape = {{3}, {3}}, .args = {.i = {2}},
      .status = TG_ERANGE, .msg = "axis 2 is out of range"},
-    {.n = 2, .ndim = {1, 1}, .shape = {{3}, {3}}, .args = {.i = {-3, 2}},
+    {.n = 2, .ndim = {1, 1}, .shape = {{3}, {3}}, .args = {.i = {-3}},
      .status = TG_ERANGE, .msg = "axis -3 is out of range"},
 };
 
 const tg_opdef tg__op_concat = {.name = "concat", .n_in = TG__VARIADIC,
                                 .in_names = {"xs"}, .rule = rule_concat,
-                                .forward = forward_concat,
-                                .backward = backward_concat,
+                                .forward = forward,
+                                .backward = backward,
                                 TG__CASES(concat_cases)};
 
 const tg_opdef tg__op_stack = {.name = "stack", .n_in = TG__VARIADIC,
                                .in_names = {"xs"}, .rule = rule_stack,
-                               .forward = forward_stack,
-                               .backward = backward_stack,
+                               .forward = forward,
+                               .backward = backward,
                                TG__CASES(stack_cases)};
 
 static tg_tensor *join(tg_tape *t, const tg_opdef *op, tg_tensor *const *xs,
                        int n, int axis) {
   /* n < 1 and a NULL xs are the door's to refuse, with its message. */
-  return tg__apply_n(t, op, xs, n, &(tg_opargs){.i = {axis, n}});
+  return tg__apply_n(t, op, xs, n, &(tg_opargs){.i = {axis}});
 }
 
 tg_tensor *tg_concat(tg_tape *t, tg_tensor *const *xs, int n, int axis) {

@@ -75,8 +75,9 @@ tg_tensor *tg__apply_n(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
     if (in[k] && tg__check_usable(fn, t, in[k], in_name(op, k, nb, sizeof nb)))
       return NULL;
   if (check_dtypes(fn, op, in, n)) return NULL;
-  static const tg_opargs none;
-  if (!args) args = &none;
+  tg_opargs a = args ? *args : (tg_opargs){0};
+  a.n_in = n;
+  args = &a;
   tg_outshape os = {.dtype = TG_F32};
   for (int k = 0; k < n; k++)
     if (in[k] && !(in_flags(op, k) & TG__IN_INT(k))) {

@@ -20,6 +20,7 @@ typedef struct {
   double f[2];
   int64_t i[TG__MAX_IARGS];
   void *ptr; /* an object the op uses, such as dropout's generator */
+  int n_in;  /* set by the door: how many inputs the call has */
 } tg_opargs;
 
 /* What a shape rule decides: the result's dtype and shape. */
