@@ -12,15 +12,20 @@ static int check_bounds(const char *fn, tg_tensor *const *in,
   (void)out;
   double lo = a->f[0], hi = a->f[1];
   if (lo != lo || hi != hi || lo > hi)
-    return tg__err(TG_EINVAL, "%s: lo and hi must not be NaN and lo <= hi: lo is %g, hi is %g", fn, lo, hi);
+    return tg__err(TG_EINVAL,
+                   "%s: lo and hi must not be NaN and lo <= hi: lo is %g, hi is %g",
+                   fn, lo, hi);
   return TG_OK;
 }
 #define UNARY_NAME clamp
 #define UNARY_DOMAIN TG__DOM_NONZERO
 #define UNARY_ARGS {.f = {-3, 0.05}}
 #define UNARY_RULE check_bounds
-#define C_CASE(lo, hi) {.ndim = {2}, .shape = {{4, 5}}, .domain = {TG__DOM_NONZERO}, .args = {.f = {lo, hi}}},
-#define C_BAD(lo, hi) {.ndim = {1}, .shape = {{3}}, .args = {.f = {lo, hi}}, .status = TG_EINVAL, .msg = "lo is"},
+#define C_CASE(lo, hi)                                                      \
+  {.ndim = {2}, .shape = {{4, 5}}, .domain = {TG__DOM_NONZERO}, .args = {.f = {lo, hi}}},
+#define C_BAD(lo, hi)                                                       \
+  {.ndim = {1}, .shape = {{3}}, .args = {.f = {lo, hi}}, .status = TG_EINVAL, \
+   .msg = "lo is"},
 #define UNARY_MORE_CASES                                                     \
   C_CASE(0.05, 3) C_CASE(-INFINITY, 0) C_CASE(0, INFINITY) C_CASE(-0.05, 0.05) \
   C_CASE(0, 0) C_CASE(-INFINITY, INFINITY) C_CASE(-2.5, 2.5)                 \
