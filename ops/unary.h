@@ -10,9 +10,8 @@
  * signature of a shape rule. An op may add test cases of its own (other
  * arguments, other domains, bad arguments) as UNARY_MORE_CASES, a list of
  * tg_opcase initializers. With <tgmath.h>, exp/log/tanh pick their float
- * or double version; UNARY_C(x, c) is the constant c in x's type, so a
- * float kernel stays in float, and UNARY_PICK(fn, x) calls fn_f32 or
- * fn_f64. */
+ * or double version, and UNARY_PICK(fn, x) calls fn_f32 or fn_f64 (a
+ * pair of inline functions the op defines, which may hold temporaries). */
 #include <tgmath.h>
 
 #include "op.h"
@@ -33,9 +32,6 @@
 #ifndef UNARY_BWD_SIMD
 #define UNARY_BWD_SIMD 2
 #endif
-#define UNARY_C(x, c) _Generic((x), float: (float)(c), default: (c))
-/* fn_f32(x) or fn_f64(x) by x's type: for a FWD or BWD written as a pair
- * of inline functions (which may hold temporaries). */
 #define UNARY_PICK(fn, x) _Generic((x), float: fn##_f32, default: fn##_f64)(x)
 #if UNARY_FWD_SIMD >= 1
 #define U_SIMD_f32 TG__SIMD
