@@ -7,8 +7,11 @@
  * with such arguments defines UNARY_ARGS, the initializer of its test
  * cases' args (for example {.f = {0.1}}), and writes its own public
  * constructor; it may define UNARY_RULE, a check of the arguments with the
- * signature of a shape rule. With <tgmath.h>, exp/log/tanh pick their float
- * or double version. */
+ * signature of a shape rule. An op may add test cases of its own (other
+ * arguments, other domains, bad arguments) as UNARY_MORE_CASES, a list of
+ * tg_opcase initializers. With <tgmath.h>, exp/log/tanh pick their float
+ * or double version, and UNARY_PICK(fn, x) calls fn_f32 or fn_f64 (a
+ * pair of inline functions the op defines, which may hold temporaries). */
 #include <tgmath.h>
 
 #include "op.h"
@@ -20,11 +23,16 @@
 
 /* UNARY_FWD_SIMD: which forward loops are straight-line arithmetic the
  * compiler can vectorise (TG__SIMD): 0 none (a libm call per element:
- * clang would warn that the request failed), 1 float only, 2 both. Every
- * BWD is plain arithmetic. */
+ * clang would warn that the request failed), 1 float only, 2 both. */
 #ifndef UNARY_FWD_SIMD
 #define UNARY_FWD_SIMD 0
 #endif
+/* UNARY_BWD_SIMD: the same for the backward loops; 2 unless the op's
+ * BWD calls libm. */
+#ifndef UNARY_BWD_SIMD
+#define UNARY_BWD_SIMD 2
+#endif
+#define UNARY_PICK(fn, x) _Generic((x), float: fn##_f32, default: fn##_f64)(x)
 #if UNARY_FWD_SIMD >= 1
 #define U_SIMD_f32 TG__SIMD
 #else
@@ -34,6 +42,16 @@
 #define U_SIMD_f64 TG__SIMD
 #else
 #define U_SIMD_f64
+#endif
+#if UNARY_BWD_SIMD >= 1
+#define U_BSIMD_f32 TG__SIMD
+#else
+#define U_BSIMD_f32
+#endif
+#if UNARY_BWD_SIMD >= 2
+#define U_BSIMD_f64 TG__SIMD
+#else
+#define U_BSIMD_f64
 #endif
 
 #define U_KERNELS(T, S)                                                     \
@@ -54,7 +72,7 @@
     const T a0 = (T)args->f[0], a1 = (T)args->f[1];                         \
     (void)a0;                                                               \
     (void)a1;                                                               \
-    TG__SIMD                                                                \
+    U_BSIMD_##S                                                             \
     for (int64_t i = 0; i < n; i++) {                                       \
       T x = xs[i], y = ys[i], g = gs[i];                                    \
       (void)x;                                                              \
@@ -102,6 +120,11 @@ static const tg_opcase cases[] = {
     {.ndim = {1}, .shape = {{7}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
     {.ndim = {2}, .shape = {{3, 5}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
     {.ndim = {3}, .shape = {{2, 3, 4}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
+    {.ndim = {3}, .shape = {{1, 6, 1}}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
+    {.ndim = {0}, .domain = {UNARY_DOMAIN}, .args = UNARY_ARGS},
+#ifdef UNARY_MORE_CASES
+    UNARY_MORE_CASES
+#endif
 };
 
 const tg_opdef U_CAT(tg__op_, UNARY_NAME) = {

@@ -64,7 +64,49 @@ TG_API tg_tensor *tg_mean(tg_tape *t, tg_tensor *a);
  * row (the target class's, in a composed log-likelihood). */
 TG_API tg_tensor *tg_pick(tg_tape *t, tg_tensor *a, tg_tensor *index);
 
-/* --- elementwise unary ops */
+/* --- elementwise unary ops
+ * Each gives a result of a's shape and dtype, on the tape; a NULL a gives
+ * NULL without a new message; a bad argument gives NULL and a message
+ * naming the op (TG_EINVAL). A NaN element gives a NaN result (except
+ * x^0 = 1). In the gradients, g is the incoming gradient dL/dy. */
+
+/* sqrt x; dx = g / (2 y). sqrt of a negative is NaN, as in C. */
+TG_API tg_tensor *tg_sqrt(tg_tape *t, tg_tensor *a);
+/* |x|; dx = g sign(x), with sign(0) = 0 (PyTorch's convention). */
+TG_API tg_tensor *tg_abs(tg_tape *t, tg_tensor *a);
+/* x^2; dx = 2 x g. */
+TG_API tg_tensor *tg_square(tg_tape *t, tg_tensor *a);
+/* x^p for a constant p; dx = p x^(p-1) g, and 0 when p = 0 (PyTorch's
+ * convention). C's pow gives the rest: x^0 = 1 for every x, NaN for a
+ * negative x and a non-integer p, inf for 0 and a negative p. A NaN p is
+ * refused (TG_EINVAL). */
+TG_API tg_tensor *tg_pow_scalar(tg_tape *t, tg_tensor *a, double p);
+/* ln(1 + x), exact for small x; dx = g / (1 + x). NaN below -1. */
+TG_API tg_tensor *tg_log1p(tg_tape *t, tg_tensor *a);
+/* ln(1 + e^x), computed stably as max(x, 0) + log1p(e^-|x|);
+ * dx = sigmoid(x) g. */
+TG_API tg_tensor *tg_softplus(tg_tape *t, tg_tensor *a);
+/* The exact GELU: x P(x), P the standard normal CDF,
+ * P(x) = (1 + erf(x / sqrt 2)) / 2; dx = (P(x) + x p(x)) g, p the normal
+ * density. gelu(-inf) = 0. */
+TG_API tg_tensor *tg_gelu(tg_tape *t, tg_tensor *a);
+/* PyTorch's GELU(approximate='tanh'):
+ * x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2, with its exact
+ * derivative. */
+TG_API tg_tensor *tg_gelu_tanh(tg_tape *t, tg_tensor *a);
+/* SiLU (swish): x s, s = sigmoid(x); dx = g (s + x s (1 - s)). */
+TG_API tg_tensor *tg_silu(tg_tape *t, tg_tensor *a);
+/* x for x > 0, else slope x; dx = g for x > 0, else slope g (at 0 too, as
+ * PyTorch). A NaN slope is refused (TG_EINVAL). */
+TG_API tg_tensor *tg_leaky_relu(tg_tape *t, tg_tensor *a, double slope);
+/* min(max(x, lo), hi); dx = g where lo <= x <= hi (bounds included, as
+ * PyTorch), else 0. Either bound may be infinite; lo > hi or a NaN bound
+ * is refused (TG_EINVAL, the message giving lo and hi). */
+TG_API tg_tensor *tg_clamp(tg_tape *t, tg_tensor *a, double lo, double hi);
+/* x + c for a constant c; dx = g. With tg_scale, 1 - x is
+ * tg_add_scalar(t, tg_scale(t, x, -1), 1). A NaN c is refused
+ * (TG_EINVAL). */
+TG_API tg_tensor *tg_add_scalar(tg_tape *t, tg_tensor *a, double c);
 
 /* --- elementwise binary ops, broadcast with NumPy's rules */
 
