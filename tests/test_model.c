@@ -35,11 +35,10 @@ static const mm_case mm_cases[] = {
     {4, 4, {2, 2, 33, 17}, {2, 2, 33, 40}, true, false}, /* blocked GEMM */
 };
 
-/* Element (i, j) of op(x) for matrix m of x: the stored matrix's offset. */
-static int64_t mat_index(int64_t rows, int64_t cols, bool tr, int64_t i,
-                         int64_t j) {
-  (void)rows;
-  return tr ? j * cols + i : i * cols + j; /* cols: the stored row length */
+/* Where element (i, j) of op(x) lies in the stored matrix, whose rows
+ * hold ld elements. */
+static int64_t mat_index(int64_t ld, bool tr, int64_t i, int64_t j) {
+  return tr ? j * ld + i : i * ld + j;
 }
 
 /* The offset of c's batch matrix (b0, b1) in x, broadcasting. */
@@ -83,8 +82,8 @@ START_TEST(batched_matmul_matches_naive_loop) {
         for (int64_t j = 0; j < N; j++) {
           double s = 0, gij = G[oc + i * N + j];
           for (int64_t k = 0; k < K; k++) {
-            int64_t ia = oa + mat_index(M, lda, mc->ta, i, k);
-            int64_t ib = ob + mat_index(K, ldb, mc->tb, k, j);
+            int64_t ia = oa + mat_index(lda, mc->ta, i, k);
+            int64_t ib = ob + mat_index(ldb, mc->tb, k, j);
             s += A[ia] * Bd[ib];
             ra[ia] += gij * Bd[ib];
             rb[ib] += gij * A[ia];
