@@ -25,7 +25,8 @@ typedef enum {
   TG_ACT_TANH = 3,
 } tg_activation;
 
-/* c[M,N] = a[M,K] . b[K,N]. Backward: da = dc . b^T, db = a^T . dc. */
+/* c[M,N] = a[M,K] . b[K,N]. Backward: da = dc . b^T, db = a^T . dc.
+ * Batched operands (3-D, 4-D) too: tg_matmul_ex with no transposes. */
 TG_API tg_tensor *tg_matmul(tg_tape *t, tg_tensor *a, tg_tensor *b);
 /* A dense layer as one op: y[N,out] = act(x[N,in] . W[in,out] + b[out]),
  * b broadcast over the rows; b NULL means no bias. act is TG_ACT_NONE,
@@ -170,6 +171,49 @@ TG_API tg_tensor *tg_pad(tg_tape *t, tg_tensor *a, const int64_t *before,
 TG_API tg_tensor *tg_gather(tg_tape *t, tg_tensor *a, int axis, tg_tensor *index);
 
 /* --- products and layers for real models */
+
+/* Batched, transposed products: c = op(a) op(b), op(x) = x, or x with its
+ * last two dims swapped when its flag (ta, tb) is true. a and b are 2-D to
+ * 4-D (a 1-D or 0-d operand is refused: make it [1,K] or [K,1]); op(a) is
+ * [..., M, K] and op(b) [..., K, N], and the leading (batch) dims
+ * broadcast with NumPy's rules, so c is [batch..., M, N]: [B,H,T,D] x
+ * [B,H,D,T] -> [B,H,T,T], [B,T,D] x [D,E] -> [B,T,E], [1,T,D] x [B,D,E]
+ * -> [B,T,E]. One GEMM per matrix of c; no transpose is ever copied.
+ * Backward: d op(a) = g op(b)^T and d op(b) = op(a)^T g per matrix
+ * (transposed back onto a or b where it was transposed), and a broadcast
+ * batch dim's gradient is summed over the batch. Errors (NULL, TG_ESHAPE,
+ * a message naming tg_matmul_ex and the shapes): an operand below 2-D,
+ * inner dims that differ, batch dims that do not broadcast. */
+TG_API tg_tensor *tg_matmul_ex(tg_tape *t, tg_tensor *a, tg_tensor *b,
+                               bool ta, bool tb);
+/* Rows of a table picked by indices: table [V,D] float, index int32 of 0
+ * to 3 dims; out[p..., :] = table[index[p...], :], out [index.shape..., D]
+ * (a 0-d index gives [D]). Backward scatter-adds g's rows into dtable (an
+ * index that repeats gets the sum of its rows); index gets no gradient.
+ * The indices are checked before anything is written and copied for
+ * backward, so the caller may reuse index's buffer at once. Errors: an
+ * index outside [0, V) gives TG_ERANGE naming its position and value;
+ * table not 2-D or index of 4 dims, TG_ESHAPE; index not int32, TG_EDTYPE. */
+TG_API tg_tensor *tg_embedding(tg_tape *t, tg_tensor *table, tg_tensor *index);
+/* Inverted dropout. training: y = a * m / (1-p), m ~ Bernoulli(1-p) per
+ * element drawn from rng (which is advanced: the same seed gives the same
+ * mask); backward dx = g * m / (1-p) with the mask forward drew. Not
+ * training, or p == 0: returns a itself and records nothing (no new
+ * tensor: the result is a, owned by whoever owns a). p is resolved to
+ * 2^-32. Errors (TG_EINVAL, naming tg_dropout): p NaN, negative or >= 1
+ * (in either mode); rng NULL while training with p > 0. */
+TG_API tg_tensor *tg_dropout(tg_tape *t, tg_tensor *a, double p, tg_rng *rng,
+                             bool training);
+/* Layer normalisation over the last axis of x [..., D], one op:
+ *   y = (x - mean) / sqrt(var + eps) * w + b
+ * per row, var the biased variance (as PyTorch); w and b are [D], each
+ * optional (NULL: 1 and 0). Forward keeps each row's mean and 1/sqrt(var +
+ * eps). Backward in closed form, with xh = (x - mean) rstd and h = g w:
+ * dx = rstd (h - mean(h) - xh mean(h xh)), dw = sum over rows of g xh, db
+ * = sum over rows of g. Errors: x 0-d, w or b not [D] (TG_ESHAPE); eps not
+ * > 0 and finite (TG_EINVAL). */
+TG_API tg_tensor *tg_layer_norm(tg_tape *t, tg_tensor *x, tg_tensor *w,
+                                tg_tensor *b, double eps);
 
 /* --- fused losses; each is a 0-d mean over the N rows of a [N,C] input. */
 
