@@ -190,10 +190,10 @@ static void plan_of(const tg_node *n, plan *p) {
 /* Runs the statements after OI on every input element, in memory order,
  * with XI its index in x and OI its slice's index in y. The last two merged
  * dimensions form a block walked by plain loops: a kept last dimension
- * (OI = XI's column, no dependence between iterations) or a reduced one
- * (OI fixed along the row); the dimensions before the block advance an
- * odometer once per block. */
-#define VISIT(p, XI, OI, ...)                                                 \
+ * (OI = XI's column, no dependence between iterations: SIMD, TG__SIMD or
+ * nothing, goes before it) or a reduced one (OI fixed along the row); the
+ * dimensions before the block advance an odometer once per block. */
+#define WALK(p, XI, OI, SIMD, ...)                                            \
   do {                                                                        \
     const plan *p_ = (p);                                                     \
     if (p_->in_n == 0) break;                                                 \
@@ -208,7 +208,7 @@ static void plan_of(const tg_node *n, plan *p) {
       for (int64_t r_ = 0; r_ < rows_; r_++, xb_ += cols_) {                  \
         const int64_t or_ = ob_ + r_ * rs_;                                   \
         if (cs_) {                                                            \
-          TG__SIMD                                                            \
+          SIMD                                                                \
           for (int64_t j_ = 0; j_ < cols_; j_++) {                            \
             const int64_t XI = xb_ + j_, OI = or_ + j_;                       \
             __VA_ARGS__                                                       \
@@ -228,6 +228,10 @@ static void plan_of(const tg_node *n, plan *p) {
       }                                                                       \
     }                                                                         \
   } while (0)
+/* Bodies of plain arithmetic vectorise; those calling exp are left to the
+ * compiler, which could not vectorise a libm call when asked to. */
+#define VISIT(p, XI, OI, ...) WALK(p, XI, OI, TG__SIMD, __VA_ARGS__)
+#define VISIT_CALLS(p, XI, OI, ...) WALK(p, XI, OI, , __VA_ARGS__)
 
 /* NaN-propagating selections: once m is NaN no comparison replaces it. */
 #define SEL_MAX(v, m) ((v) > (m) || (v) != (v) ? (v) : (m))
@@ -262,18 +266,18 @@ static void plan_of(const tg_node *n, plan *p) {
   }                                                                           \
   static void expsum_##S(const plan *p, const T *restrict x,                  \
                          const double *restrict sh, double *restrict s) {     \
-    VISIT(p, xi, oi, s[oi] += exp((double)x[xi] - sh[oi]););                  \
+    VISIT_CALLS(p, xi, oi, s[oi] += exp((double)x[xi] - sh[oi]););            \
   }                                                                           \
   /* exp(-inf - y) would be NaN for a slice of -inf only, whose y is -inf: \
    * an element at -inf takes no gradient. */                                 \
   static void lse_bwd_##S(const plan *p, const T *restrict x,                 \
                           const T *restrict y, const T *restrict g,           \
                           T *restrict dx) {                                   \
-    VISIT(p, xi, oi,                                                          \
-          dx[xi] += x[xi] == -INFINITY                                        \
-                        ? 0                                                   \
-                        : (T)(exp((double)x[xi] - (double)y[oi]) *            \
-                              (double)g[oi]););                               \
+    VISIT_CALLS(p, xi, oi,                                                    \
+                dx[xi] += x[xi] == -INFINITY                                  \
+                              ? 0                                             \
+                              : (T)(exp((double)x[xi] - (double)y[oi]) *      \
+                                    (double)g[oi]););                         \
   }                                                                           \
   static void sqdev_##S(const plan *p, const T *restrict x,                   \
                         const double *restrict u, double *restrict s) {       \
