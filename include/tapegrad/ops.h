@@ -113,6 +113,59 @@ TG_API tg_tensor *tg_add_scalar(tg_tape *t, tg_tensor *a, double c);
 
 /* --- reductions over axes, and softmax along an axis */
 
+/* The reductions below take a set of axes: axes[0..n_axes) are axis
+ * numbers, negative counting from the end, each at most once; n_axes 0
+ * means every axis (a 0-d input is then reduced over nothing and the result
+ * is its value). The reduced axes are removed, or kept with size 1 when
+ * keepdim; reducing every axis without keepdim gives a 0-d tensor. The
+ * gradient of each is broadcast back over the reduced axes. The result
+ * belongs to the tape. A NULL a gives NULL without a new message. Errors:
+ * n_axes < 0, axes NULL with n_axes > 0, an axis given twice (also as i
+ * and i - ndim) or n_axes > ndim: TG_EINVAL; an axis out of range:
+ * TG_ERANGE; each message names the function, and the axis and a's shape
+ * where it can. */
+
+/* Sums over the axes (accumulated in double); a sum of no elements is 0.
+ * Backward: da += g. */
+TG_API tg_tensor *tg_sum_axes(tg_tape *t, tg_tensor *a, const int *axes,
+                              int n_axes, bool keepdim);
+/* Means over the axes, n elements per slice; a mean of no elements is NaN,
+ * as in NumPy and PyTorch (see tg_tape_set_check_finite). Backward:
+ * da += g / n. */
+TG_API tg_tensor *tg_mean_axes(tg_tape *t, tg_tensor *a, const int *axes,
+                               int n_axes, bool keepdim);
+/* Maxima (minima) over the axes; a NaN in a slice gives NaN. Backward: g
+ * split evenly among the elements equal to the extreme (as PyTorch's amax,
+ * amin), none to the others. A slice of no elements: TG_ESHAPE. */
+TG_API tg_tensor *tg_max_axes(tg_tape *t, tg_tensor *a, const int *axes,
+                              int n_axes, bool keepdim);
+TG_API tg_tensor *tg_min_axes(tg_tape *t, tg_tensor *a, const int *axes,
+                              int n_axes, bool keepdim);
+/* ln sum exp(a) over the axes, computed as m + ln sum exp(a - m) with m the
+ * slice maximum, so large values do not overflow; a slice of -inf only
+ * gives -inf (of no elements, -inf too). Backward: da += exp(a - y) g, the
+ * softmax over the slice times g; an element at -inf gets 0. */
+TG_API tg_tensor *tg_logsumexp(tg_tape *t, tg_tensor *a, const int *axes,
+                               int n_axes, bool keepdim);
+/* Variances over the axes: sum (a - u)^2 / (n - correction), u the slice
+ * mean, n its elements; correction 0 gives the population variance, 1 the
+ * unbiased sample one (as PyTorch's). Computed in two passes in double.
+ * Backward: da += 2 (a - u) / (n - correction) g. n - correction <= 0,
+ * where PyTorch returns NaN or inf with a warning, and a negative
+ * correction: TG_EINVAL. */
+TG_API tg_tensor *tg_var(tg_tape *t, tg_tensor *a, const int *axes,
+                         int n_axes, int correction, bool keepdim);
+/* Softmax along one axis (negative counts from the end; a 0-d a takes axis
+ * 0 or -1 and gives 1), the maximum along it subtracted. Same shape as a.
+ * Backward: da += y (g - sum_axis g y). An axis out of range: TG_ERANGE.
+ * tg_softmax is this along the last axis. */
+TG_API tg_tensor *tg_softmax_axis(tg_tape *t, tg_tensor *a, int axis);
+/* ln softmax along one axis in one stable pass:
+ * y = a - m - ln sum exp(a - m), m the maximum along the axis; finite for
+ * any finite a. Backward: da += g - exp(y) sum_axis g. An axis out of
+ * range: TG_ERANGE. */
+TG_API tg_tensor *tg_log_softmax(tg_tape *t, tg_tensor *a, int axis);
+
 /* --- shape ops: views, copies and indexing */
 
 /* Every result belongs to the tape. A view shares its input's data (no

@@ -1,0 +1,477 @@
+/* tests/test_reduce.c: the reductions over axes and softmax along an axis
+ * on small examples worked out by hand: values, shapes and gradients; ties,
+ * infinities, empty slices and 0-d inputs; the argument errors of the
+ * public functions; and log_softmax composed into the negative
+ * log-likelihood against the fused tg_softmax_nll. (tests/test_ops.c runs
+ * the gradient checks and float32 comparisons on every op's cases.) */
+#include "testutil.h"
+
+#define TOL 1e-12
+
+static const int64_t scalar_shape[1] = {1};
+
+/* A caller-owned float64 parameter from values; ndim 0 is a 0-d tensor. */
+static tg_tensor *param(int ndim, const int64_t *shape, const double *v) {
+  tg_tensor *x = tg_zeros(TG_F64, ndim, ndim ? shape : scalar_shape);
+  ck_assert_ptr_nonnull(x);
+  for (int64_t i = 0; i < x->numel; i++) tg_set(x, i, v[i]);
+  ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+  return x;
+}
+
+static void expect_shape(const tg_tensor *y, int ndim, const int64_t *shape) {
+  ck_assert_ptr_nonnull(y);
+  ck_assert_int_eq(y->ndim, ndim);
+  for (int d = 0; d < ndim; d++) ck_assert_int_eq(y->shape[d], shape[d]);
+}
+
+static void expect_values(const tg_tensor *y, const double *want) {
+  for (int64_t i = 0; i < y->numel; i++)
+    ck_assert_msg(fabs(tg_get(y, i) - want[i]) <= TOL * (1 + fabs(want[i])),
+                  "element %lld: %.17g, want %.17g", (long long)i,
+                  tg_get(y, i), want[i]);
+}
+
+static void expect_grad(const tg_tensor *x, const double *want) {
+  for (int64_t i = 0; i < x->numel; i++)
+    ck_assert_msg(fabs(tg_grad_get(x, i) - want[i]) <= TOL * (1 + fabs(want[i])),
+                  "grad %lld: %.17g, want %.17g", (long long)i,
+                  tg_grad_get(x, i), want[i]);
+}
+
+/* Backward from y with a gradient of ones, into freshly zeroed grads. */
+static void backward_ones(tg_tape *t, tg_tensor *y, tg_tensor *x) {
+  tg_zero_grad(x);
+  tg_tensor *g = tg_ones(TG_F64, y->ndim, y->ndim ? y->shape : scalar_shape);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  tg_tensor_free(g);
+}
+
+/* x = [[1,2,3],[4,5,6]] */
+static const double x23[] = {1, 2, 3, 4, 5, 6};
+
+START_TEST(sum_and_mean_by_hand) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), x23);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_sum_axes(t, x, (int[]){0}, 1, false);
+  expect_shape(y, TG_SHAPE(3));
+  expect_values(y, (double[]){5, 7, 9});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){1, 1, 1, 1, 1, 1});
+
+  y = tg_sum_axes(t, x, (int[]){-1}, 1, true);
+  expect_shape(y, TG_SHAPE(2, 1));
+  expect_values(y, (double[]){6, 15});
+
+  y = tg_sum_axes(t, x, NULL, 0, false); /* every axis: 0-d */
+  expect_shape(y, 0, NULL);
+  expect_values(y, (double[]){21});
+  y = tg_sum_axes(t, x, (int[]){1, 0}, 2, true);
+  expect_shape(y, TG_SHAPE(1, 1));
+  expect_values(y, (double[]){21});
+
+  y = tg_mean_axes(t, x, (int[]){1}, 1, false);
+  expect_shape(y, TG_SHAPE(2));
+  expect_values(y, (double[]){2, 5});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){1. / 3, 1. / 3, 1. / 3, 1. / 3, 1. / 3, 1. / 3});
+  y = tg_mean_axes(t, x, NULL, 0, true);
+  expect_shape(y, TG_SHAPE(1, 1));
+  expect_values(y, (double[]){3.5});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* x[i,j,k] = 12 i + 4 j + k on [2,3,4]: over i and k, 32 j + 60. */
+START_TEST(sum_two_axes_of_3d) {
+  double v[24];
+  for (int i = 0; i < 24; i++) v[i] = i;
+  tg_tensor *x = param(TG_SHAPE(2, 3, 4), v);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_sum_axes(t, x, (int[]){0, -1}, 2, true);
+  expect_shape(y, TG_SHAPE(1, 3, 1));
+  expect_values(y, (double[]){60, 92, 124});
+  tg_tensor *g = tg_tensor_from(TG_F64, TG_SHAPE(1, 3, 1), (double[]){1, 2, 3});
+  tg_zero_grad(x);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  for (int64_t i = 0; i < 24; i++)
+    ck_assert_double_eq(tg_grad_get(x, i), (double)(i / 4 % 3 + 1));
+  /* over j only: 12 i + k + 4 (0 + 1 + 2) */
+  y = tg_mean_axes(t, x, (int[]){1}, 1, false);
+  expect_shape(y, TG_SHAPE(2, 4));
+  expect_values(y, (double[]){4, 5, 6, 7, 16, 17, 18, 19});
+  tg_tensor_free(g);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(max_min_by_hand) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), (double[]){1, 7, 3, 4, -5, 6});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_max_axes(t, x, (int[]){0}, 1, false);
+  expect_values(y, (double[]){4, 7, 6});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){0, 1, 0, 1, 0, 1});
+  y = tg_min_axes(t, x, (int[]){1}, 1, true);
+  expect_shape(y, TG_SHAPE(2, 1));
+  expect_values(y, (double[]){1, -5});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){1, 0, 0, 0, 1, 0});
+  y = tg_max_axes(t, x, NULL, 0, false);
+  expect_shape(y, 0, NULL);
+  expect_values(y, (double[]){7});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* Tied extremes share the gradient evenly, as PyTorch's amax and amin. */
+START_TEST(max_min_ties_split_gradient) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), (double[]){1, 5, 5, 2, 2, 2});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_max_axes(t, x, (int[]){1}, 1, false);
+  expect_values(y, (double[]){5, 2});
+  tg_tensor *g = tg_tensor_from(TG_F64, TG_SHAPE(2), (double[]){1, 3});
+  tg_zero_grad(x);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  expect_grad(x, (double[]){0, 0.5, 0.5, 1, 1, 1});
+  y = tg_min_axes(t, x, NULL, 0, false);
+  expect_values(y, (double[]){1});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){1, 0, 0, 0, 0, 0});
+  y = tg_min_axes(t, x, (int[]){0}, 1, false); /* [1, 2, 2]: column 0 alone */
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){1, 0, 0, 0, 1, 1});
+  tg_tensor_free(g);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(max_min_nan_propagates) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), (double[]){1, NAN, 3, 4, 5, 6});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_max_axes(t, x, (int[]){1}, 1, false);
+  ck_assert(isnan(tg_get(y, 0)));
+  ck_assert_double_eq(tg_get(y, 1), 6);
+  y = tg_min_axes(t, x, (int[]){1}, 1, false);
+  ck_assert(isnan(tg_get(y, 0)));
+  ck_assert_double_eq(tg_get(y, 1), 4);
+  backward_ones(t, y, x); /* no element equals NaN: none gets a share */
+  expect_grad(x, (double[]){0, 0, 0, 1, 0, 0});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(logsumexp_by_hand) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), x23);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_logsumexp(t, x, (int[]){1}, 1, false);
+  double l0 = log(exp(1) + exp(2) + exp(3)), l1 = log(exp(4) + exp(5) + exp(6));
+  expect_values(y, (double[]){l0, l1});
+  backward_ones(t, y, x);
+  double s = exp(1) + exp(2) + exp(3);
+  expect_grad(x, (double[]){exp(1) / s, exp(2) / s, exp(3) / s, exp(1) / s,
+                            exp(2) / s, exp(3) / s});
+  /* stable where the direct formula overflows */
+  tg_tensor *big = param(TG_SHAPE(2), (double[]){1000, 1000});
+  y = tg_logsumexp(t, big, NULL, 0, false);
+  expect_values(y, (double[]){1000 + log(2)});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(big);
+}
+END_TEST
+
+/* A slice of -inf only: ln 0 = -inf, not -inf + inf = NaN; its elements
+ * get no gradient. */
+START_TEST(logsumexp_of_all_minus_inf) {
+  tg_tensor *x = param(TG_SHAPE(2, 2), (double[]){-INFINITY, -INFINITY, 0, 0});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_logsumexp(t, x, (int[]){-1}, 1, true);
+  expect_shape(y, TG_SHAPE(2, 1));
+  ck_assert(isinf(tg_get(y, 0)) && tg_get(y, 0) < 0);
+  ck_assert_double_eq_tol(tg_get(y, 1), log(2), TOL);
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){0, 0, 0.5, 0.5});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(var_by_hand) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), x23);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_var(t, x, (int[]){1}, 1, 1, false);
+  expect_values(y, (double[]){1, 1});
+  backward_ones(t, y, x); /* 2 (x - u) / 2 */
+  expect_grad(x, (double[]){-1, 0, 1, -1, 0, 1});
+  y = tg_var(t, x, (int[]){1}, 1, 0, true);
+  expect_shape(y, TG_SHAPE(2, 1));
+  expect_values(y, (double[]){2. / 3, 2. / 3});
+  /* all: mean 3.5, squared deviations 17.5 */
+  y = tg_var(t, x, NULL, 0, 1, false);
+  expect_values(y, (double[]){3.5});
+  backward_ones(t, y, x);
+  expect_grad(x, (double[]){-1, -0.6, -0.2, 0.2, 0.6, 1});
+  y = tg_var(t, x, (int[]){0}, 1, 0, false); /* pairs 3 apart */
+  expect_values(y, (double[]){2.25, 2.25, 2.25});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* Along axis 0 of [[1,2],[3,4]]: the columns [1,3] and [2,4], each
+ * softmax(0, 2) = (1, e^2) / (1 + e^2). */
+START_TEST(softmax_and_log_softmax_along_axis_0) {
+  tg_tensor *x = param(TG_SHAPE(2, 2), (double[]){1, 2, 3, 4});
+  tg_tape *t = tg_tape_new();
+  double p = 1 / (1 + exp(2)), q = exp(2) / (1 + exp(2));
+  tg_tensor *y = tg_softmax_axis(t, x, 0);
+  expect_shape(y, TG_SHAPE(2, 2));
+  expect_values(y, (double[]){p, p, q, q});
+  /* g = [[1,0],[0,0]]: dx = y (g - y_00) down column 0, 0 in column 1 */
+  tg_tensor *g = tg_tensor_from(TG_F64, TG_SHAPE(2, 2), (double[]){1, 0, 0, 0});
+  tg_zero_grad(x);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  expect_grad(x, (double[]){p * (1 - p), 0, -q * p, 0});
+  y = tg_log_softmax(t, x, -2);
+  expect_values(y, (double[]){log(p), log(p), log(q), log(q)});
+  /* dx = g - softmax * sum g: column 0 [1 - p, -q] */
+  tg_zero_grad(x);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  expect_grad(x, (double[]){1 - p, 0, -q, 0});
+  tg_tensor_free(g);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* Many strided lines at once (more than one chunk of them), against
+ * tg_softmax on the transposed copy; and along the last axis, tg_softmax
+ * itself. */
+START_TEST(softmax_axis_matches_softmax) {
+  enum { R = 3, C = 41 };
+  tg_rng rng;
+  tg_rng_seed(&rng, 7);
+  tg_tensor *x = param_normal(TG_F64, TG_SHAPE(R, C), &rng);
+  tg_tensor *xt = tg_zeros(TG_F64, TG_SHAPE(C, R));
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) tg_set(xt, c * R + r, tg_get(x, r * C + c));
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y0 = tg_softmax_axis(t, x, 0), *ref0 = tg_softmax(t, xt);
+  tg_tensor *l0 = tg_log_softmax(t, x, 0);
+  ck_assert(y0 && ref0 && l0);
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) {
+      double want = tg_get(ref0, c * R + r);
+      ck_assert_double_eq_tol(tg_get(y0, r * C + c), want, TOL);
+      ck_assert_double_eq_tol(tg_get(l0, r * C + c), log(want), TOL);
+    }
+  tg_tensor *y1 = tg_softmax_axis(t, x, 1), *ref1 = tg_softmax(t, x);
+  for (int64_t i = 0; i < x->numel; i++)
+    ck_assert_double_eq(tg_get(y1, i), tg_get(ref1, i));
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(xt);
+}
+END_TEST
+
+/* Logits of +-1000: exp would overflow, the fused form stays finite, and
+ * so does its gradient. Along the last axis and along a strided one. */
+START_TEST(log_softmax_of_huge_logits_is_finite) {
+  tg_tensor *x = param(TG_SHAPE(3), (double[]){1000, -1000, 0});
+  tg_tensor *xc = param(TG_SHAPE(3, 2), (double[]){1000, 1, -1000, 2, 0, 3});
+  tg_tape *t = tg_tape_new();
+  tg_tape_set_check_finite(t, true);
+  tg_tensor *y = tg_log_softmax(t, x, 0);
+  ck_assert_msg(y, "%s", tg_last_error());
+  expect_values(y, (double[]){0, -2000, -1000});
+  backward_ones(t, y, x); /* 1 - 3 softmax */
+  expect_grad(x, (double[]){-2, 1, 1});
+  tg_tensor *yc = tg_log_softmax(t, xc, 0);
+  ck_assert_msg(yc, "%s", tg_last_error());
+  ck_assert_double_eq_tol(tg_get(yc, 0), 0, TOL);
+  ck_assert_double_eq_tol(tg_get(yc, 2), -2000, TOL);
+  ck_assert_double_eq_tol(tg_get(yc, 4), -1000, TOL);
+  backward_ones(t, yc, xc);
+  for (int64_t i = 0; i < xc->numel; i++) ck_assert(isfinite(tg_grad_get(xc, i)));
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(xc);
+}
+END_TEST
+
+/* A sum of no elements is 0; a mean, 0/0 = NaN; a max or min has no
+ * value and is refused. */
+START_TEST(reductions_over_zero_elements) {
+  tg_tensor *x = tg_zeros(TG_F64, TG_SHAPE(0, 3));
+  tg_requires_grad(x, true);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_sum_axes(t, x, (int[]){0}, 1, false);
+  expect_shape(y, TG_SHAPE(3));
+  expect_values(y, (double[]){0, 0, 0});
+  backward_ones(t, y, x);
+  y = tg_sum_axes(t, x, NULL, 0, false);
+  expect_values(y, (double[]){0});
+  y = tg_logsumexp(t, x, (int[]){0}, 1, false);
+  ck_assert(isinf(tg_get(y, 0)) && tg_get(y, 0) < 0);
+  y = tg_mean_axes(t, x, (int[]){0}, 1, true);
+  expect_shape(y, TG_SHAPE(1, 3));
+  ck_assert(isnan(tg_get(y, 0)));
+  /* over the non-empty axis: an empty result, which is fine */
+  y = tg_max_axes(t, x, (int[]){1}, 1, false);
+  expect_shape(y, TG_SHAPE(0));
+  tg_clear_error();
+  ck_assert_ptr_null(tg_max_axes(t, x, (int[]){0}, 1, false));
+  ck_assert_error_has(TG_ESHAPE, "tg_max_axes", "zero elements", "[0,3]");
+  ck_assert_ptr_null(tg_min_axes(t, x, NULL, 0, false));
+  ck_assert_error_has(TG_ESHAPE, "tg_min_axes", "[0,3]");
+  ck_assert_ptr_null(tg_var(t, x, (int[]){0}, 1, 0, false));
+  ck_assert_error_has(TG_EINVAL, "tg_var", "0 elements per slice");
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* A 0-d input, reduced over nothing, gives its value; softmax of one
+ * element is 1 and its log 0. */
+START_TEST(zero_d_input) {
+  tg_tensor *x = param(0, NULL, (double[]){2.5});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *(*const fns[])(tg_tape *, tg_tensor *, const int *, int, bool) = {
+      tg_sum_axes, tg_mean_axes, tg_max_axes, tg_min_axes};
+  for (size_t k = 0; k < sizeof fns / sizeof *fns; k++) {
+    tg_tensor *y = fns[k](t, x, NULL, 0, false);
+    expect_shape(y, 0, NULL);
+    expect_values(y, (double[]){2.5});
+    backward_ones(t, y, x);
+    expect_grad(x, (double[]){1});
+  }
+  tg_tensor *y = tg_logsumexp(t, x, NULL, 0, true);
+  expect_shape(y, 0, NULL);
+  expect_values(y, (double[]){2.5});
+  y = tg_var(t, x, NULL, 0, 0, false);
+  expect_values(y, (double[]){0});
+  y = tg_softmax_axis(t, x, 0);
+  expect_shape(y, 0, NULL);
+  expect_values(y, (double[]){1});
+  y = tg_log_softmax(t, x, -1);
+  expect_values(y, (double[]){0});
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(argument_errors) {
+  tg_tensor *x = param(TG_SHAPE(2, 3), x23);
+  tg_tape *t = tg_tape_new();
+  ck_assert_ptr_null(tg_sum_axes(t, x, (int[]){0}, -1, false));
+  ck_assert_error_has(TG_EINVAL, "tg_sum_axes", "n_axes is -1");
+  ck_assert_ptr_null(tg_mean_axes(t, x, NULL, 1, false));
+  ck_assert_error_has(TG_EINVAL, "tg_mean_axes", "axes is NULL");
+  ck_assert_ptr_null(tg_max_axes(t, x, (int[]){1, 1}, 2, false));
+  ck_assert_error_has(TG_EINVAL, "tg_max_axes", "axis 1 is given twice");
+  ck_assert_ptr_null(tg_min_axes(t, x, (int[]){1, -1}, 2, false));
+  ck_assert_error_has(TG_EINVAL, "tg_min_axes", "given twice", "[2,3]");
+  ck_assert_ptr_null(tg_logsumexp(t, x, (int[]){2}, 1, false));
+  ck_assert_error_has(TG_ERANGE, "tg_logsumexp", "axis 2", "[2,3]");
+  ck_assert_ptr_null(tg_sum_axes(t, x, (int[]){-3}, 1, false));
+  ck_assert_error_has(TG_ERANGE, "tg_sum_axes", "axis -3", "[2,3]");
+  ck_assert_ptr_null(tg_sum_axes(t, x, (int[]){0, 1000}, 2, false));
+  ck_assert_error_has(TG_ERANGE, "tg_sum_axes", "axis 1000", "[2,3]");
+  ck_assert_ptr_null(tg_sum_axes(t, x, (int[]){0, 1, 0}, 3, false));
+  ck_assert_error_has(TG_EINVAL, "tg_sum_axes", "twice");
+  ck_assert_ptr_null(tg_sum_axes(t, x, (int[]){0, 1, -1}, 3, false));
+  ck_assert_error_has(TG_EINVAL, "tg_sum_axes", "3 axes", "[2,3]");
+  ck_assert_ptr_null(tg_var(t, x, (int[]){0}, 1, -1, false));
+  ck_assert_error_has(TG_EINVAL, "tg_var", "correction is -1");
+  ck_assert_ptr_null(tg_var(t, x, (int[]){0}, 1, 2, false));
+  ck_assert_error_has(TG_EINVAL, "tg_var", "correction 2", "[2,3]");
+  ck_assert_ptr_null(tg_softmax_axis(t, x, 2));
+  ck_assert_error_has(TG_ERANGE, "tg_softmax_axis", "axis 2", "[2,3]");
+  ck_assert_ptr_null(tg_log_softmax(t, x, -3));
+  ck_assert_error_has(TG_ERANGE, "tg_log_softmax", "axis -3", "[2,3]");
+  /* A NULL input keeps the earlier op's message, bad axes or not. */
+  tg_tensor *bad = tg_softmax_axis(t, x, 5);
+  ck_assert_ptr_null(tg_sum_axes(t, bad, NULL, -4, false));
+  ck_assert_error_has(TG_ERANGE, "tg_softmax_axis", "axis 5");
+  ck_assert_int_eq(tg_tape_nodes(t), 0);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+/* The composed loss: L = -mean_i log_softmax(z)[i, y_i], which must equal
+ * the fused tg_softmax_nll in value and in dL/dz. */
+START_TEST(log_softmax_pick_mean_equals_softmax_nll) {
+  enum { N = 6, C = 5 };
+  const int32_t labels[N] = {0, 4, 2, 2, 1, 3};
+  tg_rng rng;
+  tg_rng_seed(&rng, 21);
+  tg_tensor *z = tg_zeros(TG_F64, TG_SHAPE(N, C));
+  tg_fill_normal(z, &rng, 0, 3);
+  tg_set(z, 7, 40); /* a large logit in one row */
+  tg_requires_grad(z, true);
+  tg_tensor *y = tg_tensor_from(TG_I32, TG_SHAPE(N), labels);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *L1 = tg_scale(t, tg_mean(t, tg_pick(t, tg_log_softmax(t, z, 1), y)), -1);
+  ck_assert_msg(L1, "%s", tg_last_error());
+  ck_assert_int_eq(tg_backward(t, L1), TG_OK);
+  double dz[N * C];
+  for (int i = 0; i < N * C; i++) dz[i] = tg_grad_get(z, i);
+  tg_zero_grad(z);
+  tg_tensor *L2 = tg_softmax_nll(t, z, y);
+  ck_assert_msg(L2, "%s", tg_last_error());
+  ck_assert_int_eq(tg_backward(t, L2), TG_OK);
+  ck_assert_double_eq_tol(tg_get(L1, 0), tg_get(L2, 0), 1e-12);
+  for (int i = 0; i < N * C; i++)
+    ck_assert_msg(fabs(dz[i] - tg_grad_get(z, i)) <= 1e-12,
+                  "dz[%d]: composed %.17g, fused %.17g", i, dz[i],
+                  tg_grad_get(z, i));
+  tg_tape_free(t);
+  tg_tensor_free(z);
+  tg_tensor_free(y);
+}
+END_TEST
+
+/* float32 sums are accumulated in double: 2^24 + 1 + 1 ... is kept. */
+START_TEST(float32_sum_accumulates_in_double) {
+  enum { M = 4097 };
+  tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(1, M));
+  tg_set(x, 0, 16777216.0); /* 2^24: adding 1 in float32 does nothing */
+  for (int64_t i = 1; i < M; i++) tg_set(x, i, 1.0);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_sum_axes(t, x, (int[]){1}, 1, false);
+  ck_assert_ptr_nonnull(y);
+  ck_assert_double_eq(tg_get(y, 0), 16777216.0 + 4096);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("reduce");
+  TCase *tc = tcase_create("reductions");
+  tcase_add_test(tc, sum_and_mean_by_hand);
+  tcase_add_test(tc, sum_two_axes_of_3d);
+  tcase_add_test(tc, max_min_by_hand);
+  tcase_add_test(tc, max_min_ties_split_gradient);
+  tcase_add_test(tc, max_min_nan_propagates);
+  tcase_add_test(tc, logsumexp_by_hand);
+  tcase_add_test(tc, logsumexp_of_all_minus_inf);
+  tcase_add_test(tc, var_by_hand);
+  tcase_add_test(tc, softmax_and_log_softmax_along_axis_0);
+  tcase_add_test(tc, softmax_axis_matches_softmax);
+  tcase_add_test(tc, log_softmax_of_huge_logits_is_finite);
+  tcase_add_test(tc, reductions_over_zero_elements);
+  tcase_add_test(tc, zero_d_input);
+  tcase_add_test(tc, argument_errors);
+  tcase_add_test(tc, log_softmax_pick_mean_equals_softmax_nll);
+  tcase_add_test(tc, float32_sum_accumulates_in_double);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
