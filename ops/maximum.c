@@ -1,8 +1,8 @@
-/* ops/maximum.c: z = the larger of a and b elementwise, with NumPy broadcasting;
- * a NaN in either gives NaN. The gradient goes to the larger input: da += g
- * where a > b, db += g where b > a, and at a tie each gets g/2 (as
- * PyTorch's maximum does), each summed over the elements its input was
- * broadcast to. */
+/* ops/maximum.c: z = the larger of a and b elementwise, with NumPy
+ * broadcasting; a NaN in either gives NaN. The gradient goes to the larger
+ * input: da += g where a > b, db += g where b > a, and at a tie each gets
+ * g/2 (as PyTorch's maximum does), each summed over the elements its input
+ * was broadcast to. */
 #include "op.h"
 
 #define BIN_F(x, y) ((x) > (y) || (x) != (x) ? (x) : (y))
@@ -16,7 +16,8 @@ TG__BINARY_OP()
 static const tg_opcase cases[] = {TG__BIN_CASES(TG__DOM_ANY, TG__DOM_ANY)};
 
 const tg_opdef tg__op_maximum = {.name = "maximum", .n_in = 2,
-                                 .rule = tg__rule_bcast2, .forward = bin_forward,
+                                 .rule = tg__rule_bcast2,
+                                 .forward = bin_forward,
                                  .backward = bin_backward, TG__CASES(cases)};
 
 tg_tensor *tg_maximum(tg_tape *t, tg_tensor *a, tg_tensor *b) {

@@ -28,14 +28,16 @@ static void assert_values(const tg_tensor *y, const double *want, int64_t n) {
 static void assert_grad(const tg_tensor *x, const double *want, int64_t n) {
   ck_assert_int_eq(tg_tensor_numel(x), n);
   for (int64_t i = 0; i < n; i++)
-    ck_assert_msg(fabs(tg_grad_get(x, i) - want[i]) <= 1e-12 * (1 + fabs(want[i])),
+    ck_assert_msg(fabs(tg_grad_get(x, i) - want[i]) <=
+                      1e-12 * (1 + fabs(want[i])),
                   "grad %lld: %.17g, want %.17g", (long long)i,
                   tg_grad_get(x, i), want[i]);
 }
 
 static void assert_shape(const tg_tensor *y, int ndim, const int64_t *shape) {
   ck_assert_int_eq(tg_tensor_ndim(y), ndim);
-  for (int d = 0; d < ndim; d++) ck_assert_int_eq(tg_tensor_dim(y, d), shape[d]);
+  for (int d = 0; d < ndim; d++)
+    ck_assert_int_eq(tg_tensor_dim(y, d), shape[d]);
 }
 
 /* [2,1] - [3] is the [2,3] table of a_i - b_j; da_i sums g over its row,
@@ -80,7 +82,8 @@ START_TEST(mul_general_broadcast) {
   double want[24];
   for (int i = 0; i < 2; i++)
     for (int j = 0; j < 4; j++)
-      for (int k = 0; k < 3; k++) want[(i * 4 + j) * 3 + k] = av[i * 3 + k] * bv[j];
+      for (int k = 0; k < 3; k++)
+        want[(i * 4 + j) * 3 + k] = av[i * 3 + k] * bv[j];
   assert_values(y, want, 24);
   ck_assert_int_eq(tg_backward(t, tg_sum(t, y)), TG_OK);
   assert_grad(a, (double[]){2.5, 2.5, 2.5, 2.5, 2.5, 2.5}, 6);
@@ -97,9 +100,10 @@ START_TEST(add_forms) {
   for (int dt = 0; dt < 2; dt++) {
     tg_dtype d = dt ? TG_F32 : TG_F64;
     tg_tape *t = tg_tape_new();
+    const float a32[] = {1, 2, 3, 4, 5, 6};
+    const double a64[] = {1, 2, 3, 4, 5, 6};
     tg_tensor *a = tg_tensor_from(d, TG_SHAPE(3, 2),
-                                  dt ? (const void *)(float[]){1, 2, 3, 4, 5, 6}
-                                     : (const void *)(double[]){1, 2, 3, 4, 5, 6});
+                                  dt ? (const void *)a32 : (const void *)a64);
     tg_tensor *b = tg_tensor_from(d, TG_SHAPE(2),
                                   dt ? (const void *)(float[]){10, 20}
                                      : (const void *)(double[]){10, 20});
