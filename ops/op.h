@@ -27,6 +27,210 @@ void tg__colsum_acc_f32(const float *restrict g, float *restrict d,
 void tg__colsum_acc_f64(const double *restrict g, double *restrict d,
                         int64_t rows, int64_t cols);
 
+/* Broadcasting (NumPy's rule), for the elementwise binary ops and where.
+ * Shapes are aligned from the right; in each position every input has the
+ * size, 1, or no dimension there, and the result takes the size that is not
+ * 1 (a 0 against a 1 gives 0: an empty result). */
+#define TG__BC_MAX 3 /* inputs of a broadcast op (where has three) */
+/* The result's shape for n inputs named names[k]; TG_ESHAPE naming fn and
+ * every input's shape when they do not broadcast. */
+int tg__bcast_shape(const char *fn, const char *const *names,
+                    tg_tensor *const *in, int n, tg_outshape *out);
+/* The shape rule of a binary op of inputs a and b. */
+int tg__rule_bcast2(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                    tg_outshape *out);
+
+/* How to walk the result and find each input's element: the result's
+ * shape with its size-1 dimensions dropped and neighbouring dimensions
+ * merged wherever every input is contiguous across them, and per input its
+ * stride in elements along each (0 where it is broadcast). After merging,
+ * the last dimension's stride is 1 or 0 for every input, so the kernels run
+ * one contiguous (or stride-0: a scalar) inner loop of len elements per
+ * row, and step rows with tg__bcast_next. Equal shapes give one row of all
+ * the elements; [N,C] with [C] gives N rows of C. */
+typedef struct {
+  int n, ndim; /* ndim >= 1 */
+  int64_t shape[TG_MAX_DIMS];
+  int64_t st[TG__BC_MAX][TG_MAX_DIMS];
+  int64_t rows, len;       /* the product of the outer dimensions; the last */
+  int64_t inner[TG__BC_MAX]; /* st[k][ndim - 1]: 1, or 0 when broadcast */
+} tg__bcast;
+void tg__bcast_plan(tg__bcast *p, const tg_tensor *out, tg_tensor *const *in,
+                    int n);
+/* Advances the row odometer idx (zeroed at the start) and the inputs'
+ * offsets off (zeroed too) to the next row. */
+static inline void tg__bcast_next(const tg__bcast *p, int64_t *idx,
+                                  int64_t *off) {
+  for (int d = p->ndim - 2; d >= 0; d--) {
+    for (int k = 0; k < p->n; k++) off[k] += p->st[k][d];
+    if (++idx[d] < p->shape[d]) return;
+    idx[d] = 0;
+    for (int k = 0; k < p->n; k++) off[k] -= p->st[k][d] * p->shape[d];
+  }
+}
+
+/* The body of a broadcasting binary op z = F(x, y) of inputs a and b:
+ * kernels for both dtypes, forward and backward. Before expanding
+ * TG__BINARY_OP(), define BIN_F(x, y), the value, and BIN_DA(x, y, z, g) and
+ * BIN_DB(x, y, z, g), the contributions to da and db of one element of the
+ * result z with incoming gradient g. Where an input is broadcast its
+ * gradient is the sum of those contributions over the elements it was
+ * broadcast to. BIN_SIMD(x) is x for ops of plain arithmetic (the loops are
+ * asked to vectorise), empty for ones that call libm per element. */
+#ifdef _OPENMP
+#define TG__PRAGMA_(x) _Pragma(#x)
+#define TG__SIMD_SUM(v) TG__PRAGMA_(omp simd reduction(+ : v))
+#else
+#define TG__SIMD_SUM(v)
+#endif
+#define TG__BIN_SIMD_ON(x) x
+#define TG__BIN_SIMD_OFF(x)
+
+#define TG__BIN_KERNELS(T, S)                                                 \
+  /* One row: a and b advance by sa and sb (1, or 0: one element; never     \
+   * both 0 on a row of more than one element). */                           \
+  static void bin_fwd_##S(const T *restrict a, int64_t sa,                   \
+                          const T *restrict b, int64_t sb, T *restrict z,    \
+                          int64_t n) {                                       \
+    if (sa && sb) {                                                          \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++) z[i] = BIN_F(a[i], b[i]);              \
+    } else if (sa) {                                                         \
+      const T y = b[0];                                                      \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++) z[i] = BIN_F(a[i], y);                 \
+    } else {                                                                 \
+      const T x = a[0];                                                      \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++) z[i] = BIN_F(x, b[i]);                 \
+    }                                                                        \
+  }                                                                          \
+  /* da (stride sa, like a) += BIN_DA over one row: a sum where a is one    \
+   * element. */                                                             \
+  static void bin_bwa_##S(const T *restrict a, int64_t sa,                   \
+                          const T *restrict b, int64_t sb,                   \
+                          const T *restrict z, const T *restrict g,          \
+                          T *restrict da, int64_t n) {                       \
+    (void)a;                                                                 \
+    (void)b;                                                                 \
+    (void)z;                                                                 \
+    if (sa && sb) {                                                          \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++)                                        \
+        da[i] += BIN_DA(a[i], b[i], z[i], g[i]);                             \
+    } else if (sa) {                                                         \
+      const T y = b[0];                                                      \
+      (void)y;                                                               \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++) da[i] += BIN_DA(a[i], y, z[i], g[i]);  \
+    } else {                                                                 \
+      const T x = a[0];                                                      \
+      T s = 0;                                                               \
+      (void)x;                                                               \
+      BIN_SIMD(TG__SIMD_SUM(s))                                              \
+      for (int64_t i = 0; i < n; i++) s += BIN_DA(x, b[i], z[i], g[i]);      \
+      da[0] += s;                                                            \
+    }                                                                        \
+  }                                                                          \
+  static void bin_bwb_##S(const T *restrict a, int64_t sa,                   \
+                          const T *restrict b, int64_t sb,                   \
+                          const T *restrict z, const T *restrict g,          \
+                          T *restrict db, int64_t n) {                       \
+    (void)a;                                                                 \
+    (void)b;                                                                 \
+    (void)z;                                                                 \
+    if (sa && sb) {                                                          \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++)                                        \
+        db[i] += BIN_DB(a[i], b[i], z[i], g[i]);                             \
+    } else if (sb) {                                                         \
+      const T x = a[0];                                                      \
+      (void)x;                                                               \
+      BIN_SIMD(TG__SIMD)                                                     \
+      for (int64_t i = 0; i < n; i++) db[i] += BIN_DB(x, b[i], z[i], g[i]);  \
+    } else {                                                                 \
+      const T y = b[0];                                                      \
+      T s = 0;                                                               \
+      (void)y;                                                               \
+      BIN_SIMD(TG__SIMD_SUM(s))                                              \
+      for (int64_t i = 0; i < n; i++) s += BIN_DB(a[i], y, z[i], g[i]);      \
+      db[0] += s;                                                            \
+    }                                                                        \
+  }                                                                          \
+  static void bin_forward_##S(const tg__bcast *p, const T *a, const T *b,    \
+                              T *z) {                                        \
+    int64_t idx[TG_MAX_DIMS] = {0}, off[TG__BC_MAX] = {0};                   \
+    for (int64_t r = 0; r < p->rows; r++) {                                  \
+      bin_fwd_##S(a + off[0], p->inner[0], b + off[1], p->inner[1],          \
+                  z + r * p->len, p->len);                                   \
+      tg__bcast_next(p, idx, off);                                           \
+    }                                                                        \
+  }                                                                          \
+  static void bin_backward_##S(const tg__bcast *p, const T *a, const T *b,   \
+                               const T *z, const T *g, T *da, T *db) {       \
+    int64_t idx[TG_MAX_DIMS] = {0}, off[TG__BC_MAX] = {0};                   \
+    for (int64_t r = 0; r < p->rows; r++) {                                  \
+      const int64_t o = r * p->len;                                          \
+      if (da)                                                                \
+        bin_bwa_##S(a + off[0], p->inner[0], b + off[1], p->inner[1], z + o, \
+                    g + o, da + off[0], p->len);                             \
+      if (db)                                                                \
+        bin_bwb_##S(a + off[0], p->inner[0], b + off[1], p->inner[1], z + o, \
+                    g + o, db + off[1], p->len);                             \
+      tg__bcast_next(p, idx, off);                                           \
+    }                                                                        \
+  }
+
+#define TG__BINARY_OP()                                                       \
+  TG__BOTH(TG__BIN_KERNELS)                                                  \
+  static int bin_forward(tg_tape *t, tg_node *n) {                           \
+    (void)t;                                                                 \
+    tg__bcast p;                                                             \
+    tg__bcast_plan(&p, n->out, n->in, 2);                                    \
+    if (n->out->dtype == TG_F32)                                             \
+      bin_forward_f32(&p, n->in[0]->data, n->in[1]->data, n->out->data);     \
+    else                                                                     \
+      bin_forward_f64(&p, n->in[0]->data, n->in[1]->data, n->out->data);     \
+    return TG_OK;                                                            \
+  }                                                                          \
+  static void bin_backward(const tg_node *n) {                               \
+    void *da = tg__gin(n, 0), *db = tg__gin(n, 1);                           \
+    if (!da && !db) return;                                                  \
+    tg__bcast p;                                                             \
+    tg__bcast_plan(&p, n->out, n->in, 2);                                    \
+    const tg_tensor *z = n->out;                                             \
+    if (z->dtype == TG_F32)                                                  \
+      bin_backward_f32(&p, n->in[0]->data, n->in[1]->data, z->data, z->grad, \
+                       da, db);                                              \
+    else                                                                     \
+      bin_backward_f64(&p, n->in[0]->data, n->in[1]->data, z->data, z->grad, \
+                       da, db);                                              \
+  }
+
+/* The test cases every binary op shares: equal shapes, [N,C] with [C] and
+ * the other way round, [N,1] with [1,C], general broadcasts, 0-d operands
+ * on either side and on both, size-1 dimensions, and shapes that do not
+ * broadcast. da and db are the inputs' test domains. */
+#define TG__BIN_CASES(da, db)                                                 \
+  {.ndim = {2, 2}, .shape = {{3, 4}, {3, 4}}, .domain = {da, db}},           \
+  {.ndim = {2, 1}, .shape = {{4, 3}, {3}}, .domain = {da, db}},              \
+  {.ndim = {1, 2}, .shape = {{3}, {4, 3}}, .domain = {da, db}},              \
+  {.ndim = {2, 2}, .shape = {{4, 1}, {1, 3}}, .domain = {da, db}},           \
+  {.ndim = {3, 2}, .shape = {{2, 1, 3}, {4, 1}}, .domain = {da, db}},        \
+  {.ndim = {4, 3}, .shape = {{2, 3, 1, 2}, {3, 4, 1}}, .domain = {da, db}},  \
+  {.ndim = {0, 2}, .shape = {{0}, {2, 3}}, .domain = {da, db}},              \
+  {.ndim = {2, 0}, .shape = {{2, 3}, {0}}, .domain = {da, db}},              \
+  {.ndim = {0, 0}, .domain = {da, db}},                                      \
+  {.ndim = {3, 4}, .shape = {{1, 3, 1}, {2, 1, 1, 1}}, .domain = {da, db}},  \
+  {.ndim = {2, 1}, .shape = {{1, 1}, {1}}, .domain = {da, db}},              \
+  {.ndim = {2, 1}, .shape = {{2, 3}, {4}}, .domain = {da, db},               \
+   .status = TG_ESHAPE,                                                      \
+   .msg = "shapes do not broadcast: a is [2,3], b is [4]"},                  \
+  {.ndim = {2, 2}, .shape = {{2, 3}, {3, 2}}, .domain = {da, db},            \
+   .status = TG_ESHAPE, .msg = "a is [2,3], b is [3,2]"},                    \
+  {.ndim = {3, 2}, .shape = {{2, 1, 3}, {2, 2}}, .domain = {da, db},         \
+   .status = TG_ESHAPE, .msg = "a is [2,1,3], b is [2,2]"}
+
 /* sparse.c: for an op whose left operand is a: a's sparse form in t's
  * arena when a is a caller-owned float32 [M,K] matrix (data, not an op's
  * result) that is mostly zeros; NULL otherwise, and the op runs the dense

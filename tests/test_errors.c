@@ -90,9 +90,15 @@ START_TEST(elementwise_errors) {
   ck_assert_error_has(TG_EDTYPE, "tg_add", "float64", "float32");
   ck_assert_ptr_nonnull(tg_add(t, a23, v3)); /* bias broadcast */
   ck_assert_ptr_null(tg_mul(t, a23, b32));
-  ck_assert_error_has(TG_ESHAPE, "tg_mul: shapes differ", "[2,3]", "[3,2]");
-  ck_assert_ptr_null(tg_mul(t, a23, v3)); /* no broadcast in mul */
-  ck_assert_error_has(TG_ESHAPE, "tg_mul");
+  ck_assert_error_has(TG_ESHAPE, "tg_mul: shapes do not broadcast", "[2,3]",
+                      "[3,2]");
+  ck_assert_ptr_nonnull(tg_mul(t, a23, v3)); /* mul broadcasts too */
+  ck_assert_ptr_null(tg_mul(t, a23, v4));
+  ck_assert_error_has(TG_ESHAPE, "tg_mul", "a is [2,3], b is [4]");
+  ck_assert_ptr_null(tg_sub(t, a23, v4));
+  ck_assert_error_has(TG_ESHAPE, "tg_sub: shapes do not broadcast: a is [2,3], b is [4]");
+  ck_assert_ptr_null(tg_where(t, a23, a23, b23)); /* a float mask */
+  ck_assert_error_has(TG_EDTYPE, "tg_where", "mask", "int32");
   ck_assert_ptr_null(tg_mul(t, f32_23, b23));
   ck_assert_error_has(TG_EDTYPE, "tg_mul");
   ck_assert_ptr_null(tg_sigmoid(t, cls2));

@@ -39,10 +39,6 @@ TG_API tg_tensor *tg_matmul(tg_tape *t, tg_tensor *a, tg_tensor *b);
  * naming tg_linear and the shapes. */
 TG_API tg_tensor *tg_linear(tg_tape *t, tg_tensor *x, tg_tensor *W,
                             tg_tensor *b, tg_activation act);
-/* a + b, same shape; or a[N,C] + b[C] with b broadcast over the rows. */
-TG_API tg_tensor *tg_add(tg_tape *t, tg_tensor *a, tg_tensor *b);
-/* Elementwise a * b, same shape. */
-TG_API tg_tensor *tg_mul(tg_tape *t, tg_tensor *a, tg_tensor *b);
 TG_API tg_tensor *tg_neg(tg_tape *t, tg_tensor *a);
 /* c * a for a constant c. */
 TG_API tg_tensor *tg_scale(tg_tape *t, tg_tensor *a, double c);
@@ -110,6 +106,43 @@ TG_API tg_tensor *tg_clamp(tg_tape *t, tg_tensor *a, double lo, double hi);
 TG_API tg_tensor *tg_add_scalar(tg_tape *t, tg_tensor *a, double c);
 
 /* --- elementwise binary ops, broadcast with NumPy's rules */
+
+/* Broadcasting: the shapes are aligned from the right; in each position
+ * every input has the same size, 1, or no dimension there, and the result
+ * has the size that is not 1 ([N,C] with [C] gives [N,C], [2,1] with [3]
+ * gives [2,3], a 0-d tensor goes with any shape). A size 0 against 1 gives
+ * 0 (an empty result); 0 against 3 does not broadcast. Backward: the
+ * gradient of an input that was broadcast is the sum of its contributions
+ * over the elements it was broadcast to, in its own shape. Inputs share
+ * one float dtype; the result belongs to the tape. Shapes that do not
+ * broadcast give NULL and TG_ESHAPE, "tg_sub: shapes do not broadcast: a
+ * is [2,3], b is [4]". */
+
+/* a + b. Backward: da = g, db = g (summed as above). [N,C] + [C] is the
+ * bias form and runs as fast as a dedicated one. */
+TG_API tg_tensor *tg_add(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* a - b. Backward: da = g, db = -g. */
+TG_API tg_tensor *tg_sub(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* a * b. Backward: da = g b, db = g a. */
+TG_API tg_tensor *tg_mul(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* a / b (IEEE: b = 0 gives inf or NaN). Backward: da = g / b,
+ * db = -g a / b^2. */
+TG_API tg_tensor *tg_div(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* a^b for a tensor exponent (NaN for a < 0 with a non-integer b).
+ * Backward: da = g b a^(b-1) (0 where b = 0), db = g a^b ln a (0 where
+ * a^b = 0). */
+TG_API tg_tensor *tg_pow(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* The larger / smaller of a and b; NaN if either is NaN. Backward: g goes
+ * to the input that was picked; at a tie (a = b) each gets g/2, as in
+ * PyTorch. */
+TG_API tg_tensor *tg_maximum(tg_tape *t, tg_tensor *a, tg_tensor *b);
+TG_API tg_tensor *tg_minimum(tg_tape *t, tg_tensor *a, tg_tensor *b);
+/* mask ? a : b elementwise: an int32 mask (non-zero picks a), with mask, a
+ * and b all broadcast together (the message names mask, a and b).
+ * Backward: da = g where mask != 0, db = g where mask = 0; the mask gets
+ * no gradient. A mask that is not int32 gives TG_EDTYPE. */
+TG_API tg_tensor *tg_where(tg_tape *t, tg_tensor *mask, tg_tensor *a,
+                           tg_tensor *b);
 
 /* --- reductions over axes, and softmax along an axis */
 
