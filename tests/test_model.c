@@ -512,6 +512,48 @@ START_TEST(layer_norm_refuses_bad_eps) {
 }
 END_TEST
 
+/* The fused layer norm against the same layer composed from library ops,
+ * y = (x - mean) / sqrt(var + eps) * w + b over the last axis with the
+ * biased variance: values and all three gradients to 1e-12 in float64. */
+START_TEST(layer_norm_matches_composed_ops) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 77);
+  const int64_t R = 5, D = 7;
+  const double eps = 1e-5;
+  tg_tensor *x = param_normal(TG_F64, TG_SHAPE(R, D), &rng);
+  tg_tensor *w = param_normal(TG_F64, TG_SHAPE(D), &rng);
+  tg_tensor *b = param_normal(TG_F64, TG_SHAPE(D), &rng);
+  tg_tensor *g = tg_zeros(TG_F64, TG_SHAPE(R, D));
+  tg_fill_normal(g, &rng, 0, 1);
+  tg_tensor *p[3] = {x, w, b};
+  double ref[3][64];
+  tg_tape *t = tg_tape_new();
+  const int last = -1;
+  tg_tensor *mu = tg_mean_axes(t, x, &last, 1, true);
+  tg_tensor *xc = tg_sub(t, x, mu);
+  tg_tensor *var = tg_var(t, x, &last, 1, 0, true);
+  tg_tensor *yc = tg_add(t, tg_mul(t, tg_div(t, xc, tg_sqrt(t, tg_add_scalar(t, var, eps))), w), b);
+  tg_tensor *yf = tg_layer_norm(t, x, w, b, eps);
+  ck_assert_msg(yc && yf, "%s", tg_last_error());
+  for (int64_t i = 0; i < R * D; i++)
+    ck_assert_double_eq_tol(tg_get(yf, i), tg_get(yc, i), 1e-12);
+  ck_assert_int_eq(tg_backward_grad(t, yc, g), TG_OK);
+  for (int k = 0; k < 3; k++) {
+    for (int64_t i = 0; i < tg_tensor_numel(p[k]); i++) ref[k][i] = tg_grad_get(p[k], i);
+    tg_zero_grad(p[k]);
+  }
+  ck_assert_int_eq(tg_backward_grad(t, yf, g), TG_OK);
+  for (int k = 0; k < 3; k++)
+    for (int64_t i = 0; i < tg_tensor_numel(p[k]); i++)
+      ck_assert_msg(fabs(tg_grad_get(p[k], i) - ref[k][i]) <= 1e-12 * (1 + fabs(ref[k][i])),
+                    "input %d element %lld: fused %.17g, composed %.17g", k,
+                    (long long)i, tg_grad_get(p[k], i), ref[k][i]);
+  tg_tape_free(t);
+  for (int k = 0; k < 3; k++) tg_tensor_free(p[k]);
+  tg_tensor_free(g);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model ops");
@@ -530,6 +572,7 @@ int main(void) {
   tcase_add_loop_test(tc, layer_norm_matches_reference, 0,
                       (int)(sizeof ln_shapes / sizeof *ln_shapes));
   tcase_add_test(tc, layer_norm_rows_standardised);
+  tcase_add_test(tc, layer_norm_matches_composed_ops);
   tcase_add_test(tc, layer_norm_refuses_bad_eps);
   suite_add_tcase(s, tc);
   return run_suite(s);

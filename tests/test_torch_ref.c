@@ -7,9 +7,7 @@
  * elementwise within 1e-12 * (1 + |ref|).
  *
  * An op id the table does not know fails the test, and so does an op in the
- * table with no entry in the file. The ops being added (the TG_REF_ALGEBRA
- * block) are the exception while TG_REF_ALGEBRA is not defined: their
- * entries are parsed but not run. */
+ * table with no entry in the file. */
 #include <stdarg.h>
 
 #include "testutil.h"
@@ -335,9 +333,7 @@ static tg_tensor *ref_quadratic(ref_call *c) {
   return tg_quadratic(c->t, IN0, IN1);
 }
 
-/* The ops being added, by op id and number of inputs (-1: any). Listed here
- * unconditionally so that, while TG_REF_ALGEBRA is not defined, exactly
- * these ids are let through as "not run yet". */
+/* The algebra's ops, by op id and number of inputs (-1: any). */
 #define REF_ALGEBRA_OPS(X)                                                   \
   X(sqrt, 1) X(abs, 1) X(square, 1) X(pow_scalar, 1) X(log1p, 1)             \
   X(softplus, 1) X(gelu, 1) X(gelu_tanh, 1) X(silu, 1) X(leaky_relu, 1)      \
@@ -350,7 +346,6 @@ static tg_tensor *ref_quadratic(ref_call *c) {
   X(stack, -1) X(pad, 1) X(gather, 2)                                        \
   X(matmul_ex, 2) X(embedding, 2) X(layer_norm, 3)
 
-#ifdef TG_REF_ALGEBRA
 /* A list argument into out (at most REF_MAX_ARGVALS); its length. */
 static int ints(ref_call *c, const char *name, int *out) {
   const ref_arg *a = find_arg(c, name, -1);
@@ -462,7 +457,6 @@ static tg_tensor *ref_embedding(ref_call *c) {
 static tg_tensor *ref_layer_norm(ref_call *c) {
   return tg_layer_norm(c->t, IN0, IN1, IN2, num(c, "eps"));
 }
-#endif /* TG_REF_ALGEBRA */
 
 typedef struct {
   const char *id;
@@ -491,17 +485,10 @@ static const ref_op OPS[] = {
     {"softmax_nll", ref_softmax_nll, 2},
     {"sigmoid_bce", ref_sigmoid_bce, 2},
     {"quadratic", ref_quadratic, 2},
-#ifdef TG_REF_ALGEBRA
     REF_ALGEBRA_OPS(REF_ROW)
-#endif
 };
 #define N_OPS (int)(sizeof OPS / sizeof *OPS)
 
-#ifndef TG_REF_ALGEBRA
-#define REF_PENDING(id, n) #id,
-static const char *const PENDING[] = {REF_ALGEBRA_OPS(REF_PENDING)};
-#define N_PENDING (int)(sizeof PENDING / sizeof *PENDING)
-#endif
 
 static const ref_op *find_op(const char *id) {
   for (int i = 0; i < N_OPS; i++)
@@ -509,16 +496,6 @@ static const ref_op *find_op(const char *id) {
   return NULL;
 }
 
-static bool is_pending(const char *id) {
-#ifdef TG_REF_ALGEBRA
-  (void)id;
-  return false;
-#else
-  for (int i = 0; i < N_PENDING; i++)
-    if (!strcmp(PENDING[i], id)) return true;
-  return false;
-#endif
-}
 
 /* --- running an entry */
 
@@ -685,15 +662,11 @@ START_TEST(test_ops_match_torch) {
   ref_file f;
   read_or_fail(&f);
   ref_msgs l = {0};
-  int passed = 0, failed = 0, pending = 0;
+  int passed = 0, failed = 0;
   for (int i = 0; i < f.n; i++) {
     const ref_entry *e = &f.e[i];
     const ref_op *op = find_op(e->op);
     if (!op) {
-      if (is_pending(e->op)) {
-        pending++;
-        continue;
-      }
       logf_(&l, e, "unknown op id (not in the table of tests/test_torch_ref.c)");
       failed++;
       continue;
@@ -703,9 +676,6 @@ START_TEST(test_ops_match_torch) {
   }
   printf("%s (torch %s): %d entries passed, %d failed", REF_NAME, f.version,
          passed, failed);
-  if (pending)
-    printf("; %d skipped: their ops are not built yet (TG_REF_ALGEBRA is off)",
-           pending);
   printf("\n");
   if (l.n) fputs(l.buf, stderr);
   fflush(stdout);
