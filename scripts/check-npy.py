@@ -19,53 +19,16 @@ NumPy.
 """
 import json
 import os
-import shutil
 import struct
-import subprocess
 import sys
 
-REEXEC = "TAPEGRAD_CHECK_NPY_REEXEC"
-
-
-def find_numpy_python():
-    """The path of a Python interpreter that can import numpy, or None."""
-    seen = {os.path.realpath(sys.executable)} if sys.executable else set()
-    candidates = ["/usr/bin/python3"]
-    for name in ("python3", "python"):
-        path = shutil.which(name)
-        if path:
-            candidates.append(path)
-    for path in candidates:
-        real = os.path.realpath(path)
-        if real in seen or not os.access(path, os.X_OK):
-            continue
-        seen.add(real)
-        try:
-            ok = subprocess.run([path, "-c", "import numpy"],
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL).returncode == 0
-        except OSError:
-            ok = False
-        if ok:
-            return path
-    return None
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pyreexec  # noqa: E402
 
 try:
     import numpy as np
 except ImportError:
-    np = None
-    if not os.environ.get(REEXEC):
-        other = find_numpy_python()
-        if other:
-            os.environ[REEXEC] = "1"
-            os.execv(other, [other, os.path.abspath(__file__)] + sys.argv[1:])
-    sys.stderr.write(
-        "check-npy.py: no Python here has NumPy (tried %s, /usr/bin/python3 and "
-        "python3 on PATH).\nInstall it: on Debian or Ubuntu `apt-get install "
-        "python3-numpy` (for /usr/bin/python3), elsewhere `python3 -m pip "
-        "install numpy`.\n" % (sys.executable or "this interpreter"))
-    sys.exit(77)
+    pyreexec.reexec_with(["numpy"], __file__, ["python3-numpy"], 77)
 
 DTYPES = {"F32": "<f4", "F64": "<f8", "I32": "<i4"}
 

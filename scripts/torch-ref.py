@@ -23,53 +23,17 @@ Exit status 0 on success, 1 when no Python here has torch, 2 for bad usage.
 import math
 import os
 import random
-import shutil
-import subprocess
 import sys
 import zlib
 
-REEXEC = "TAPEGRAD_TORCH_REF_REEXEC"
-
-
-def find_torch_python():
-    """The path of a Python interpreter that can import torch, or None."""
-    seen = {os.path.realpath(sys.executable)} if sys.executable else set()
-    candidates = ["/usr/bin/python3"]
-    for name in ("python3", "python"):
-        path = shutil.which(name)
-        if path:
-            candidates.append(path)
-    for path in candidates:
-        real = os.path.realpath(path)
-        if real in seen or not os.access(path, os.X_OK):
-            continue
-        seen.add(real)
-        try:
-            ok = subprocess.run([path, "-c", "import torch"],
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL).returncode == 0
-        except OSError:
-            ok = False
-        if ok:
-            return path
-    return None
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pyreexec  # noqa: E402
 
 try:
     import torch
     import torch.nn.functional as F
 except ImportError:
-    if not os.environ.get(REEXEC):
-        other = find_torch_python()
-        if other:
-            os.environ[REEXEC] = "1"
-            os.execv(other, [other, os.path.abspath(__file__)] + sys.argv[1:])
-    sys.stderr.write(
-        "torch-ref.py: no Python here has PyTorch (tried %s, /usr/bin/python3 "
-        "and python3 on PATH).\nInstall it: on Debian or Ubuntu `apt-get "
-        "install python3-torch` (for /usr/bin/python3), elsewhere `python3 -m "
-        "pip install torch`.\n" % (sys.executable or "this interpreter"))
-    sys.exit(1)
+    pyreexec.reexec_with(["torch"], __file__, ["python3-torch"])
 
 torch.set_default_dtype(torch.float64)
 
