@@ -1,5 +1,5 @@
 /* ops/linear.c: a dense layer as one op, y[N,O] = act(x[N,K] . W[K,O] + b[O]).
- * Where matmul, add_bias and an activation make three results and three
+ * Where matmul, a broadcast add and an activation make three results and three
  * gradients, each a pass over memory, this makes one of each. */
 #include <math.h>
 #include <string.h>
