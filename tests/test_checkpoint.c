@@ -550,6 +550,194 @@ START_TEST(hostile_lengths) {
 }
 END_TEST
 
+/* --- what is not a regular file */
+
+/* Runs body in a child with an alarm, so a loader that blocks fails the
+ * test (the child dies of SIGALRM) instead of hanging the suite. The body
+ * reports with fprintf and returns the number of failed checks, since
+ * Check's assertions belong to the test's own process. */
+static void in_child_with_alarm(const char *what, int (*body)(void)) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(2); /* before Check's own 4-second timeout */
+    _exit(body() ? 1 : 0);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(!WIFSIGNALED(st), "%s: the child died of signal %d%s", what,
+                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: a check failed",
+                what);
+}
+
+/* The last error is TG_EIO naming fn and path and saying why. */
+static int refused_as(const char *fn, const char *path, const char *why) {
+  if (tg_last_status() == TG_EIO && strstr(tg_last_error(), fn) &&
+      strstr(tg_last_error(), path) && strstr(tg_last_error(), why))
+    return 0;
+  fprintf(stderr, "%s: status %s, message \"%s\"\n", fn,
+          tg_status_name(tg_last_status()), tg_last_error());
+  return 1;
+}
+
+static int load_fifo(void) {
+  const char *p = P("fifo");
+  int bad = 0;
+  tg_checkpoint *ck = tg_checkpoint_open(p);
+  bad += ck != NULL || refused_as("tg_checkpoint_open", p, "not a regular file");
+  tg_checkpoint_close(ck);
+  tg_tensor *a = tg_zeros(TG_F32, TG_SHAPE(2));
+  const char *n = "a";
+  bad += tg_load_into(p, &n, &a, 1) != TG_EIO ||
+         refused_as("tg_load_into", p, "not a regular file (a FIFO)");
+  tg_tensor_free(a);
+  tg_tensor *t = tg_npy_load(p);
+  bad += t != NULL || refused_as("tg_npy_load", p, "not a regular file");
+  tg_tensor_free(t);
+  return bad;
+}
+
+/* A FIFO with no writer: opening it the usual way would wait forever. */
+START_TEST(load_fifo_refused) {
+  ck_assert_int_eq(mkfifo(P("fifo"), 0600), 0);
+  in_child_with_alarm("loading a FIFO", load_fifo);
+  struct stat st;
+  ck_assert_int_eq(lstat(P("fifo"), &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  unlink(P("fifo"));
+}
+END_TEST
+
+static int save_onto(const char *name, const char *why) {
+  tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2));
+  const char *n = "a";
+  const char *p = P(name);
+  int bad = tg_save(p, &n, &a, 1, NULL) != TG_EIO ||
+            refused_as("tg_save", p, why);
+  bad += tg_npy_save(p, a) != TG_EIO || refused_as("tg_npy_save", p, why);
+  tg_tensor_free(a);
+  char prefix[256];
+  snprintf(prefix, sizeof prefix, "%s.", name);
+  return bad + (count_prefixed(prefix, false) != 0);
+}
+
+static int save_fifo(void) { return save_onto("out-fifo", "is not a regular file"); }
+static int save_null(void) { return save_onto("null-link", "is not a regular file"); }
+
+/* Saving never replaces what is not a regular file: a FIFO, a link to a
+ * character device (/dev/null, which is never written to here), or a file
+ * whose owner may not write it. */
+START_TEST(save_onto_non_regular) {
+  struct stat st;
+  ck_assert_int_eq(mkfifo(P("out-fifo"), 0600), 0);
+  in_child_with_alarm("saving onto a FIFO", save_fifo);
+  ck_assert_int_eq(lstat(P("out-fifo"), &st), 0);
+  ck_assert(S_ISFIFO(st.st_mode));
+  unlink(P("out-fifo"));
+
+  ck_assert_int_eq(symlink("/dev/null", P("null-link")), 0);
+  in_child_with_alarm("saving onto a link to /dev/null", save_null);
+  ck_assert_int_eq(lstat(P("null-link"), &st), 0);
+  ck_assert(S_ISLNK(st.st_mode));
+  ck_assert_int_eq(stat("/dev/null", &st), 0);
+  ck_assert(S_ISCHR(st.st_mode));
+  unlink(P("null-link"));
+
+  /* read-only by its mode bits, which root could otherwise ignore */
+  tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(3)), *b = tg_zeros(TG_F32, TG_SHAPE(3));
+  const char *n = "a";
+  ck_assert_int_eq(tg_save(P("ro.st"), &n, &a, 1, NULL), TG_OK);
+  ck_assert_int_eq(tg_npy_save(P("ro.npy"), a), TG_OK);
+  ck_assert_int_eq(chmod(P("ro.st"), 0444), 0);
+  ck_assert_int_eq(chmod(P("ro.npy"), 0444), 0);
+  size_t l0, l1, m0, m1;
+  unsigned char *st0 = slurp(P("ro.st"), &l0), *np0 = slurp(P("ro.npy"), &m0);
+  ck_assert_int_eq(tg_save(P("ro.st"), &n, &b, 1, NULL), TG_EIO);
+  ck_assert_error_has(TG_EIO, "tg_save", P("ro.st"), "is read-only");
+  ck_assert_int_eq(tg_npy_save(P("ro.npy"), b), TG_EIO);
+  ck_assert_error_has(TG_EIO, "tg_npy_save", P("ro.npy"), "is read-only");
+  unsigned char *st1 = slurp(P("ro.st"), &l1), *np1 = slurp(P("ro.npy"), &m1);
+  ck_assert_uint_eq(l0, l1);
+  ck_assert_uint_eq(m0, m1);
+  ck_assert_int_eq(memcmp(st0, st1, l0), 0);
+  ck_assert_int_eq(memcmp(np0, np1, m0), 0);
+  ck_assert_int_eq(stat(P("ro.st"), &st), 0);
+  ck_assert_int_eq(st.st_mode & 0777, 0444);
+  ck_assert_int_eq(count_prefixed("ro.", false), 2);
+  free(st0);
+  free(st1);
+  free(np0);
+  free(np1);
+  tg_tensor_free(a);
+  tg_tensor_free(b);
+}
+END_TEST
+
+/* An allocator that fails the fail_at-th allocation (counting from 1). */
+static long fail_at, n_alloc;
+static void *fail_malloc(size_t n) { return ++n_alloc == fail_at ? NULL : malloc(n); }
+static void *fail_realloc(void *p, size_t n) {
+  return ++n_alloc == fail_at ? NULL : realloc(p, n);
+}
+static void *fail_calloc(size_t c, size_t n) {
+  return ++n_alloc == fail_at ? NULL : calloc(c, n);
+}
+
+/* Whatever allocation fails, the status says what is on disk: TG_OK when
+ * the new file is in place, an error when the old one still is. */
+START_TEST(save_alloc_failure) {
+  tg_tensor *old = tg_ones(TG_F32, TG_SHAPE(4)), *nu = tg_zeros(TG_F32, TG_SHAPE(4));
+  tg_fill(nu, 5);
+  const char *n = "w";
+  long k;
+  for (k = 1; k < 1000; k++) {
+    ck_assert_int_eq(tg_save(P("af.st"), &n, &old, 1, NULL), TG_OK);
+    ck_assert_int_eq(tg_npy_save(P("af.npy"), old), TG_OK);
+    n_alloc = 0;
+    fail_at = k;
+    ck_assert_int_eq(tg_set_allocator(fail_malloc, fail_realloc, fail_calloc, free),
+                     TG_OK);
+    int rc = tg_save(P("af.st"), &n, &nu, 1, NULL);
+    long st_allocs = n_alloc;
+    n_alloc = 0;
+    int rc2 = tg_npy_save(P("af.npy"), nu);
+    long npy_allocs = n_alloc;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", tg_last_error());
+    tg_set_allocator(malloc, realloc, calloc, free);
+    tg_tensor *back = tg_zeros(TG_F32, TG_SHAPE(4));
+    ck_assert_int_eq(tg_load_into(P("af.st"), &n, &back, 1), TG_OK);
+    bool is_new = tg_get(back, 0) == 5;
+    ck_assert_msg((rc == TG_OK) == is_new, "allocation %ld: tg_save returned %s "
+                  "but the %s file is on disk", k, tg_status_name(rc),
+                  is_new ? "new" : "old");
+    if (rc) ck_assert_int_eq(rc, TG_ENOMEM);
+    tg_tensor_free(back);
+    back = tg_npy_load(P("af.npy"));
+    ck_assert_ptr_nonnull(back);
+    is_new = tg_get(back, 0) == 5;
+    ck_assert_msg((rc2 == TG_OK) == is_new, "allocation %ld: tg_npy_save "
+                  "returned %s (%s) but the %s file is on disk", k,
+                  tg_status_name(rc2), msg, is_new ? "new" : "old");
+    tg_tensor_free(back);
+    ck_assert_int_eq(count_prefixed("af.st.", false), 0);
+    ck_assert_int_eq(count_prefixed("af.npy.", false), 0);
+    if (st_allocs < k && npy_allocs < k) {
+      ck_assert_int_eq(rc, TG_OK); /* no allocation failed */
+      ck_assert_int_eq(rc2, TG_OK);
+      break;
+    }
+  }
+  ck_assert_int_gt(k, 2);
+  ck_assert_int_lt(k, 1000);
+  tg_tensor_free(old);
+  tg_tensor_free(nu);
+}
+END_TEST
+
 /* --- saving safely */
 
 /* A full disk, as a file size limit: write() fails with EFBIG. In a child
@@ -969,6 +1157,7 @@ int main(void) {
   tcase_add_test(tc, checksum_mismatch);
   tcase_add_test(tc, hostile_headers);
   tcase_add_test(tc, hostile_lengths);
+  tcase_add_test(tc, load_fifo_refused);
   suite_add_tcase(s, tc);
   TCase *npy = tcase_create("npy");
   tcase_add_test(npy, npy_round_trip);
@@ -979,6 +1168,8 @@ int main(void) {
   tcase_set_timeout(safe, 120);
   tcase_add_test(safe, save_full_disk);
   tcase_add_test(safe, save_keeps_mode);
+  tcase_add_test(safe, save_onto_non_regular);
+  tcase_add_test(safe, save_alloc_failure);
   tcase_add_test(safe, kill_during_save);
   suite_add_tcase(s, safe);
   int rc = run_suite(s);

@@ -55,7 +55,9 @@ TG_API int tg_save(const char *path, const char *const *names,
  * file that are not asked for are ignored. Only data is written: grads and
  * requires_grad are left as they are.
  * Returns TG_OK; TG_EINVAL for bad arguments (a NULL, a name asked for
- * twice); TG_EIO when the file cannot be read; TG_EFORMAT when it is
+ * twice); TG_EIO when the file cannot be read or is not a regular file (a
+ * FIFO, a device or a socket is refused unread: it could block forever);
+ * TG_EFORMAT when it is
  * malformed or lacks a requested name; TG_ECHECKSUM when its data does not
  * match its checksum; TG_EDTYPE or TG_ESHAPE when a stored tensor does not
  * fit its target; TG_ENOMEM. */
@@ -103,7 +105,7 @@ TG_API int tg_npy_save(const char *path, const tg_tensor *t);
  * is a 0-d tensor; dimensions of size 0 are allowed). Big-endian or Fortran-order data, other dtypes, a malformed
  * header, and data shorter or longer than the header promises are errors.
  * The caller owns the result (tg_tensor_free). On error: NULL, with TG_EIO
- * (cannot read), TG_EFORMAT (malformed or unsupported) or TG_ENOMEM. */
+ * (cannot read, or not a regular file, as for tg_load_into), TG_EFORMAT (malformed or unsupported) or TG_ENOMEM. */
 TG_API tg_tensor *tg_npy_load(const char *path);
 
 #ifdef __cplusplus

@@ -27,57 +27,64 @@ static int src_io_err(const tg__src *s, const char *what, int errnum) {
                  tg__errstr(errnum, eb, sizeof eb));
 }
 
-/* Opens path and reads its status into st; a folder is refused. */
-static int src_fopen(tg__src *s, const char *fn, const char *path,
-                     struct stat *st) {
+/* Opens path for reading and refuses anything but a regular file. The open
+ * does not block: without O_NONBLOCK, opening a FIFO waits for a writer
+ * that may never come, and a device may wait for a carrier; the status is
+ * then read from the descriptor itself (no race with a rename), and only
+ * then is blocking I/O switched back on. */
+static int src_fopen(tg__src *s, const char *fn, const char *path) {
   memset(s, 0, sizeof *s);
   s->fn = fn;
   s->path = path;
-  s->f = fopen(path, "rb");
-  if (!s->f) return src_io_err(s, "cannot open", errno);
-  int rc = TG_OK;
-  if (fstat(fileno(s->f), st) != 0)
-    rc = src_io_err(s, "cannot stat", errno);
-  else if (S_ISDIR(st->st_mode))
-    rc = src_io_err(s, "cannot read", EISDIR);
-  if (rc) tg__src_close(s);
-  return rc;
-}
-
-int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return src_io_err(s, "cannot open", errno);
   struct stat st;
-  int rc = src_fopen(s, fn, path, &st);
-  if (rc) return rc;
-  if (!S_ISREG(st.st_mode)) {
-    tg__src_close(s);
-    return tg__err(TG_EIO, "%s: %s: not a regular file", fn, path);
+  int rc = TG_OK, fl;
+  if (fstat(fd, &st) != 0)
+    rc = src_io_err(s, "cannot stat", errno);
+  else if (S_ISDIR(st.st_mode))
+    rc = src_io_err(s, "cannot read", EISDIR);
+  else if (!S_ISREG(st.st_mode))
+    rc = tg__err(TG_EIO, "%s: %s: not a regular file (%s)", fn, path,
+                 S_ISFIFO(st.st_mode)  ? "a FIFO"
+                 : S_ISCHR(st.st_mode) ? "a character device"
+                 : S_ISBLK(st.st_mode) ? "a block device"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a file");
+  else if ((fl = fcntl(fd, F_GETFL)) < 0 ||
+           fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+    rc = src_io_err(s, "cannot clear O_NONBLOCK", errno);
+  else if (!(s->f = fdopen(fd, "rb")))
+    rc = src_io_err(s, "cannot open a stream on it", errno);
+  if (rc) {
+    close(fd);
+    return rc;
   }
   s->size = (uint64_t)st.st_size;
   return TG_OK;
 }
 
+int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  return src_fopen(s, fn, path);
+}
+
 int tg__src_open_stream(tg__src *s, const char *fn, const char *path) {
-  struct stat st;
-  int rc = src_fopen(s, fn, path, &st);
+  int rc = src_fopen(s, fn, path);
   if (rc) return rc;
-  if (S_ISREG(st.st_mode)) {
-    unsigned char m[2];
-    size_t got = fread(m, 1, 2, s->f);
-    if (ferror(s->f)) {
-      rc = src_io_err(s, "read failed", errno);
-      tg__src_close(s);
-      return rc;
-    }
-    s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
-    if (!s->gzipped) {
-      rewind(s->f);
-      s->size = (uint64_t)st.st_size;
-      return TG_OK;
-    }
+  unsigned char m[2];
+  size_t got = fread(m, 1, 2, s->f);
+  if (ferror(s->f)) {
+    rc = src_io_err(s, "read failed", errno);
+    tg__src_close(s);
+    return rc;
   }
-  /* gzip, or a stream that cannot be sized (a pipe): zlib reads both, plain
-   * data transparently. The FILE goes first, since closing it may move the
-   * shared offset; a gzip'd regular file is then read again from byte 0. */
+  s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+  if (!s->gzipped) {
+    rewind(s->f);
+    return TG_OK;
+  }
+  /* A gzip'd file: zlib reads it from byte 0 on a descriptor of its own.
+   * The FILE goes first, since closing it may move the shared offset. */
   int fd = dup(fileno(s->f));
   if (fd < 0) {
     rc = src_io_err(s, "cannot duplicate descriptor", errno);
@@ -86,7 +93,7 @@ int tg__src_open_stream(tg__src *s, const char *fn, const char *path) {
   }
   fclose(s->f);
   s->f = NULL;
-  if (s->gzipped && lseek(fd, 0, SEEK_SET) < 0) {
+  if (lseek(fd, 0, SEEK_SET) < 0) {
     rc = src_io_err(s, "cannot seek", errno);
     close(fd);
     return rc;
@@ -234,19 +241,59 @@ static int afile_fail(tg__afile *a, const char *what, int errnum) {
   return a->rc;
 }
 
+/* The folder holding path, in a new buffer: what the rename's entry lives
+ * in and must be synced. */
+static char *folder_of(const char *path) {
+  char *dir = tg__malloc(strlen(path) + 2);
+  if (!dir) return NULL;
+  strcpy(dir, path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  return dir;
+}
+
+static void afile_free(tg__afile *a) {
+  tg__free(a->tmp);
+  tg__free(a->buf);
+  tg__free(a->dir);
+  a->tmp = NULL;
+  a->buf = NULL;
+  a->dir = NULL;
+}
+
 int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
   memset(a, 0, sizeof *a);
   a->fn = fn;
   a->path = path;
   a->fd = -1;
+  /* Only a regular file is replaced: renaming over a FIFO, a device or a
+   * socket would silently turn it into a file. And a file whose owner may
+   * not write it is left alone even by root, whom the rename would not
+   * stop. */
+  struct stat st;
+  mode_t mode = 0644; /* a new file's; a replaced one keeps its own */
+  if (stat(path, &st) == 0) {
+    /* (a folder is left to the rename, which refuses it) */
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+      return a->rc = tg__err(TG_EIO, "%s: %s: is not a regular file; it was "
+                             "left as it is", fn, path);
+    if (!(st.st_mode & S_IWUSR))
+      return a->rc = tg__err(TG_EIO, "%s: %s: is read-only (mode %04o); it "
+                             "was left as it is", fn, path,
+                             (unsigned)(st.st_mode & 07777));
+    if (S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  }
+  /* Every allocation happens here, before anything is written: once the
+   * rename has put the new file in place, commit must not fail for want
+   * of memory. */
   size_t n = strlen(path);
   a->tmp = tg__malloc(n + 8);
   a->buf = tg__malloc(AFILE_BUF);
-  if (!a->tmp || !a->buf) {
-    tg__free(a->tmp);
-    tg__free(a->buf);
-    a->tmp = NULL;
-    a->buf = NULL;
+  a->dir = folder_of(path);
+  if (!a->tmp || !a->buf || !a->dir) {
+    afile_free(a);
     return a->rc = tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
   }
   memcpy(a->tmp, path, n);
@@ -257,17 +304,10 @@ int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
     char eb[128];
     a->rc = tg__err(TG_EIO, "%s: %s: cannot create a temporary file %s: %s", fn,
                     path, a->tmp, tg__errstr(e, eb, sizeof eb));
-    tg__free(a->tmp);
-    tg__free(a->buf);
-    a->tmp = NULL;
-    a->buf = NULL;
+    afile_free(a);
     return a->rc;
   }
-  /* mkstemp makes the file private (0600); a replaced file keeps its mode,
-   * a new one gets the usual 0644. */
-  struct stat st;
-  mode_t mode = 0644;
-  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  /* mkstemp makes the file private (0600). */
   if (fchmod(a->fd, mode) != 0) afile_fail(a, "cannot set the file mode", errno);
   return a->rc;
 }
@@ -326,10 +366,7 @@ void tg__afile_abort(tg__afile *a) {
   if (a->fd >= 0) close(a->fd);
   if (a->tmp) unlink(a->tmp);
   a->fd = -1;
-  tg__free(a->tmp);
-  tg__free(a->buf);
-  a->tmp = NULL;
-  a->buf = NULL;
+  afile_free(a);
 }
 
 int tg__afile_commit(tg__afile *a) {
@@ -347,30 +384,19 @@ int tg__afile_commit(tg__afile *a) {
     tg__afile_abort(a);
     return rc;
   }
-  tg__free(a->tmp);
-  tg__free(a->buf);
-  a->tmp = NULL;
-  a->buf = NULL;
 
   /* The folder's entry must reach the disk too. */
-  char *dir = tg__malloc(strlen(a->path) + 2);
-  if (!dir) return tg__err(TG_ENOMEM, "%s: %s: out of memory", a->fn, a->path);
-  strcpy(dir, a->path);
-  char *slash = strrchr(dir, '/');
-  if (!slash) strcpy(dir, ".");
-  else if (slash == dir) dir[1] = '\0';
-  else *slash = '\0';
   int rc = TG_OK;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  int fd = open(a->dir, O_RDONLY | O_DIRECTORY);
   if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)) {
     int e = errno;
     char eb[128];
     rc = tg__err(TG_EIO,
                  "%s: %s: the file was written and renamed into place, but its "
                  "folder %s could not be synced: %s",
-                 a->fn, a->path, dir, tg__errstr(e, eb, sizeof eb));
+                 a->fn, a->path, a->dir, tg__errstr(e, eb, sizeof eb));
   }
   if (fd >= 0) close(fd);
-  tg__free(dir);
+  afile_free(a);
   return rc;
 }
