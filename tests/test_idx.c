@@ -1,9 +1,11 @@
 /* tests/test_idx.c: the IDX reader and the MNIST loader, on small files the
  * test writes itself (plain and gzip'd, good and hostile), and on the real
  * MNIST when it has been fetched into data/mnist. */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -318,6 +320,57 @@ START_TEST(io_errors) {
 }
 END_TEST
 
+/* The loaders on FIFOs without a writer, which a plain open() would wait
+ * on forever: in a child with an alarm, so a loader that blocks fails the
+ * test instead of hanging the suite. Returns the number of failed checks
+ * (Check's assertions belong to the test's own process). */
+static int load_fifos(void) {
+  int bad = 0;
+  tg_tensor *t = tg_idx_load(P("fifo"), TG_F32);
+  if (t || tg_last_status() != TG_EIO ||
+      !strstr(tg_last_error(), "tg_idx_load") ||
+      !strstr(tg_last_error(), P("fifo")) ||
+      !strstr(tg_last_error(), "not a regular file (a FIFO)")) {
+    fprintf(stderr, "tg_idx_load: %s\n", tg_last_error());
+    bad++;
+  }
+  tg_tensor_free(t);
+  tg_tensor *x = NULL, *y = NULL;
+  int rc = tg_mnist_load(P("fifos"), "train", &x, &y);
+  if (rc != TG_EIO || x || y || !strstr(tg_last_error(), "tg_mnist_load") ||
+      !strstr(tg_last_error(), "train-images-idx3-ubyte") ||
+      !strstr(tg_last_error(), "not a regular file")) {
+    fprintf(stderr, "tg_mnist_load: %s\n", tg_last_error());
+    bad++;
+  }
+  return bad;
+}
+
+START_TEST(fifo_refused) {
+  ck_assert_int_eq(mkfifo(P("fifo"), 0600), 0);
+  ck_assert_int_eq(mkdir(P("fifos"), 0700), 0);
+  ck_assert_int_eq(mkfifo(P("fifos/train-images-idx3-ubyte"), 0600), 0);
+  ck_assert_int_eq(mkfifo(P("fifos/train-labels-idx1-ubyte"), 0600), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(2); /* before Check's own 4-second timeout */
+    _exit(load_fifos() ? 1 : 0);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(!WIFSIGNALED(st), "the child died of signal %d%s",
+                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a check failed");
+  unlink(P("fifos/train-images-idx3-ubyte"));
+  unlink(P("fifos/train-labels-idx1-ubyte"));
+  rmdir(P("fifos"));
+  unlink(P("fifo"));
+}
+END_TEST
+
 /* Writes a split of a small MNIST-like set into sub/: n images of 2x2 and
  * the given labels; gz chooses which files are gzip'd (bit 0 images, bit 1
  * labels). */
@@ -489,6 +542,7 @@ int main(void) {
   tcase_add_test(tc, size_errors_gzip);
   tcase_add_test(tc, broken_gzip);
   tcase_add_test(tc, io_errors);
+  tcase_add_test(tc, fifo_refused);
   tcase_add_test(tc, mnist_good);
   tcase_add_test(tc, mnist_errors);
   suite_add_tcase(s, tc);
