@@ -217,7 +217,7 @@ START_TEST(foreign_files) {
   st_put("foreign.st",
          "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
          "\"a\":{\"data_offsets\":[0,8],\"shape\":[2,1],\"dtype\":\"F32\","
-         "\"extra\":true},\"__metadata__\":{\"format\":\"pt\"}}    ",
+         "\"extra\":[1.5,2e3]},\"__metadata__\":{\"format\":\"pt\"}}    ",
          d, sizeof d);
   tg_checkpoint *ck = tg_checkpoint_open(P("foreign.st"));
   ck_assert_msg(ck != NULL, "%s", tg_last_error());
@@ -456,6 +456,29 @@ static const struct {
     {"surrogate", "{\"\xed\xa0\x80\":1}", 0, "not valid UTF-8"},
     {"past-10ffff", "{\"\xf4\x90\x80\x80\":1}", 0, "not valid UTF-8"},
     {"cut-utf8", "{\"a\":1}\xe2\x82", 0, "not valid UTF-8"},
+    /* what cJSON alone accepts */
+    {"shape-4.0", A("\"F32\"", "[4.0]", "[0,16]"), 16,
+     "shape element 0 is written 4.0"},
+    {"shape-1e1", A("\"F32\"", "[1e1]", "[0,40]"), 40,
+     "shape element 0 is written 1e1"},
+    {"shape-2E0", A("\"F32\"", "[1,2E0]", "[0,8]"), 8, "shape element 1 is written 2E0"},
+    {"offsets-8.0", A("\"F32\"", "[2]", "[0,8.0]"), 8,
+     "data_offsets element 1 is written 8.0"},
+    {"offsets-0e0", A("\"F32\"", "[2]", "[0e0,8]"), 8,
+     "data_offsets element 0 is written 0e0"},
+    {"dtype-twice", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"dtype\":\"F32\","
+     "\"data_offsets\":[0,8]}}", 8, "tensor \"a\": the key \"dtype\" appears twice"},
+    {"shape-twice", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],"
+     "\"shape\":[1,2]}}", 8, "the key \"shape\" appears twice"},
+    {"raw-tab-in-name", "{\"a\tb\":{\"dtype\":\"F32\",\"shape\":[2],"
+     "\"data_offsets\":[0,8]}}", 8, "raw control character 0x09 inside a JSON string"},
+    {"raw-newline-in-meta", "{\"__metadata__\":{\"k\":\"x\ny\"}}", 0,
+     "raw control character 0x0a inside a JSON string"},
+    {"control-between-tokens", "{\x01\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+     "\"data_offsets\":[0,8]}}", 8, "control character 0x01 between JSON tokens"},
+    {"nul-in-name", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],"
+     "\"data_offsets\":[0,8]}}", 8, "escaped NUL (\\u0000) inside a JSON string"},
+    {"nul-in-meta", "{\"__metadata__\":{\"k\":\"x\\u0000\"}}", 0, "escaped NUL"},
 };
 
 /* Both loaders refuse the file with status and fragment, and a target

@@ -280,6 +280,169 @@ static int parse_meta(const st_ctx *c, const cJSON *m, tg_checkpoint *ck) {
   return TG_OK;
 }
 
+/* --- what cJSON accepts but a safetensors header must not hold. cJSON keeps
+ * neither a number's source text nor a string's length, and is lenient
+ * where JSON is not, so the raw text (already parsed by cJSON, hence well
+ * formed) is walked once more for: raw control characters (below 0x20)
+ * inside strings and anything but the four JSON spaces between tokens; an
+ * escaped NUL (\u0000), which cJSON would cut the string short at; and a
+ * fraction or an exponent in the integers of shape and data_offsets ("4.0",
+ * "1e1" are doubles to cJSON, equal to integers, but not integers). */
+typedef struct {
+  const st_ctx *c;
+  const char *start, *p, *end;
+} jscan;
+
+#define JKEY 96 /* room for a key's decoded ASCII, enough to recognise ours */
+
+static bool js_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+static int js_ws(jscan *j) {
+  while (j->p < j->end && (unsigned char)*j->p <= ' ') {
+    if (!js_space(*j->p))
+      return ferr(j->c, TG_EFORMAT,
+                  "the header has a control character 0x%02x between JSON "
+                  "tokens at byte %zu",
+                  (unsigned char)*j->p, (size_t)(j->p - j->start));
+    j->p++;
+  }
+  return TG_OK;
+}
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* A string at j->p; its ASCII decoded into key (others as '?'), cut at
+ * JKEY - 1 bytes. */
+static int js_string(jscan *j, char *key) {
+  size_t k = 0;
+  j->p++; /* the opening quote */
+  while (j->p < j->end && *j->p != '"') {
+    unsigned char ch = (unsigned char)*j->p;
+    size_t at = (size_t)(j->p - j->start);
+    char out = (char)ch;
+    if (ch < 0x20)
+      return ferr(j->c, TG_EFORMAT,
+                  "the header has a raw control character 0x%02x inside a JSON "
+                  "string at byte %zu",
+                  ch, at);
+    if (ch == '\\' && j->p + 1 < j->end) {
+      char e = *++j->p;
+      if (e == 'u' && j->end - j->p > 4) {
+        int v = 0;
+        for (int i = 1; i <= 4; i++) v = v << 4 | hexval(j->p[i]);
+        if (v == 0)
+          return ferr(j->c, TG_EFORMAT,
+                      "the header has an escaped NUL (\\u0000) inside a JSON "
+                      "string at byte %zu",
+                      at);
+        out = v < 0x80 ? (char)v : '?';
+        j->p += 4;
+      } else {
+        out = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r'
+            : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+      }
+    } else if (ch >= 0x80) {
+      out = '?';
+    }
+    if (k + 1 < JKEY) key[k++] = out;
+    j->p++;
+  }
+  j->p++; /* the closing quote */
+  key[k] = '\0';
+  return TG_OK;
+}
+
+/* A value at j->p. depth counts the enclosing containers; name is the
+ * tensor (the key at depth 1), field the key at depth 2. */
+static int js_value(jscan *j, int depth, const char *name, const char *field) {
+  char key[JKEY];
+  int rc = js_ws(j);
+  if (rc || j->p >= j->end) return rc;
+  char ch = *j->p;
+  if (ch == '"') return js_string(j, key);
+  if (ch == '{' || ch == '[') {
+    bool obj = ch == '{';
+    j->p++;
+    for (int i = 0;; i++) {
+      if ((rc = js_ws(j))) return rc;
+      if (j->p >= j->end) return TG_OK;
+      if (*j->p == (obj ? '}' : ']')) {
+        j->p++;
+        return TG_OK;
+      }
+      if (*j->p == ',') {
+        j->p++;
+        if ((rc = js_ws(j))) return rc;
+      }
+      if (obj) {
+        if (j->p >= j->end || *j->p != '"') return TG_OK; /* cJSON checked */
+        if ((rc = js_string(j, key)) || (rc = js_ws(j))) return rc;
+        if (j->p < j->end && *j->p == ':') j->p++;
+        rc = js_value(j, depth + 1, depth == 0 ? key : name,
+                      depth == 1 ? key : field);
+      } else {
+        /* the integers of shape and data_offsets: an array at depth 2
+         * under a tensor, not under __metadata__ */
+        bool ints = depth == 2 && strcmp(name, "__metadata__") != 0 &&
+                    (!strcmp(field, "shape") || !strcmp(field, "data_offsets"));
+        if (ints && j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
+          const char *b = j->p;
+          while (j->p < j->end && *j->p && strchr("+-0123456789.eE", *j->p))
+            j->p++;
+          if (memchr(b, '.', (size_t)(j->p - b)) || memchr(b, 'e', (size_t)(j->p - b)) ||
+              memchr(b, 'E', (size_t)(j->p - b)))
+            return ferr(j->c, TG_EFORMAT,
+                        "tensor \"%.80s\": %s element %d is written %.*s; "
+                        "%s must be integers, without a fraction or an "
+                        "exponent",
+                        name, field, i, (int)(j->p - b > 40 ? 40 : j->p - b), b,
+                        !strcmp(field, "shape") ? "shape elements"
+                                                : "data_offsets");
+          rc = TG_OK;
+        } else {
+          rc = js_value(j, depth + 1, name, field);
+        }
+      }
+      if (rc) return rc;
+    }
+  }
+  /* a number, true, false or null */
+  while (j->p < j->end && !js_space(*j->p) && *j->p != ',' && *j->p != '}' &&
+         *j->p != ']' && (unsigned char)*j->p > ' ')
+    j->p++;
+  return TG_OK;
+}
+
+/* Two keys alike in one object: cJSON keeps both, and lookups would see
+ * only the first. Sorted copies of the child pointers find them. */
+static int cmp_item_name(const void *a, const void *b) {
+  return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static int entry_dup_keys(const st_ctx *c, const cJSON *item) {
+  int n = cJSON_GetArraySize(item);
+  if (n < 2) return TG_OK;
+  const cJSON **v = tg__malloc((size_t)n * sizeof *v);
+  if (!v) return ferr(c, TG_ENOMEM, "out of memory");
+  int k = 0;
+  for (const cJSON *f = item->child; f && k < n; f = f->next) v[k++] = f;
+  qsort(v, (size_t)k, sizeof *v, cmp_item_name);
+  int rc = TG_OK;
+  for (int i = 1; i < k && !rc; i++)
+    if (!strcmp(v[i - 1]->string, v[i]->string))
+      rc = ferr(c, TG_EFORMAT, "tensor \"%.80s\": the key \"%.40s\" appears "
+                "twice in its entry", item->string, v[i]->string);
+  tg__free(v);
+  return rc;
+}
+
 /* Checks the header text and builds the entries (no tensors yet). */
 static int parse_header(const st_ctx *c, const char *text, size_t len,
                         uint64_t data_len, tg_checkpoint *ck) {
@@ -299,6 +462,8 @@ static int parse_header(const st_ctx *c, const char *text, size_t len,
                 "%zu)", at, len);
   }
   int rc = TG_OK;
+  jscan js = {c, text, text, end};
+  if ((rc = js_value(&js, 0, "", ""))) goto done;
   for (const char *p = end; p < text + len; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
       rc = ferr(c, TG_EFORMAT, "the header has text after its JSON object (at "
@@ -326,7 +491,9 @@ static int parse_header(const st_ctx *c, const char *text, size_t len,
       continue;
     }
     st_entry *e = &ck->e[ck->n];
-    if ((rc = parse_entry(c, item, data_len, e))) goto done;
+    if ((cJSON_IsObject(item) && (rc = entry_dup_keys(c, item))) ||
+        (rc = parse_entry(c, item, data_len, e)))
+      goto done;
     if (!(e->name = dup_str(item->string))) {
       rc = ferr(c, TG_ENOMEM, "out of memory");
       goto done;
