@@ -573,6 +573,48 @@ START_TEST(hostile_lengths) {
 }
 END_TEST
 
+/* cJSON's allocations go through tg_set_allocator's functions: a header
+ * with 200 more JSON values (in a key tapegrad ignores) costs at least 200
+ * more allocations to open, and every one is freed. */
+START_TEST(json_uses_allocator) {
+  static const float d[2] = {1, 2};
+  char big[2048];
+  int k = snprintf(big, sizeof big, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+                   "\"data_offsets\":[0,8],\"extra\":[0");
+  for (int i = 1; i < 200; i++) k += snprintf(big + k, sizeof big - (size_t)k, ",%d", i);
+  snprintf(big + k, sizeof big - (size_t)k, "]}}");
+  st_put("small.st", A("\"F32\"", "[2]", "[0,8]"), d, sizeof d);
+  st_put("big.st", big, d, sizeof d);
+  long n[2];
+  const char *files[2] = {"small.st", "big.st"};
+  for (int i = 0; i < 2; i++) {
+    counting_allocator(true);
+    tg_checkpoint *ck = tg_checkpoint_open(P(files[i]));
+    bool ok = ck != NULL;
+    tg_checkpoint_close(ck);
+    n[i] = *test_allocs();
+    long frees = *test_frees();
+    counting_allocator(false);
+    ck_assert_msg(ok, "%s", tg_last_error());
+    ck_assert_int_gt(n[i], 0);
+    ck_assert_int_eq(n[i], frees);
+  }
+  ck_assert_msg(n[1] >= n[0] + 200, "small header: %ld allocations, big: %ld",
+                n[0], n[1]);
+  /* and saving: building and printing the header */
+  tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(2));
+  const char *name = "a";
+  counting_allocator(true);
+  int rc = tg_save(P("counted.st"), &name, &a, 1, NULL);
+  long saves = *test_allocs(), frees = *test_frees();
+  counting_allocator(false);
+  ck_assert_int_eq(rc, TG_OK);
+  ck_assert_int_eq(saves, frees);
+  ck_assert_int_ge(saves, 10); /* the JSON tree's nodes, not just the buffers */
+  tg_tensor_free(a);
+}
+END_TEST
+
 /* --- what is not a regular file */
 
 /* Runs body in a child with an alarm, so a loader that blocks fails the
@@ -1289,6 +1331,7 @@ int main(void) {
   tcase_add_test(tc, hostile_headers);
   tcase_add_test(tc, hostile_lengths);
   tcase_add_test(tc, load_fifo_refused);
+  tcase_add_test(tc, json_uses_allocator);
   suite_add_tcase(s, tc);
   TCase *npy = tcase_create("npy");
   tcase_add_test(npy, npy_round_trip);

@@ -276,6 +276,55 @@ START_TEST(size_errors_gzip) {
 }
 END_TEST
 
+/* zlib's memory comes from tg_set_allocator's functions too: a gzip'd
+ * load makes the allocations of a plain one plus the reader's and
+ * inflate's own (its state and window), and frees all of them. */
+START_TEST(gzip_uses_allocator) {
+  unsigned char b[64];
+  put("alloc-plain", b, good_images(b));
+  put_gz("alloc.gz", b, good_images(b));
+  long n[2];
+  const char *files[2] = {"alloc-plain", "alloc.gz"};
+  for (int i = 0; i < 2; i++) {
+    counting_allocator(true);
+    tg_tensor *x = tg_idx_load(P(files[i]), TG_F32);
+    tg_tensor_free(x);
+    n[i] = *test_allocs();
+    long frees = *test_frees();
+    counting_allocator(false);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(n[i], frees);
+  }
+  ck_assert_msg(n[1] >= n[0] + 3, "plain: %ld allocations, gzip'd: %ld", n[0],
+                n[1]);
+}
+END_TEST
+
+/* gzip members one after another read as one stream (as gzip -c a b
+ * writes them); other bytes after the last member are refused. */
+START_TEST(gzip_members) {
+  unsigned char b[64], z1[256], z2[256], all[600];
+  size_t n = good_images(b);
+  put_gz("m1.gz", b, 10);
+  put_gz("m2.gz", b + 10, n - 10);
+  FILE *f = fopen(P("m1.gz"), "rb");
+  size_t n1 = fread(z1, 1, sizeof z1, f);
+  fclose(f);
+  f = fopen(P("m2.gz"), "rb");
+  size_t n2 = fread(z2, 1, sizeof z2, f);
+  fclose(f);
+  memcpy(all, z1, n1);
+  memcpy(all + n1, z2, n2);
+  put("members.gz", all, n1 + n2);
+  check_images(tg_idx_load(P("members.gz"), TG_F32), TG_F32);
+  memcpy(all + n1 + n2, "junk", 4);
+  put("junk-after.gz", all, n1 + n2 + 4);
+  ck_assert_ptr_null(tg_idx_load(P("junk-after.gz"), TG_F32));
+  ck_assert_error_has(TG_EFORMAT, P("junk-after.gz"),
+                      "bytes after the end of the gzip stream");
+}
+END_TEST
+
 /* The compressed bytes of a gzip'd good image file. */
 static size_t gz_bytes(unsigned char *out, size_t cap) {
   unsigned char b[64];
@@ -541,6 +590,8 @@ int main(void) {
   tcase_add_test(tc, size_errors_plain);
   tcase_add_test(tc, size_errors_gzip);
   tcase_add_test(tc, broken_gzip);
+  tcase_add_test(tc, gzip_uses_allocator);
+  tcase_add_test(tc, gzip_members);
   tcase_add_test(tc, io_errors);
   tcase_add_test(tc, fifo_refused);
   tcase_add_test(tc, mnist_good);

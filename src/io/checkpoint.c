@@ -4,9 +4,13 @@
  * it is trusted with an allocation or a copy. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+/* XXH3_state_t's layout, so the state lives on the stack instead of in
+ * XXH3_createState's plain malloc, which tg_set_allocator would not see. */
+#define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
 #include "io.h"
@@ -58,6 +62,22 @@ static int ferr(const st_ctx *c, int status, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   return tg__err(status, "%s: %s: %s", c->fn, c->path, msg);
+}
+
+/* cJSON allocates through hooks that are global to the process; tapegrad
+ * installs them once (pthread_once, so two threads' first checkpoints do
+ * not race) and they call the allocator current at each call, so a later
+ * tg_set_allocator is followed too. Every cJSON object tapegrad makes lives
+ * within one call, so none outlives a change of allocator. */
+static void *json_malloc(size_t n) { return tg__malloc(n); }
+static void json_free(void *p) { tg__free(p); }
+static void json_hooks_install(void) {
+  cJSON_Hooks h = {json_malloc, json_free};
+  cJSON_InitHooks(&h);
+}
+static void json_hooks(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, json_hooks_install);
 }
 
 static char *dup_str(const char *s) {
@@ -587,9 +607,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
                 (unsigned long long)hlen);
   uint64_t data_len = s->size - 8 - hlen;
 
+  json_hooks();
   char *text = tg__malloc((size_t)hlen);
   tg_checkpoint *ck = tg__calloc(1, sizeof *ck);
-  XXH3_state_t *hs = NULL;
+  XXH3_state_t hst, *hs = NULL;
   if (!text || !ck || !(ck->path = dup_str(s->path))) {
     rc = ferr(&c, TG_ENOMEM, "out of memory");
     goto fail;
@@ -600,9 +621,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
 
   /* The header holds together: now the data, at most the file's size. */
   const char *want = tg_checkpoint_meta(ck, "xxh3");
-  if (want && (!(hs = XXH3_createState()) || XXH3_64bits_reset(hs) != XXH_OK)) {
-    rc = ferr(&c, TG_ENOMEM, "out of memory");
-    goto fail;
+  if (want) {
+    hs = &hst;
+    XXH3_INITSTATE(hs);
+    XXH3_64bits_reset(hs); /* cannot fail on a valid state */
   }
   for (int i = 0; i < ck->n; i++) {
     st_entry *e = &ck->e[i];
@@ -630,12 +652,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
     }
     ck->verified = true;
   }
-  XXH3_freeState(hs);
   tg__free(text);
   *out = ck;
   return TG_OK;
 fail:
-  XXH3_freeState(hs);
   tg__free(text);
   tg_checkpoint_close(ck);
   return rc;
@@ -896,25 +916,21 @@ int tg_save(const char *path, const char *const *names,
   if (rc || (rc = check_meta_kv(fn, meta_kv, &pairs))) return rc;
 
   uint64_t total = 0;
-  XXH3_state_t *hs = XXH3_createState();
-  if (!hs || XXH3_64bits_reset(hs) != XXH_OK) {
-    XXH3_freeState(hs);
-    return tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
-  }
+  XXH3_state_t hst, *hs = &hst;
+  XXH3_INITSTATE(hs);
+  XXH3_64bits_reset(hs);
   for (int i = 0; i < n; i++) {
     size_t es = tg__dtype_size(tensors[i]->dtype);
     size_t nb = (size_t)tensors[i]->numel * es;
     total += nb;
-    if (total > ST_MAX_INT) {
-      XXH3_freeState(hs);
+    if (total > ST_MAX_INT)
       return tg__err(TG_ERANGE, "%s: %s: more than 2^53 bytes of data", fn, path);
-    }
     hash_le(hs, tensors[i]->data, nb, es);
   }
   char sum[17];
   snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits_digest(hs));
-  XXH3_freeState(hs);
 
+  json_hooks();
   char *json = build_header(names, tensors, n, meta_kv, pairs, sum);
   if (!json) return tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
   /* Spaces pad the header so the data starts 8-byte aligned. */

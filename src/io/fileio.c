@@ -13,8 +13,29 @@
 
 #include "io.h"
 
-/* The most one gzread call is asked for (it counts in unsigned int). */
+/* The most one inflate call is asked for (it counts in unsigned int), and
+ * the compressed bytes read from the file at a time. */
 #define GZ_READ_CHUNK ((size_t)1 << 20)
+#define GZ_IN ((size_t)1 << 17)
+
+/* A gzip reader: inflate over the source's FILE, with zlib's memory from
+ * tg_set_allocator's functions (gzopen's reader would take plain malloc). */
+struct tg__gz {
+  z_stream z;
+  bool eof;    /* the FILE has no more bytes */
+  bool member; /* inside a gzip member, which must reach its end */
+  unsigned char in[GZ_IN];
+};
+
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
+  (void)opaque;
+  return tg__calloc(items, size);
+}
+
+static void z_free(voidpf opaque, voidpf p) {
+  (void)opaque;
+  tg__free(p);
+}
 
 const char *tg__errstr(int errnum, char *buf, size_t n) {
   if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
@@ -83,28 +104,28 @@ int tg__src_open_stream(tg__src *s, const char *fn, const char *path) {
     rewind(s->f);
     return TG_OK;
   }
-  /* A gzip'd file: zlib reads it from byte 0 on a descriptor of its own.
-   * The FILE goes first, since closing it may move the shared offset. */
-  int fd = dup(fileno(s->f));
-  if (fd < 0) {
-    rc = src_io_err(s, "cannot duplicate descriptor", errno);
+  /* A gzip'd file: inflate reads it from byte 0. */
+  rewind(s->f);
+  struct tg__gz *g = tg__malloc(sizeof *g);
+  if (!g) {
     tg__src_close(s);
-    return rc;
-  }
-  fclose(s->f);
-  s->f = NULL;
-  if (lseek(fd, 0, SEEK_SET) < 0) {
-    rc = src_io_err(s, "cannot seek", errno);
-    close(fd);
-    return rc;
-  }
-  s->gz = gzdopen(fd, "rb");
-  if (!s->gz) {
-    close(fd);
     return tg__err(TG_ENOMEM, "%s: %s: out of memory for the gzip reader", fn,
                    path);
   }
-  gzbuffer(s->gz, 1u << 17);
+  memset(&g->z, 0, sizeof g->z);
+  g->z.zalloc = z_alloc;
+  g->z.zfree = z_free;
+  g->eof = g->member = false;
+  /* 15 + 16: a gzip wrapper around the largest window */
+  int zr = inflateInit2(&g->z, 15 + 16);
+  if (zr != Z_OK) {
+    tg__free(g);
+    tg__src_close(s);
+    return tg__err(zr == Z_MEM_ERROR ? TG_ENOMEM : TG_EIO,
+                   "%s: %s: cannot start the gzip reader: %s", fn, path,
+                   zr == Z_MEM_ERROR ? "out of memory" : zError(zr));
+  }
+  s->gz = g;
   return TG_OK;
 }
 
@@ -132,37 +153,83 @@ int tg__src_read(tg__src *s, void *buf, size_t n) {
   return TG_OK;
 }
 
+/* Makes at least want compressed bytes available to inflate, unless the
+ * file ends first (then g->eof). */
+static int gz_fill(tg__src *s, size_t want) {
+  struct tg__gz *g = s->gz;
+  if (g->z.avail_in >= want || g->eof) return TG_OK;
+  memmove(g->in, g->z.next_in ? g->z.next_in : g->in, g->z.avail_in);
+  g->z.next_in = g->in;
+  while (g->z.avail_in < want && !g->eof) {
+    size_t r = fread(g->in + g->z.avail_in, 1, GZ_IN - g->z.avail_in, s->f);
+    if (r == 0) {
+      if (ferror(s->f)) return src_io_err(s, "read failed", errno);
+      g->eof = true;
+    }
+    g->z.avail_in += (uInt)r;
+  }
+  return TG_OK;
+}
+
+/* Up to n decompressed bytes; fewer only at the end of the last member.
+ * Members may follow one another, as gzip concatenates them; anything
+ * else after a member is an error, not ignored as gzread would. */
+static int gz_read(tg__src *s, unsigned char *buf, size_t n, size_t *got) {
+  struct tg__gz *g = s->gz;
+  size_t done = 0;
+  int rc;
+  *got = 0;
+  while (done < n) {
+    if (!g->member) { /* between members: another one, or the end */
+      if ((rc = gz_fill(s, 2))) return rc;
+      if (g->z.avail_in == 0) break;
+      if (g->z.avail_in < 2 || g->z.next_in[0] != 0x1f || g->z.next_in[1] != 0x8b)
+        return tg__err(TG_EFORMAT,
+                       "%s: %s: corrupt gzip data: bytes after the end of the "
+                       "gzip stream (after %llu decompressed bytes)",
+                       s->fn, s->path, (unsigned long long)(s->pos + done));
+      g->member = true;
+    }
+    if ((rc = gz_fill(s, 1))) return rc;
+    size_t want = n - done;
+    if (want > GZ_READ_CHUNK) want = GZ_READ_CHUNK;
+    g->z.next_out = buf + done;
+    g->z.avail_out = (uInt)want;
+    int zr = inflate(&g->z, Z_NO_FLUSH);
+    done += want - g->z.avail_out;
+    if (zr == Z_STREAM_END) {
+      g->member = false;
+      if (inflateReset(&g->z) != Z_OK)
+        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data", s->fn, s->path);
+    } else if (zr == Z_BUF_ERROR && g->eof && g->z.avail_in == 0) {
+      /* no progress, and no more input: the member was cut short */
+      return tg__err(TG_EFORMAT,
+                     "%s: %s: the gzip stream is truncated (unexpected end of "
+                     "file) after %llu decompressed bytes",
+                     s->fn, s->path, (unsigned long long)(s->pos + done));
+    } else if (zr == Z_MEM_ERROR) {
+      return tg__err(TG_ENOMEM, "%s: %s: out of memory in the gzip reader",
+                     s->fn, s->path);
+    } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+      return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
+                     s->path, g->z.msg ? g->z.msg : zError(zr));
+    }
+  }
+  *got = done;
+  return TG_OK;
+}
+
 int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got) {
   size_t done = 0;
   if (s->mem) {
     done = n < s->size - s->pos ? n : (size_t)(s->size - s->pos);
     memcpy(buf, s->mem + s->pos, done);
-  } else if (s->f) {
+  } else if (s->gz) {
+    int rc = gz_read(s, buf, n, &done);
+    if (rc) return rc;
+  } else {
     done = fread(buf, 1, n, s->f);
     if (done < n && ferror(s->f)) return src_io_err(s, "read failed", errno);
-  } else {
-    while (done < n) {
-      size_t want = n - done;
-      if (want > GZ_READ_CHUNK) want = GZ_READ_CHUNK;
-      int r = gzread(s->gz, (char *)buf + done, (unsigned)want);
-      int zerr = Z_OK;
-      const char *zmsg = r <= 0 ? gzerror(s->gz, &zerr) : "";
-      /* A stream cut short reads as a short read, then as end of file with
-       * Z_BUF_ERROR set (zlib allows reading on, for growing files). */
-      if (r < 0 || zerr == Z_BUF_ERROR) {
-        if (zerr == Z_ERRNO) return src_io_err(s, "read failed", errno);
-        if (zerr == Z_BUF_ERROR)
-          return tg__err(TG_EFORMAT,
-                         "%s: %s: the gzip stream is truncated (%s) after %llu "
-                         "decompressed bytes",
-                         s->fn, s->path, zmsg,
-                         (unsigned long long)(s->pos + done));
-        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
-                       s->path, zmsg);
-      }
-      if (r == 0) break;
-      done += (size_t)r;
-    }
   }
   s->pos += done;
   *got = done;
@@ -171,7 +238,10 @@ int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got) {
 
 void tg__src_close(tg__src *s) {
   if (s->f) fclose(s->f);
-  if (s->gz) gzclose(s->gz);
+  if (s->gz) {
+    inflateEnd(&s->gz->z);
+    tg__free(s->gz);
+  }
   s->f = NULL;
   s->gz = NULL;
 }

@@ -11,15 +11,15 @@
 const char *tg__errstr(int errnum, char *buf, size_t n);
 /* A byte source: a regular file of known size, a memory buffer (the
  * fuzzers' way in), or, opened with tg__src_open_stream, a gzip'd regular
- * file read through zlib; gz is set then, and size is that of the
+ * file inflated by zlib with tapegrad's allocator; gz is set then, and size is that of the
  * compressed file. pos counts the (decompressed) bytes consumed. Nothing
  * else is opened: a FIFO, a device or a socket could block the caller
  * forever, and none of the loaders documents reading a stream. */
-struct gzFile_s;
+struct tg__gz;
 typedef struct {
   const char *fn, *path;
-  FILE *f;
-  struct gzFile_s *gz;
+  FILE *f;          /* also under gz, which inflates what it reads */
+  struct tg__gz *gz;
   const unsigned char *mem;
   bool gzipped; /* gz decompresses (rather than passing a stream through) */
   uint64_t size, pos;
