@@ -316,7 +316,9 @@ START_TEST(gzip_members) {
   memcpy(all, z1, n1);
   memcpy(all + n1, z2, n2);
   put("members.gz", all, n1 + n2);
-  check_images(tg_idx_load(P("members.gz"), TG_F32), TG_F32);
+  tg_tensor *x = tg_idx_load(P("members.gz"), TG_F32);
+  check_images(x, TG_F32);
+  tg_tensor_free(x);
   memcpy(all + n1 + n2, "junk", 4);
   put("junk-after.gz", all, n1 + n2 + 4);
   ck_assert_ptr_null(tg_idx_load(P("junk-after.gz"), TG_F32));
