@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -100,6 +101,35 @@ static int pick(const char *s, const char *const *names, int n) {
   for (int i = 0; i < n; i++)
     if (!strcmp(s, names[i])) return i;
   return -1;
+}
+
+/* An output file (opt names its option) must be writable into its folder,
+ * checked before the data is loaded, so a mistyped folder fails at once
+ * instead of after the first epoch has trained. Returns 0 or 2. */
+static int check_output(const char *prog, const char *opt, const char *path) {
+  const char *slash = strrchr(path, '/');
+  size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
+  char *dir = malloc(n + 1);
+  if (!dir) {
+    fprintf(stderr, "%s: out of memory\n", prog);
+    return 2;
+  }
+  if (!slash) strcpy(dir, ".");
+  else memcpy(dir, path, n), dir[n] = '\0';
+  struct stat st;
+  int rc = 0;
+  const char *why = NULL;
+  if (!*path || (slash && !slash[1])) why = "it names no file";
+  else if (stat(dir, &st) != 0) why = strerror(errno);
+  else if (!S_ISDIR(st.st_mode)) why = "it is not a folder";
+  else if (access(dir, W_OK | X_OK) != 0) why = strerror(errno);
+  if (why) {
+    fprintf(stderr, "%s: %s '%s': cannot write into the folder '%s': %s\n",
+            prog, opt, path, dir, why);
+    rc = 2;
+  }
+  free(dir);
+  return rc;
 }
 
 /* Returns 0 to go on, or the exit status. */
@@ -230,6 +260,14 @@ static int parse_args(int argc, char **argv, options *o) {
     return 2;
   }
   if (!o->data_dir) o->data_dir = !strcmp(o->dataset, "fashion") ? "data/fashion" : "data/mnist";
+  const struct {
+    const char *opt, *path;
+  } outs[] = {{"--save", o->save_path},
+              {"--log", o->log_path},
+              {"--plot", o->plot_path},
+              {"--dot", o->dot_path}};
+  for (size_t i = 0; i < sizeof outs / sizeof *outs; i++)
+    if (outs[i].path && check_output(prog, outs[i].opt, outs[i].path)) return 2;
   return 0;
 }
 

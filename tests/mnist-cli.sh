@@ -29,6 +29,29 @@ else bad "missing data gave status $st: $(cat "$dir/out")"; fi
 
 ./tests/mkidx "$dir" 600 200 || exit 99
 common="--data $dir --limit 500 --batch 20 --threads 1 --seed 7"
+
+# An output into a missing or unwritable folder fails before any training:
+# status 2 and a message naming the option and the path.
+: >"$dir/plainfile"
+for opt in --save --log --plot --dot; do
+  for path in "$dir/missing/out" "$dir/plainfile/out"; do
+    # shellcheck disable=SC2086
+    $prog $common --epochs 1 "$opt" "$path" >"$dir/out" 2>&1
+    st=$?
+    if [ $st -eq 2 ] && grep -q -- "$opt '$path'" "$dir/out" && ! grep -q '^epoch' "$dir/out"; then
+      ok "$opt into a bad folder fails before training"
+    else bad "$opt $path gave status $st: $(head -n 3 "$dir/out")"; fi
+  done
+done
+
+# A FIFO given to --resume is refused at once, not waited on (the timeout
+# turns a hang into a failure).
+mkfifo "$dir/fifo" || exit 99
+# shellcheck disable=SC2086
+timeout 60 $prog $common --epochs 1 --resume "$dir/fifo" >"$dir/out" 2>&1
+st=$?
+if [ $st -eq 1 ] && grep -q "$dir/fifo: not a regular file" "$dir/out"; then ok "refuses a FIFO checkpoint"
+else bad "--resume FIFO gave status $st: $(tail -n 2 "$dir/out")"; fi
 # shellcheck disable=SC2086
 $prog $common --epochs 4 --log "$dir/log.csv" --plot "$dir/plot.svg" >"$dir/full" 2>&1 ||
   bad "4 epochs: $(tail -n 3 "$dir/full")"

@@ -1,9 +1,11 @@
 /* tests/test_idx.c: the IDX reader and the MNIST loader, on small files the
  * test writes itself (plain and gzip'd, good and hostile), and on the real
  * MNIST when it has been fetched into data/mnist. */
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -274,6 +276,57 @@ START_TEST(size_errors_gzip) {
 }
 END_TEST
 
+/* zlib's memory comes from tg_set_allocator's functions too: a gzip'd
+ * load makes the allocations of a plain one plus the reader's and
+ * inflate's own (its state and window), and frees all of them. */
+START_TEST(gzip_uses_allocator) {
+  unsigned char b[64];
+  put("alloc-plain", b, good_images(b));
+  put_gz("alloc.gz", b, good_images(b));
+  long n[2];
+  const char *files[2] = {"alloc-plain", "alloc.gz"};
+  for (int i = 0; i < 2; i++) {
+    counting_allocator(true);
+    tg_tensor *x = tg_idx_load(P(files[i]), TG_F32);
+    tg_tensor_free(x);
+    n[i] = *test_allocs();
+    long frees = *test_frees();
+    counting_allocator(false);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(n[i], frees);
+  }
+  ck_assert_msg(n[1] >= n[0] + 3, "plain: %ld allocations, gzip'd: %ld", n[0],
+                n[1]);
+}
+END_TEST
+
+/* gzip members one after another read as one stream (as gzip -c a b
+ * writes them); other bytes after the last member are refused. */
+START_TEST(gzip_members) {
+  unsigned char b[64], z1[256], z2[256], all[600];
+  size_t n = good_images(b);
+  put_gz("m1.gz", b, 10);
+  put_gz("m2.gz", b + 10, n - 10);
+  FILE *f = fopen(P("m1.gz"), "rb");
+  size_t n1 = fread(z1, 1, sizeof z1, f);
+  fclose(f);
+  f = fopen(P("m2.gz"), "rb");
+  size_t n2 = fread(z2, 1, sizeof z2, f);
+  fclose(f);
+  memcpy(all, z1, n1);
+  memcpy(all + n1, z2, n2);
+  put("members.gz", all, n1 + n2);
+  tg_tensor *x = tg_idx_load(P("members.gz"), TG_F32);
+  check_images(x, TG_F32);
+  tg_tensor_free(x);
+  memcpy(all + n1 + n2, "junk", 4);
+  put("junk-after.gz", all, n1 + n2 + 4);
+  ck_assert_ptr_null(tg_idx_load(P("junk-after.gz"), TG_F32));
+  ck_assert_error_has(TG_EFORMAT, P("junk-after.gz"),
+                      "bytes after the end of the gzip stream");
+}
+END_TEST
+
 /* The compressed bytes of a gzip'd good image file. */
 static size_t gz_bytes(unsigned char *out, size_t cap) {
   unsigned char b[64];
@@ -315,6 +368,57 @@ START_TEST(io_errors) {
                       "No such file or directory");
   ck_assert_ptr_null(tg_idx_load(test_dir(), TG_F32));
   ck_assert_error_has(TG_EIO, test_dir(), "Is a directory");
+}
+END_TEST
+
+/* The loaders on FIFOs without a writer, which a plain open() would wait
+ * on forever: in a child with an alarm, so a loader that blocks fails the
+ * test instead of hanging the suite. Returns the number of failed checks
+ * (Check's assertions belong to the test's own process). */
+static int load_fifos(void) {
+  int bad = 0;
+  tg_tensor *t = tg_idx_load(P("fifo"), TG_F32);
+  if (t || tg_last_status() != TG_EIO ||
+      !strstr(tg_last_error(), "tg_idx_load") ||
+      !strstr(tg_last_error(), P("fifo")) ||
+      !strstr(tg_last_error(), "not a regular file (a FIFO)")) {
+    fprintf(stderr, "tg_idx_load: %s\n", tg_last_error());
+    bad++;
+  }
+  tg_tensor_free(t);
+  tg_tensor *x = NULL, *y = NULL;
+  int rc = tg_mnist_load(P("fifos"), "train", &x, &y);
+  if (rc != TG_EIO || x || y || !strstr(tg_last_error(), "tg_mnist_load") ||
+      !strstr(tg_last_error(), "train-images-idx3-ubyte") ||
+      !strstr(tg_last_error(), "not a regular file")) {
+    fprintf(stderr, "tg_mnist_load: %s\n", tg_last_error());
+    bad++;
+  }
+  return bad;
+}
+
+START_TEST(fifo_refused) {
+  ck_assert_int_eq(mkfifo(P("fifo"), 0600), 0);
+  ck_assert_int_eq(mkdir(P("fifos"), 0700), 0);
+  ck_assert_int_eq(mkfifo(P("fifos/train-images-idx3-ubyte"), 0600), 0);
+  ck_assert_int_eq(mkfifo(P("fifos/train-labels-idx1-ubyte"), 0600), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(2); /* before Check's own 4-second timeout */
+    _exit(load_fifos() ? 1 : 0);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(!WIFSIGNALED(st), "the child died of signal %d%s",
+                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a check failed");
+  unlink(P("fifos/train-images-idx3-ubyte"));
+  unlink(P("fifos/train-labels-idx1-ubyte"));
+  rmdir(P("fifos"));
+  unlink(P("fifo"));
 }
 END_TEST
 
@@ -488,7 +592,10 @@ int main(void) {
   tcase_add_test(tc, size_errors_plain);
   tcase_add_test(tc, size_errors_gzip);
   tcase_add_test(tc, broken_gzip);
+  tcase_add_test(tc, gzip_uses_allocator);
+  tcase_add_test(tc, gzip_members);
   tcase_add_test(tc, io_errors);
+  tcase_add_test(tc, fifo_refused);
   tcase_add_test(tc, mnist_good);
   tcase_add_test(tc, mnist_errors);
   suite_add_tcase(s, tc);

@@ -42,7 +42,12 @@ extern "C" {
  * A replaced file keeps its permission bits; a new one gets 0644.
  * Returns TG_OK, TG_EINVAL for bad arguments, TG_ENOMEM, or TG_EIO when the
  * file cannot be written completely (full disk, quota, no permission): the
- * temporary file is then removed and the old file at path is untouched. */
+ * temporary file is then removed and the old file at path is untouched.
+ * TG_EIO too, with path untouched, when path exists and is not a regular
+ * file (a FIFO, a device, a link to one) or its mode gives its owner no
+ * write permission (such as 0444), even for root. The status tells what is
+ * on disk: TG_OK only when the new file is in place, and an error after the
+ * rename only when its folder could not be synced (the message says so). */
 TG_API int tg_save(const char *path, const char *const *names,
                    tg_tensor *const *tensors, int n,
                    const char *const *meta_kv);
@@ -55,7 +60,9 @@ TG_API int tg_save(const char *path, const char *const *names,
  * file that are not asked for are ignored. Only data is written: grads and
  * requires_grad are left as they are.
  * Returns TG_OK; TG_EINVAL for bad arguments (a NULL, a name asked for
- * twice); TG_EIO when the file cannot be read; TG_EFORMAT when it is
+ * twice); TG_EIO when the file cannot be read or is not a regular file (a
+ * FIFO, a device or a socket is refused unread: it could block forever);
+ * TG_EFORMAT when it is
  * malformed or lacks a requested name; TG_ECHECKSUM when its data does not
  * match its checksum; TG_EDTYPE or TG_ESHAPE when a stored tensor does not
  * fit its target; TG_ENOMEM. */
@@ -95,15 +102,18 @@ TG_API bool tg_checkpoint_verified(const tg_checkpoint *ck);
 
 /* --- NumPy .npy files: one array each.
  * Writes t as a format 1.0 .npy file ('<f4', '<f8' or '<i4', C order),
- * replacing path atomically as tg_save does. Returns TG_OK, TG_EINVAL,
- * TG_ENOMEM or TG_EIO. */
+ * replacing path atomically as tg_save does (and refusing the same
+ * targets). Returns TG_OK, TG_EINVAL, TG_ENOMEM or TG_EIO. */
 TG_API int tg_npy_save(const char *path, const tg_tensor *t);
-/* Reads a .npy file (format 1.0, 2.0 or 3.0) holding a little-endian,
- * C-order float32, float64 or int32 array of 0 to 4 dimensions (shape ()
- * is a 0-d tensor; dimensions of size 0 are allowed). Big-endian or Fortran-order data, other dtypes, a malformed
+/* Reads a .npy file (format 1.0, 2.0 or 3.0) holding a float32, float64 or
+ * int32 array ('<f4', '>f4', '<f8', '>f8', '<i4', '>i4') of 0 to 4
+ * dimensions (shape () is a 0-d tensor; dimensions of size 0 are allowed),
+ * in C or Fortran order: the tensor is always in the host's byte order and
+ * row-major (C) order, converted as needed. Other dtypes, a malformed
  * header, and data shorter or longer than the header promises are errors.
  * The caller owns the result (tg_tensor_free). On error: NULL, with TG_EIO
- * (cannot read), TG_EFORMAT (malformed or unsupported) or TG_ENOMEM. */
+ * (cannot read, or not a regular file, as for tg_load_into), TG_EFORMAT
+ * (malformed or unsupported) or TG_ENOMEM. */
 TG_API tg_tensor *tg_npy_load(const char *path);
 
 #ifdef __cplusplus

@@ -22,8 +22,10 @@ extern "C" {
  * allocation the header asks for.
  * The caller owns the result (tg_tensor_free). On error: NULL, and
  * tg_last_error() names the path and what was wrong; TG_EIO when the file
- * cannot be opened or read, TG_EFORMAT when its content is malformed,
- * TG_EDTYPE when dtype does not fit the kind of file. */
+ * cannot be opened or read, or is not a regular file (a FIFO, a device or a
+ * socket is refused without being read, as reading it could block
+ * forever), TG_EFORMAT when its content is malformed, TG_EDTYPE when dtype
+ * does not fit the kind of file. */
 TG_API tg_tensor *tg_idx_load(const char *path, tg_dtype dtype);
 
 /* Loads one split of MNIST (or a data set in its layout, such as

@@ -53,9 +53,16 @@ TG_API int tg_last_status(void);
 TG_API void tg_clear_error(void);
 
 /* Replace the allocator used for every heap allocation the library makes
- * (tensors, tapes, arenas). All four must be given; call before any other
- * tapegrad function, or after every tapegrad object has been freed.
- * Returns TG_OK or TG_EINVAL. */
+ * (tensors, tapes, arenas), including those of the libraries it reads files
+ * with: cJSON's (safetensors headers), zlib's (gzip'd IDX files, inflated
+ * with its zalloc/zfree hooks) and the XXH3 checksum state (kept on the
+ * stack). cJSON's hooks are global to the process: tapegrad installs them
+ * once, on its first safetensors load or save, and from then on cJSON
+ * allocates through the current tapegrad allocator for every user of
+ * cJSON in the process. The C library's own buffers (a FILE's stdio
+ * buffer, for instance) are not covered. All four must be given; call
+ * before any other tapegrad function, or after every tapegrad object has
+ * been freed. Returns TG_OK or TG_EINVAL. */
 typedef void *(*tg_malloc_fn)(size_t size);
 typedef void *(*tg_realloc_fn)(void *ptr, size_t size);
 typedef void *(*tg_calloc_fn)(size_t count, size_t size);

@@ -4,9 +4,13 @@
  * it is trusted with an allocation or a copy. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+/* XXH3_state_t's layout, so the state lives on the stack instead of in
+ * XXH3_createState's plain malloc, which tg_set_allocator would not see. */
+#define XXH_STATIC_LINKING_ONLY
 #include <xxhash.h>
 
 #include "io.h"
@@ -58,6 +62,22 @@ static int ferr(const st_ctx *c, int status, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   return tg__err(status, "%s: %s: %s", c->fn, c->path, msg);
+}
+
+/* cJSON allocates through hooks that are global to the process; tapegrad
+ * installs them once (pthread_once, so two threads' first checkpoints do
+ * not race) and they call the allocator current at each call, so a later
+ * tg_set_allocator is followed too. Every cJSON object tapegrad makes lives
+ * within one call, so none outlives a change of allocator. */
+static void *json_malloc(size_t n) { return tg__malloc(n); }
+static void json_free(void *p) { tg__free(p); }
+static void json_hooks_install(void) {
+  cJSON_Hooks h = {json_malloc, json_free};
+  cJSON_InitHooks(&h);
+}
+static void json_hooks(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, json_hooks_install);
 }
 
 static char *dup_str(const char *s) {
@@ -280,6 +300,169 @@ static int parse_meta(const st_ctx *c, const cJSON *m, tg_checkpoint *ck) {
   return TG_OK;
 }
 
+/* --- what cJSON accepts but a safetensors header must not hold. cJSON keeps
+ * neither a number's source text nor a string's length, and is lenient
+ * where JSON is not, so the raw text (already parsed by cJSON, hence well
+ * formed) is walked once more for: raw control characters (below 0x20)
+ * inside strings and anything but the four JSON spaces between tokens; an
+ * escaped NUL (\u0000), which cJSON would cut the string short at; and a
+ * fraction or an exponent in the integers of shape and data_offsets ("4.0",
+ * "1e1" are doubles to cJSON, equal to integers, but not integers). */
+typedef struct {
+  const st_ctx *c;
+  const char *start, *p, *end;
+} jscan;
+
+#define JKEY 96 /* room for a key's decoded ASCII, enough to recognise ours */
+
+static bool js_space(char ch) {
+  return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r';
+}
+
+static int js_ws(jscan *j) {
+  while (j->p < j->end && (unsigned char)*j->p <= ' ') {
+    if (!js_space(*j->p))
+      return ferr(j->c, TG_EFORMAT,
+                  "the header has a control character 0x%02x between JSON "
+                  "tokens at byte %zu",
+                  (unsigned char)*j->p, (size_t)(j->p - j->start));
+    j->p++;
+  }
+  return TG_OK;
+}
+
+static int hexval(char ch) {
+  if (ch >= '0' && ch <= '9') return ch - '0';
+  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+  return -1;
+}
+
+/* A string at j->p; its ASCII decoded into key (others as '?'), cut at
+ * JKEY - 1 bytes. */
+static int js_string(jscan *j, char *key) {
+  size_t k = 0;
+  j->p++; /* the opening quote */
+  while (j->p < j->end && *j->p != '"') {
+    unsigned char ch = (unsigned char)*j->p;
+    size_t at = (size_t)(j->p - j->start);
+    char out = (char)ch;
+    if (ch < 0x20)
+      return ferr(j->c, TG_EFORMAT,
+                  "the header has a raw control character 0x%02x inside a JSON "
+                  "string at byte %zu",
+                  ch, at);
+    if (ch == '\\' && j->p + 1 < j->end) {
+      char e = *++j->p;
+      if (e == 'u' && j->end - j->p > 4) {
+        int v = 0;
+        for (int i = 1; i <= 4; i++) v = v << 4 | hexval(j->p[i]);
+        if (v == 0)
+          return ferr(j->c, TG_EFORMAT,
+                      "the header has an escaped NUL (\\u0000) inside a JSON "
+                      "string at byte %zu",
+                      at);
+        out = v < 0x80 ? (char)v : '?';
+        j->p += 4;
+      } else {
+        out = e == 'n' ? '\n' : e == 't' ? '\t' : e == 'r' ? '\r'
+            : e == 'b' ? '\b' : e == 'f' ? '\f' : e;
+      }
+    } else if (ch >= 0x80) {
+      out = '?';
+    }
+    if (k + 1 < JKEY) key[k++] = out;
+    j->p++;
+  }
+  j->p++; /* the closing quote */
+  key[k] = '\0';
+  return TG_OK;
+}
+
+/* A value at j->p. depth counts the enclosing containers; name is the
+ * tensor (the key at depth 1), field the key at depth 2. */
+static int js_value(jscan *j, int depth, const char *name, const char *field) {
+  char key[JKEY];
+  int rc = js_ws(j);
+  if (rc || j->p >= j->end) return rc;
+  char ch = *j->p;
+  if (ch == '"') return js_string(j, key);
+  if (ch == '{' || ch == '[') {
+    bool obj = ch == '{';
+    j->p++;
+    for (int i = 0;; i++) {
+      if ((rc = js_ws(j))) return rc;
+      if (j->p >= j->end) return TG_OK;
+      if (*j->p == (obj ? '}' : ']')) {
+        j->p++;
+        return TG_OK;
+      }
+      if (*j->p == ',') {
+        j->p++;
+        if ((rc = js_ws(j))) return rc;
+      }
+      if (obj) {
+        if (j->p >= j->end || *j->p != '"') return TG_OK; /* cJSON checked */
+        if ((rc = js_string(j, key)) || (rc = js_ws(j))) return rc;
+        if (j->p < j->end && *j->p == ':') j->p++;
+        rc = js_value(j, depth + 1, depth == 0 ? key : name,
+                      depth == 1 ? key : field);
+      } else {
+        /* the integers of shape and data_offsets: an array at depth 2
+         * under a tensor, not under __metadata__ */
+        bool ints = depth == 2 && strcmp(name, "__metadata__") != 0 &&
+                    (!strcmp(field, "shape") || !strcmp(field, "data_offsets"));
+        if (ints && j->p < j->end && (*j->p == '-' || (*j->p >= '0' && *j->p <= '9'))) {
+          const char *b = j->p;
+          while (j->p < j->end && *j->p && strchr("+-0123456789.eE", *j->p))
+            j->p++;
+          if (memchr(b, '.', (size_t)(j->p - b)) || memchr(b, 'e', (size_t)(j->p - b)) ||
+              memchr(b, 'E', (size_t)(j->p - b)))
+            return ferr(j->c, TG_EFORMAT,
+                        "tensor \"%.80s\": %s element %d is written %.*s; "
+                        "%s must be integers, without a fraction or an "
+                        "exponent",
+                        name, field, i, (int)(j->p - b > 40 ? 40 : j->p - b), b,
+                        !strcmp(field, "shape") ? "shape elements"
+                                                : "data_offsets");
+          rc = TG_OK;
+        } else {
+          rc = js_value(j, depth + 1, name, field);
+        }
+      }
+      if (rc) return rc;
+    }
+  }
+  /* a number, true, false or null */
+  while (j->p < j->end && !js_space(*j->p) && *j->p != ',' && *j->p != '}' &&
+         *j->p != ']' && (unsigned char)*j->p > ' ')
+    j->p++;
+  return TG_OK;
+}
+
+/* Two keys alike in one object: cJSON keeps both, and lookups would see
+ * only the first. Sorted copies of the child pointers find them. */
+static int cmp_item_name(const void *a, const void *b) {
+  return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static int entry_dup_keys(const st_ctx *c, const cJSON *item) {
+  int n = cJSON_GetArraySize(item);
+  if (n < 2) return TG_OK;
+  const cJSON **v = tg__malloc((size_t)n * sizeof *v);
+  if (!v) return ferr(c, TG_ENOMEM, "out of memory");
+  int k = 0;
+  for (const cJSON *f = item->child; f && k < n; f = f->next) v[k++] = f;
+  qsort(v, (size_t)k, sizeof *v, cmp_item_name);
+  int rc = TG_OK;
+  for (int i = 1; i < k && !rc; i++)
+    if (!strcmp(v[i - 1]->string, v[i]->string))
+      rc = ferr(c, TG_EFORMAT, "tensor \"%.80s\": the key \"%.40s\" appears "
+                "twice in its entry", item->string, v[i]->string);
+  tg__free(v);
+  return rc;
+}
+
 /* Checks the header text and builds the entries (no tensors yet). */
 static int parse_header(const st_ctx *c, const char *text, size_t len,
                         uint64_t data_len, tg_checkpoint *ck) {
@@ -299,6 +482,8 @@ static int parse_header(const st_ctx *c, const char *text, size_t len,
                 "%zu)", at, len);
   }
   int rc = TG_OK;
+  jscan js = {c, text, text, end};
+  if ((rc = js_value(&js, 0, "", ""))) goto done;
   for (const char *p = end; p < text + len; p++)
     if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
       rc = ferr(c, TG_EFORMAT, "the header has text after its JSON object (at "
@@ -326,7 +511,9 @@ static int parse_header(const st_ctx *c, const char *text, size_t len,
       continue;
     }
     st_entry *e = &ck->e[ck->n];
-    if ((rc = parse_entry(c, item, data_len, e))) goto done;
+    if ((cJSON_IsObject(item) && (rc = entry_dup_keys(c, item))) ||
+        (rc = parse_entry(c, item, data_len, e)))
+      goto done;
     if (!(e->name = dup_str(item->string))) {
       rc = ferr(c, TG_ENOMEM, "out of memory");
       goto done;
@@ -420,9 +607,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
                 (unsigned long long)hlen);
   uint64_t data_len = s->size - 8 - hlen;
 
+  json_hooks();
   char *text = tg__malloc((size_t)hlen);
   tg_checkpoint *ck = tg__calloc(1, sizeof *ck);
-  XXH3_state_t *hs = NULL;
+  XXH3_state_t hst, *hs = NULL;
   if (!text || !ck || !(ck->path = dup_str(s->path))) {
     rc = ferr(&c, TG_ENOMEM, "out of memory");
     goto fail;
@@ -433,9 +621,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
 
   /* The header holds together: now the data, at most the file's size. */
   const char *want = tg_checkpoint_meta(ck, "xxh3");
-  if (want && (!(hs = XXH3_createState()) || XXH3_64bits_reset(hs) != XXH_OK)) {
-    rc = ferr(&c, TG_ENOMEM, "out of memory");
-    goto fail;
+  if (want) {
+    hs = &hst;
+    XXH3_INITSTATE(hs);
+    XXH3_64bits_reset(hs); /* cannot fail on a valid state */
   }
   for (int i = 0; i < ck->n; i++) {
     st_entry *e = &ck->e[i];
@@ -463,12 +652,10 @@ static int parse(tg__src *s, tg_checkpoint **out) {
     }
     ck->verified = true;
   }
-  XXH3_freeState(hs);
   tg__free(text);
   *out = ck;
   return TG_OK;
 fail:
-  XXH3_freeState(hs);
   tg__free(text);
   tg_checkpoint_close(ck);
   return rc;
@@ -729,25 +916,21 @@ int tg_save(const char *path, const char *const *names,
   if (rc || (rc = check_meta_kv(fn, meta_kv, &pairs))) return rc;
 
   uint64_t total = 0;
-  XXH3_state_t *hs = XXH3_createState();
-  if (!hs || XXH3_64bits_reset(hs) != XXH_OK) {
-    XXH3_freeState(hs);
-    return tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
-  }
+  XXH3_state_t hst, *hs = &hst;
+  XXH3_INITSTATE(hs);
+  XXH3_64bits_reset(hs);
   for (int i = 0; i < n; i++) {
     size_t es = tg__dtype_size(tensors[i]->dtype);
     size_t nb = (size_t)tensors[i]->numel * es;
     total += nb;
-    if (total > ST_MAX_INT) {
-      XXH3_freeState(hs);
+    if (total > ST_MAX_INT)
       return tg__err(TG_ERANGE, "%s: %s: more than 2^53 bytes of data", fn, path);
-    }
     hash_le(hs, tensors[i]->data, nb, es);
   }
   char sum[17];
   snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits_digest(hs));
-  XXH3_freeState(hs);
 
+  json_hooks();
   char *json = build_header(names, tensors, n, meta_kv, pairs, sum);
   if (!json) return tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
   /* Spaces pad the header so the data starts 8-byte aligned. */

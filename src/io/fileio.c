@@ -13,8 +13,29 @@
 
 #include "io.h"
 
-/* The most one gzread call is asked for (it counts in unsigned int). */
+/* The most one inflate call is asked for (it counts in unsigned int), and
+ * the compressed bytes read from the file at a time. */
 #define GZ_READ_CHUNK ((size_t)1 << 20)
+#define GZ_IN ((size_t)1 << 17)
+
+/* A gzip reader: inflate over the source's FILE, with zlib's memory from
+ * tg_set_allocator's functions (gzopen's reader would take plain malloc). */
+struct tg__gz {
+  z_stream z;
+  bool eof;    /* the FILE has no more bytes */
+  bool member; /* inside a gzip member, which must reach its end */
+  unsigned char in[GZ_IN];
+};
+
+static voidpf z_alloc(voidpf opaque, uInt items, uInt size) {
+  (void)opaque;
+  return tg__calloc(items, size);
+}
+
+static void z_free(voidpf opaque, voidpf p) {
+  (void)opaque;
+  tg__free(p);
+}
 
 const char *tg__errstr(int errnum, char *buf, size_t n) {
   if (strerror_r(errnum, buf, n) != 0) snprintf(buf, n, "error %d", errnum);
@@ -27,77 +48,84 @@ static int src_io_err(const tg__src *s, const char *what, int errnum) {
                  tg__errstr(errnum, eb, sizeof eb));
 }
 
-/* Opens path and reads its status into st; a folder is refused. */
-static int src_fopen(tg__src *s, const char *fn, const char *path,
-                     struct stat *st) {
+/* Opens path for reading and refuses anything but a regular file. The open
+ * does not block: without O_NONBLOCK, opening a FIFO waits for a writer
+ * that may never come, and a device may wait for a carrier; the status is
+ * then read from the descriptor itself (no race with a rename), and only
+ * then is blocking I/O switched back on. */
+static int src_fopen(tg__src *s, const char *fn, const char *path) {
   memset(s, 0, sizeof *s);
   s->fn = fn;
   s->path = path;
-  s->f = fopen(path, "rb");
-  if (!s->f) return src_io_err(s, "cannot open", errno);
-  int rc = TG_OK;
-  if (fstat(fileno(s->f), st) != 0)
-    rc = src_io_err(s, "cannot stat", errno);
-  else if (S_ISDIR(st->st_mode))
-    rc = src_io_err(s, "cannot read", EISDIR);
-  if (rc) tg__src_close(s);
-  return rc;
-}
-
-int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return src_io_err(s, "cannot open", errno);
   struct stat st;
-  int rc = src_fopen(s, fn, path, &st);
-  if (rc) return rc;
-  if (!S_ISREG(st.st_mode)) {
-    tg__src_close(s);
-    return tg__err(TG_EIO, "%s: %s: not a regular file", fn, path);
+  int rc = TG_OK, fl;
+  if (fstat(fd, &st) != 0)
+    rc = src_io_err(s, "cannot stat", errno);
+  else if (S_ISDIR(st.st_mode))
+    rc = src_io_err(s, "cannot read", EISDIR);
+  else if (!S_ISREG(st.st_mode))
+    rc = tg__err(TG_EIO, "%s: %s: not a regular file (%s)", fn, path,
+                 S_ISFIFO(st.st_mode)  ? "a FIFO"
+                 : S_ISCHR(st.st_mode) ? "a character device"
+                 : S_ISBLK(st.st_mode) ? "a block device"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "not a file");
+  else if ((fl = fcntl(fd, F_GETFL)) < 0 ||
+           fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+    rc = src_io_err(s, "cannot clear O_NONBLOCK", errno);
+  else if (!(s->f = fdopen(fd, "rb")))
+    rc = src_io_err(s, "cannot open a stream on it", errno);
+  if (rc) {
+    close(fd);
+    return rc;
   }
   s->size = (uint64_t)st.st_size;
   return TG_OK;
 }
 
+int tg__src_open(tg__src *s, const char *fn, const char *path) {
+  return src_fopen(s, fn, path);
+}
+
 int tg__src_open_stream(tg__src *s, const char *fn, const char *path) {
-  struct stat st;
-  int rc = src_fopen(s, fn, path, &st);
+  int rc = src_fopen(s, fn, path);
   if (rc) return rc;
-  if (S_ISREG(st.st_mode)) {
-    unsigned char m[2];
-    size_t got = fread(m, 1, 2, s->f);
-    if (ferror(s->f)) {
-      rc = src_io_err(s, "read failed", errno);
-      tg__src_close(s);
-      return rc;
-    }
-    s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
-    if (!s->gzipped) {
-      rewind(s->f);
-      s->size = (uint64_t)st.st_size;
-      return TG_OK;
-    }
-  }
-  /* gzip, or a stream that cannot be sized (a pipe): zlib reads both, plain
-   * data transparently. The FILE goes first, since closing it may move the
-   * shared offset; a gzip'd regular file is then read again from byte 0. */
-  int fd = dup(fileno(s->f));
-  if (fd < 0) {
-    rc = src_io_err(s, "cannot duplicate descriptor", errno);
+  unsigned char m[2];
+  size_t got = fread(m, 1, 2, s->f);
+  if (ferror(s->f)) {
+    rc = src_io_err(s, "read failed", errno);
     tg__src_close(s);
     return rc;
   }
-  fclose(s->f);
-  s->f = NULL;
-  if (s->gzipped && lseek(fd, 0, SEEK_SET) < 0) {
-    rc = src_io_err(s, "cannot seek", errno);
-    close(fd);
-    return rc;
+  s->gzipped = got == 2 && m[0] == 0x1f && m[1] == 0x8b;
+  if (!s->gzipped) {
+    rewind(s->f);
+    return TG_OK;
   }
-  s->gz = gzdopen(fd, "rb");
-  if (!s->gz) {
-    close(fd);
+  /* A gzip'd file: inflate reads it from byte 0. */
+  rewind(s->f);
+  struct tg__gz *g = tg__malloc(sizeof *g);
+  if (!g) {
+    tg__src_close(s);
     return tg__err(TG_ENOMEM, "%s: %s: out of memory for the gzip reader", fn,
                    path);
   }
-  gzbuffer(s->gz, 1u << 17);
+  memset(&g->z, 0, sizeof g->z);
+  g->z.zalloc = z_alloc;
+  g->z.zfree = z_free;
+  g->eof = g->member = false;
+  /* 15 + 16: a gzip wrapper around the largest window */
+  int zr = inflateInit2(&g->z, 15 + 16);
+  if (zr != Z_OK) {
+    tg__free(g);
+    tg__src_close(s);
+    return tg__err(zr == Z_MEM_ERROR ? TG_ENOMEM : TG_EIO,
+                   "%s: %s: cannot start the gzip reader: %s", fn, path,
+                   zr == Z_MEM_ERROR ? "out of memory" : zError(zr));
+  }
+  s->gz = g;
   return TG_OK;
 }
 
@@ -125,37 +153,83 @@ int tg__src_read(tg__src *s, void *buf, size_t n) {
   return TG_OK;
 }
 
+/* Makes at least want compressed bytes available to inflate, unless the
+ * file ends first (then g->eof). */
+static int gz_fill(tg__src *s, size_t want) {
+  struct tg__gz *g = s->gz;
+  if (g->z.avail_in >= want || g->eof) return TG_OK;
+  memmove(g->in, g->z.next_in ? g->z.next_in : g->in, g->z.avail_in);
+  g->z.next_in = g->in;
+  while (g->z.avail_in < want && !g->eof) {
+    size_t r = fread(g->in + g->z.avail_in, 1, GZ_IN - g->z.avail_in, s->f);
+    if (r == 0) {
+      if (ferror(s->f)) return src_io_err(s, "read failed", errno);
+      g->eof = true;
+    }
+    g->z.avail_in += (uInt)r;
+  }
+  return TG_OK;
+}
+
+/* Up to n decompressed bytes; fewer only at the end of the last member.
+ * Members may follow one another, as gzip concatenates them; anything
+ * else after a member is an error, not ignored as gzread would. */
+static int gz_read(tg__src *s, unsigned char *buf, size_t n, size_t *got) {
+  struct tg__gz *g = s->gz;
+  size_t done = 0;
+  int rc;
+  *got = 0;
+  while (done < n) {
+    if (!g->member) { /* between members: another one, or the end */
+      if ((rc = gz_fill(s, 2))) return rc;
+      if (g->z.avail_in == 0) break;
+      if (g->z.avail_in < 2 || g->z.next_in[0] != 0x1f || g->z.next_in[1] != 0x8b)
+        return tg__err(TG_EFORMAT,
+                       "%s: %s: corrupt gzip data: bytes after the end of the "
+                       "gzip stream (after %llu decompressed bytes)",
+                       s->fn, s->path, (unsigned long long)(s->pos + done));
+      g->member = true;
+    }
+    if ((rc = gz_fill(s, 1))) return rc;
+    size_t want = n - done;
+    if (want > GZ_READ_CHUNK) want = GZ_READ_CHUNK;
+    g->z.next_out = buf + done;
+    g->z.avail_out = (uInt)want;
+    int zr = inflate(&g->z, Z_NO_FLUSH);
+    done += want - g->z.avail_out;
+    if (zr == Z_STREAM_END) {
+      g->member = false;
+      if (inflateReset(&g->z) != Z_OK)
+        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data", s->fn, s->path);
+    } else if (zr == Z_BUF_ERROR && g->eof && g->z.avail_in == 0) {
+      /* no progress, and no more input: the member was cut short */
+      return tg__err(TG_EFORMAT,
+                     "%s: %s: the gzip stream is truncated (unexpected end of "
+                     "file) after %llu decompressed bytes",
+                     s->fn, s->path, (unsigned long long)(s->pos + done));
+    } else if (zr == Z_MEM_ERROR) {
+      return tg__err(TG_ENOMEM, "%s: %s: out of memory in the gzip reader",
+                     s->fn, s->path);
+    } else if (zr != Z_OK && zr != Z_BUF_ERROR) {
+      return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
+                     s->path, g->z.msg ? g->z.msg : zError(zr));
+    }
+  }
+  *got = done;
+  return TG_OK;
+}
+
 int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got) {
   size_t done = 0;
   if (s->mem) {
     done = n < s->size - s->pos ? n : (size_t)(s->size - s->pos);
     memcpy(buf, s->mem + s->pos, done);
-  } else if (s->f) {
+  } else if (s->gz) {
+    int rc = gz_read(s, buf, n, &done);
+    if (rc) return rc;
+  } else {
     done = fread(buf, 1, n, s->f);
     if (done < n && ferror(s->f)) return src_io_err(s, "read failed", errno);
-  } else {
-    while (done < n) {
-      size_t want = n - done;
-      if (want > GZ_READ_CHUNK) want = GZ_READ_CHUNK;
-      int r = gzread(s->gz, (char *)buf + done, (unsigned)want);
-      int zerr = Z_OK;
-      const char *zmsg = r <= 0 ? gzerror(s->gz, &zerr) : "";
-      /* A stream cut short reads as a short read, then as end of file with
-       * Z_BUF_ERROR set (zlib allows reading on, for growing files). */
-      if (r < 0 || zerr == Z_BUF_ERROR) {
-        if (zerr == Z_ERRNO) return src_io_err(s, "read failed", errno);
-        if (zerr == Z_BUF_ERROR)
-          return tg__err(TG_EFORMAT,
-                         "%s: %s: the gzip stream is truncated (%s) after %llu "
-                         "decompressed bytes",
-                         s->fn, s->path, zmsg,
-                         (unsigned long long)(s->pos + done));
-        return tg__err(TG_EFORMAT, "%s: %s: corrupt gzip data: %s", s->fn,
-                       s->path, zmsg);
-      }
-      if (r == 0) break;
-      done += (size_t)r;
-    }
   }
   s->pos += done;
   *got = done;
@@ -164,7 +238,10 @@ int tg__src_read_some(tg__src *s, void *buf, size_t n, size_t *got) {
 
 void tg__src_close(tg__src *s) {
   if (s->f) fclose(s->f);
-  if (s->gz) gzclose(s->gz);
+  if (s->gz) {
+    inflateEnd(&s->gz->z);
+    tg__free(s->gz);
+  }
   s->f = NULL;
   s->gz = NULL;
 }
@@ -234,19 +311,59 @@ static int afile_fail(tg__afile *a, const char *what, int errnum) {
   return a->rc;
 }
 
+/* The folder holding path, in a new buffer: what the rename's entry lives
+ * in and must be synced. */
+static char *folder_of(const char *path) {
+  char *dir = tg__malloc(strlen(path) + 2);
+  if (!dir) return NULL;
+  strcpy(dir, path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) strcpy(dir, ".");
+  else if (slash == dir) dir[1] = '\0';
+  else *slash = '\0';
+  return dir;
+}
+
+static void afile_free(tg__afile *a) {
+  tg__free(a->tmp);
+  tg__free(a->buf);
+  tg__free(a->dir);
+  a->tmp = NULL;
+  a->buf = NULL;
+  a->dir = NULL;
+}
+
 int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
   memset(a, 0, sizeof *a);
   a->fn = fn;
   a->path = path;
   a->fd = -1;
+  /* Only a regular file is replaced: renaming over a FIFO, a device or a
+   * socket would silently turn it into a file. And a file whose owner may
+   * not write it is left alone even by root, whom the rename would not
+   * stop. */
+  struct stat st;
+  mode_t mode = 0644; /* a new file's; a replaced one keeps its own */
+  if (stat(path, &st) == 0) {
+    /* (a folder is left to the rename, which refuses it) */
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+      return a->rc = tg__err(TG_EIO, "%s: %s: is not a regular file; it was "
+                             "left as it is", fn, path);
+    if (!(st.st_mode & S_IWUSR))
+      return a->rc = tg__err(TG_EIO, "%s: %s: is read-only (mode %04o); it "
+                             "was left as it is", fn, path,
+                             (unsigned)(st.st_mode & 07777));
+    if (S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  }
+  /* Every allocation happens here, before anything is written: once the
+   * rename has put the new file in place, commit must not fail for want
+   * of memory. */
   size_t n = strlen(path);
   a->tmp = tg__malloc(n + 8);
   a->buf = tg__malloc(AFILE_BUF);
-  if (!a->tmp || !a->buf) {
-    tg__free(a->tmp);
-    tg__free(a->buf);
-    a->tmp = NULL;
-    a->buf = NULL;
+  a->dir = folder_of(path);
+  if (!a->tmp || !a->buf || !a->dir) {
+    afile_free(a);
     return a->rc = tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
   }
   memcpy(a->tmp, path, n);
@@ -257,17 +374,10 @@ int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
     char eb[128];
     a->rc = tg__err(TG_EIO, "%s: %s: cannot create a temporary file %s: %s", fn,
                     path, a->tmp, tg__errstr(e, eb, sizeof eb));
-    tg__free(a->tmp);
-    tg__free(a->buf);
-    a->tmp = NULL;
-    a->buf = NULL;
+    afile_free(a);
     return a->rc;
   }
-  /* mkstemp makes the file private (0600); a replaced file keeps its mode,
-   * a new one gets the usual 0644. */
-  struct stat st;
-  mode_t mode = 0644;
-  if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) mode = st.st_mode & 07777;
+  /* mkstemp makes the file private (0600). */
   if (fchmod(a->fd, mode) != 0) afile_fail(a, "cannot set the file mode", errno);
   return a->rc;
 }
@@ -326,10 +436,7 @@ void tg__afile_abort(tg__afile *a) {
   if (a->fd >= 0) close(a->fd);
   if (a->tmp) unlink(a->tmp);
   a->fd = -1;
-  tg__free(a->tmp);
-  tg__free(a->buf);
-  a->tmp = NULL;
-  a->buf = NULL;
+  afile_free(a);
 }
 
 int tg__afile_commit(tg__afile *a) {
@@ -347,30 +454,19 @@ int tg__afile_commit(tg__afile *a) {
     tg__afile_abort(a);
     return rc;
   }
-  tg__free(a->tmp);
-  tg__free(a->buf);
-  a->tmp = NULL;
-  a->buf = NULL;
 
   /* The folder's entry must reach the disk too. */
-  char *dir = tg__malloc(strlen(a->path) + 2);
-  if (!dir) return tg__err(TG_ENOMEM, "%s: %s: out of memory", a->fn, a->path);
-  strcpy(dir, a->path);
-  char *slash = strrchr(dir, '/');
-  if (!slash) strcpy(dir, ".");
-  else if (slash == dir) dir[1] = '\0';
-  else *slash = '\0';
   int rc = TG_OK;
-  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  int fd = open(a->dir, O_RDONLY | O_DIRECTORY);
   if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)) {
     int e = errno;
     char eb[128];
     rc = tg__err(TG_EIO,
                  "%s: %s: the file was written and renamed into place, but its "
                  "folder %s could not be synced: %s",
-                 a->fn, a->path, dir, tg__errstr(e, eb, sizeof eb));
+                 a->fn, a->path, a->dir, tg__errstr(e, eb, sizeof eb));
   }
   if (fd >= 0) close(fd);
-  tg__free(dir);
+  afile_free(a);
   return rc;
 }

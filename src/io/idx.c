@@ -8,10 +8,10 @@
 
 #include "io.h"
 
-/* A stream whose length is unknown (gzip, a pipe) gets a buffer that starts
- * this small and doubles as data really arrives, so a small file whose
- * header claims billions of items fails at its end of file instead of
- * asking for the claimed amount of memory first. */
+/* A gzip'd file, whose decompressed length is unknown, gets a buffer that
+ * starts this small and doubles as data really arrives, so a small file
+ * whose header claims billions of items fails at its end of file instead
+ * of asking for the claimed amount of memory first. */
 #define IDX_FIRST_CAP ((size_t)1 << 24)
 #define IDX_READ_CHUNK ((size_t)1 << 20)
 

@@ -10,23 +10,25 @@
  * atomically. Messages name fn and the path. */
 const char *tg__errstr(int errnum, char *buf, size_t n);
 /* A byte source: a regular file of known size, a memory buffer (the
- * fuzzers' way in), or, opened with tg__src_open_stream, a gzip'd file or a
- * stream that cannot be sized (a pipe) read through zlib; gz is set then,
- * and size is unknown. pos counts the (decompressed) bytes consumed. */
-struct gzFile_s;
+ * fuzzers' way in), or, opened with tg__src_open_stream, a gzip'd regular
+ * file inflated by zlib with tapegrad's allocator; gz is set then, and size is that of the
+ * compressed file. pos counts the (decompressed) bytes consumed. Nothing
+ * else is opened: a FIFO, a device or a socket could block the caller
+ * forever, and none of the loaders documents reading a stream. */
+struct tg__gz;
 typedef struct {
   const char *fn, *path;
-  FILE *f;
-  struct gzFile_s *gz;
+  FILE *f;          /* also under gz, which inflates what it reads */
+  struct tg__gz *gz;
   const unsigned char *mem;
   bool gzipped; /* gz decompresses (rather than passing a stream through) */
   uint64_t size, pos;
 } tg__src;
-/* A regular file; anything else is TG_EIO. */
+/* A regular file; anything else is TG_EIO ("not a regular file"), found
+ * without blocking. */
 int tg__src_open(tg__src *s, const char *fn, const char *path);
-/* Any file but a folder: a plain regular file is read as by tg__src_open,
- * a gzip'd one (found by its magic bytes, whatever its name) or a stream
- * through zlib. */
+/* A regular file as tg__src_open; a gzip'd one (found by its magic bytes,
+ * whatever its name) is read through zlib. */
 int tg__src_open_stream(tg__src *s, const char *fn, const char *path);
 void tg__src_mem(tg__src *s, const char *fn, const char *name, const void *buf,
                  size_t len);
@@ -44,12 +46,16 @@ void tg__bswap(void *p, size_t n_elems, size_t elem);
 size_t tg__utf8_check(const unsigned char *s, size_t n);
 
 /* Writes path.XXXXXX beside path, then commit: flush, fsync, close, rename
- * over path, fsync the folder. The first error sticks (TG_EIO with a
- * message); commit then removes the temporary file and returns it, leaving
- * path untouched. abort removes the temporary file. */
+ * over path, fsync the folder. open refuses a path that exists and is not
+ * a regular file, or whose mode gives its owner no write permission (TG_EIO,
+ * path untouched), and makes every allocation commit needs. The first error
+ * sticks (TG_EIO with a message); commit then removes the temporary file
+ * and returns it, leaving path untouched. After the rename commit fails
+ * only if the folder cannot be synced, and says the file is in place.
+ * abort removes the temporary file. */
 typedef struct {
   const char *fn, *path;
-  char *tmp;
+  char *tmp, *dir; /* the temporary file; the folder to sync */
   int fd;
   unsigned char *buf;
   size_t used;

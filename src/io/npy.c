@@ -1,7 +1,7 @@
 /* src/io/npy.c: NumPy .npy files, one array each. The header is a Python dict
  * literal; a small parser here accepts what NumPy writes (keys in any order,
- * either quote, optional trailing commas) and refuses everything else with
- * a message saying where. */
+ * either quote, optional trailing commas, either byte order, C or Fortran
+ * order) and refuses everything else with a message saying where. */
 #include <stdarg.h>
 #include <string.h>
 
@@ -89,27 +89,28 @@ static int parse_str(npy_lex *x, char *out, size_t cap, const char *what) {
 
 typedef struct {
   tg_dtype dtype;
+  bool big_endian, fortran;
   int ndim;
   int64_t shape[TG_MAX_DIMS];
   int64_t numel;
 } npy_info;
 
+/* '<' or '>' then the type; '|' and '=' are not what NumPy writes for
+ * these multi-byte types. */
 static int parse_descr(npy_lex *x, npy_info *info) {
   char d[32];
   if (x->p < x->end && *x->p == '[')
     return herr(x, "descr is a list: structured dtypes are not supported");
   int rc = parse_str(x, d, sizeof d, "descr");
   if (rc) return rc;
-  if (!strcmp(d, "<f4")) info->dtype = TG_F32;
-  else if (!strcmp(d, "<f8")) info->dtype = TG_F64;
-  else if (!strcmp(d, "<i4")) info->dtype = TG_I32;
-  else if (d[0] == '>' && (!strcmp(d + 1, "f4") || !strcmp(d + 1, "f8") ||
-                           !strcmp(d + 1, "i4")))
-    return herr(x, "descr '%s' is big-endian; tapegrad reads little-endian "
-                "'<%s'", d, d + 1);
+  if ((d[0] == '<' || d[0] == '>') && !strcmp(d + 1, "f4")) info->dtype = TG_F32;
+  else if ((d[0] == '<' || d[0] == '>') && !strcmp(d + 1, "f8")) info->dtype = TG_F64;
+  else if ((d[0] == '<' || d[0] == '>') && !strcmp(d + 1, "i4")) info->dtype = TG_I32;
   else
-    return herr(x, "descr '%s' is not supported; tapegrad reads '<f4' "
-                "(float32), '<f8' (float64) and '<i4' (int32)", d);
+    return herr(x, "descr '%s' is not supported; tapegrad reads '<f4' or '>f4' "
+                "(float32), '<f8' or '>f8' (float64) and '<i4' or '>i4' (int32)",
+                d);
+  info->big_endian = d[0] == '>';
   return TG_OK;
 }
 
@@ -179,8 +180,7 @@ static int parse_header(npy_lex *x, npy_info *info) {
     if (k == 0) rc = parse_descr(x, info);
     else if (k == 2) rc = parse_shape(x, info);
     else if (lit(x, "True"))
-      rc = herr(x, "fortran_order is True; tapegrad reads C-order arrays only "
-                "(save with np.ascontiguousarray)");
+      info->fortran = true;
     else if (!lit(x, "False"))
       rc = herr(x, "fortran_order must be True or False, found %s",
                 here(x, hb, sizeof hb));
@@ -198,6 +198,29 @@ static int parse_header(npy_lex *x, npy_info *info) {
   for (int k = 0; k < 3; k++)
     if (!seen[k]) return herr(x, "the key '%s' is missing", names[k]);
   return TG_OK;
+}
+
+/* Copies column-major src into row-major dst: element (i0, ..., ik) is at
+ * i0 + d0 * (i1 + d1 * (...)) in src. dst is walked in order while src's
+ * offset follows along by its strides. */
+static void from_fortran(void *dst, const unsigned char *src, int nd,
+                         const int64_t *shape, size_t es) {
+  int64_t stride[TG_MAX_DIMS], idx[TG_MAX_DIMS] = {0}, numel = 1;
+  for (int k = 0; k < nd; k++) {
+    stride[k] = numel;
+    numel *= shape[k];
+  }
+  unsigned char *d = dst;
+  int64_t off = 0;
+  for (int64_t i = 0; i < numel; i++, d += es) {
+    memcpy(d, src + (size_t)off * es, es);
+    for (int k = nd - 1; k >= 0; k--) { /* the last index runs fastest */
+      off += stride[k];
+      if (++idx[k] < shape[k]) break;
+      off -= stride[k] * shape[k];
+      idx[k] = 0;
+    }
+  }
 }
 
 static tg_tensor *parse(tg__src *s) {
@@ -278,11 +301,26 @@ static tg_tensor *parse(tg__src *s) {
          tg_dtype_name(info.dtype), sb);
     return NULL;
   }
-  if (tg__src_read(s, t->data, (size_t)need)) {
+  /* Fortran order (column-major) of 2 or more dimensions is read aside and
+   * transposed; 0-d and 1-d data is the same in either order. */
+  bool transpose = info.fortran && info.ndim > 1 && need > 0;
+  unsigned char *raw = transpose ? tg__malloc((size_t)need) : t->data;
+  if (!raw) {
+    tg_tensor_free(t);
+    nerr(fn, path, TG_ENOMEM, "out of memory for %s %s",
+         tg_dtype_name(info.dtype), sb);
+    return NULL;
+  }
+  if (tg__src_read(s, raw, (size_t)need)) {
+    if (transpose) tg__free(raw);
     tg_tensor_free(t);
     return NULL;
   }
-  if (!tg__host_le()) tg__bswap(t->data, (size_t)t->numel, es);
+  if (info.big_endian == tg__host_le()) tg__bswap(raw, (size_t)t->numel, es);
+  if (transpose) {
+    from_fortran(t->data, raw, info.ndim, info.shape, es);
+    tg__free(raw);
+  }
   return t;
 }
 
