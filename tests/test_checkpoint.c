@@ -479,6 +479,8 @@ static const struct {
     {"nul-in-name", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[2],"
      "\"data_offsets\":[0,8]}}", 8, "escaped NUL (\\u0000) inside a JSON string"},
     {"nul-in-meta", "{\"__metadata__\":{\"k\":\"x\\u0000\"}}", 0, "escaped NUL"},
+    {"bad-u-escape", "{\"__metadata__\":{\"k\":\"t\\uegrad\"}}", 0,
+     "malformed \\u escape"},
 };
 
 /* Both loaders refuse the file with status and fragment, and a target

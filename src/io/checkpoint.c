@@ -356,7 +356,15 @@ static int js_string(jscan *j, char *key) {
       char e = *++j->p;
       if (e == 'u' && j->end - j->p > 4) {
         int v = 0;
-        for (int i = 1; i <= 4; i++) v = v << 4 | hexval(j->p[i]);
+        for (int i = 1; i <= 4; i++) {
+          int h = hexval(j->p[i]);
+          if (h < 0)
+            return ferr(j->c, TG_EFORMAT,
+                        "the header has a malformed \\u escape inside a JSON "
+                        "string at byte %zu",
+                        at);
+          v = v << 4 | h;
+        }
         if (v == 0)
           return ferr(j->c, TG_EFORMAT,
                       "the header has an escaped NUL (\\u0000) inside a JSON "
