@@ -619,27 +619,6 @@ END_TEST
 
 /* --- what is not a regular file */
 
-/* Runs body in a child with an alarm, so a loader that blocks fails the
- * test (the child dies of SIGALRM) instead of hanging the suite. The body
- * reports with fprintf and returns the number of failed checks, since
- * Check's assertions belong to the test's own process. */
-static void in_child_with_alarm(const char *what, int (*body)(void)) {
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    alarm(2); /* before Check's own 4-second timeout */
-    _exit(body() ? 1 : 0);
-  }
-  int st;
-  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-  ck_assert_msg(!WIFSIGNALED(st), "%s: the child died of signal %d%s", what,
-                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
-                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
-  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: a check failed",
-                what);
-}
-
 /* The last error is TG_EIO naming fn and path and saying why. */
 static int refused_as(const char *fn, const char *path, const char *why) {
   if (tg_last_status() == TG_EIO && strstr(tg_last_error(), fn) &&

@@ -402,19 +402,7 @@ START_TEST(fifo_refused) {
   ck_assert_int_eq(mkdir(P("fifos"), 0700), 0);
   ck_assert_int_eq(mkfifo(P("fifos/train-images-idx3-ubyte"), 0600), 0);
   ck_assert_int_eq(mkfifo(P("fifos/train-labels-idx1-ubyte"), 0600), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    alarm(2); /* before Check's own 4-second timeout */
-    _exit(load_fifos() ? 1 : 0);
-  }
-  int st;
-  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-  ck_assert_msg(!WIFSIGNALED(st), "the child died of signal %d%s",
-                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
-                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
-  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a check failed");
+  in_child_with_alarm("loading FIFOs", load_fifos);
   unlink(P("fifos/train-images-idx3-ubyte"));
   unlink(P("fifos/train-labels-idx1-ubyte"));
   rmdir(P("fifos"));

@@ -9,7 +9,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ops/op.h"
@@ -144,6 +146,27 @@ static inline void put(const char *name, const void *data, size_t n) {
   ck_assert_ptr_nonnull(f);
   ck_assert_uint_eq(fwrite(data, 1, n, f), n);
   ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Runs body in a child with an alarm, so a loader that blocks fails the
+ * test (the child dies of SIGALRM) instead of hanging the suite. The body
+ * reports with fprintf and returns the number of failed checks, since
+ * Check's assertions belong to the test's own process. */
+static inline void in_child_with_alarm(const char *what, int (*body)(void)) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    alarm(2); /* before Check's own 4-second timeout */
+    _exit(body() ? 1 : 0);
+  }
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  ck_assert_msg(!WIFSIGNALED(st), "%s: the child died of signal %d%s", what,
+                WIFSIGNALED(st) ? WTERMSIG(st) : 0,
+                WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM ? " (it blocked)" : "");
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: a check failed",
+                what);
 }
 
 #endif
