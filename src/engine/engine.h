@@ -9,7 +9,7 @@
 
 #define TG__MAX_IN 4 /* of an op of fixed arity, and of a test case */
 #define TG__VARIADIC (-1) /* an op's n_in: any number >= 1 (concat) */
-#define TG__MAX_IARGS 6
+#define TG__MAX_IARGS 8 /* conv2d: stride, padding, dilation (2 each), groups */
 #define TG__HBLOCK 256
 
 typedef struct tg_node tg_node;
