@@ -4,7 +4,7 @@
  * y[i + before] = a[i], every other y = value. Backward takes the interior:
  * da[i] += g[i + before]. Args: f[0] the value; i[d] holds dimension d's
  * pair as two 32-bit halves, before in the high one and after in the low
- * one (4 dimensions x 2 pads > TG__MAX_IARGS slots), so each pad is below
+ * one (written when an op call had six integer slots; the packing still holds), so each pad is below
  * 2^31. */
 #include "op.h"
 
