@@ -301,6 +301,35 @@ TG_API tg_tensor *tg_dropout(tg_tape *t, tg_tensor *a, double p, tg_rng *rng,
 TG_API tg_tensor *tg_layer_norm(tg_tape *t, tg_tensor *x, tg_tensor *w,
                                 tg_tensor *b, double eps);
 
+/* 2-D convolution of images x [N,C,H,W] with kernels w [K,C/groups,R,S]
+ * and an optional bias b [K] (NULL: none), NCHW, as PyTorch's
+ * torch.nn.functional.conv2d (a cross-correlation):
+ *   y[n,k,i,j] = b[k] + sum over c in k's group, r, s of
+ *                w[k,c,r,s] x[n, c, i*stride_h - pad_h + r*dil_h,
+ *                                  j*stride_w - pad_w + s*dil_w]
+ * with x taken as 0 in the padding. y is [N,K,H_out,W_out],
+ *   H_out = floor((H + 2 pad_h - dil_h (R-1) - 1) / stride_h) + 1
+ * (W_out likewise). groups splits the C input and K output channels into
+ * that many groups, each convolved with its own K/groups kernels.
+ * The arguments are plain ints in PyTorch's order (stride, padding,
+ * dilation, each as height then width, then groups) rather than a struct:
+ * every one of them is spelled out at the call, and none has a hidden
+ * default. A plain convolution is (1, 1, 0, 0, 1, 1, 1).
+ * Forward, dx, dw and db are GEMMs on im2col columns; the columns live in
+ * the tape's arena: per call, (C/groups) R S H_out W_out elements of x's
+ * dtype times min(N, threads) when the batch is split over threads, else
+ * once (a 1x1, stride-1, unpadded convolution needs none). Nothing comes
+ * from the heap per step.
+ * Errors (NULL and a message naming tg_conv2d and the shapes): x or w not
+ * 4-D, C or K not divisible by groups, w's second dimension not C/groups,
+ * b not [K], an empty kernel, the dilated kernel larger than the padded
+ * input (TG_ESHAPE); stride or dilation < 1, padding < 0, groups < 1
+ * (TG_EINVAL); x, w, b of different dtypes (TG_EDTYPE). */
+TG_API tg_tensor *tg_conv2d(tg_tape *t, tg_tensor *x, tg_tensor *w,
+                            tg_tensor *b, int stride_h, int stride_w,
+                            int pad_h, int pad_w, int dil_h, int dil_w,
+                            int groups);
+
 /* --- fused losses; each is a 0-d mean over the N rows of a [N,C] input. */
 
 /* Softmax + negative log-likelihood in one stable pass (log-sum-exp):

@@ -1,0 +1,445 @@
+/* ops/conv2d.c: 2-D convolution (cross-correlation, as PyTorch's conv2d) of
+ * x[N,C,H,W] with w[K,C/G,R,S] and an optional bias b[K], NCHW, in G groups.
+ * Every product goes through the built-in GEMM on im2col columns.
+ *
+ * Per image n and group g, with P = Ho*Wo and CRS = (C/G)*R*S:
+ *   col[CRS,P]  = im2col(x[n, g's channels])       (zeros where padded)
+ *   y[n,g][Kg,P] = w_g[Kg,CRS] . col + b            forward
+ *   dcol        = w_g^T . dy[n,g];  dx += col2im(dcol)
+ *   dw_g       += dy[n,g] . col^T  (summed over n in order)
+ *   db         += sum over n and P of dy
+ * A 1x1 kernel with stride 1 and no padding reads x as its own column
+ * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
+ *
+ * Memory per call, from the tape's arena (nothing from the heap):
+ *   nbuf * CRS * P elements of x's dtype, the column buffers (none for the
+ *   1x1 case above), where nbuf = min(N, threads) when the batch is split
+ *   over threads (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1
+ *   otherwise; backward reuses them. For the CNN's conv2, x[64,32,14,14]
+ *   w[64,32,5,5] pad 2 in f32 on two threads: 2 * 800 * 196 * 4 bytes =
+ *   1.2 MiB.
+ *
+ * Threads: forward and the input gradient split the batch (each image's
+ * work is independent, so a result never depends on the split); the GEMM
+ * inside a thread then runs on that thread (the thread door refuses to
+ * nest). When the batch does not split, the GEMM threads itself. The
+ * weight gradient sums over images in image order on the calling thread
+ * (its GEMM threads when large), so that sum is the same on any number of
+ * threads. */
+#include <limits.h>
+#include <string.h>
+
+#include "op.h"
+
+enum { A_SH, A_SW, A_PH, A_PW, A_DH, A_DW, A_G };
+
+/* Multiply-adds of a whole call from which splitting the batch pays: the
+ * GEMM's own threshold for a second thread. */
+#define CONV_PAR_WORK 4.0e6
+
+typedef struct {
+  int64_t N, C, H, W, K, R, S, Ho, Wo, G, Cg, Kg, P, CRS;
+  int64_t sh, sw, ph, pw, dh, dw;
+  bool direct; /* 1x1, stride 1, no padding: x is the column matrix */
+} geom;
+
+/* What forward keeps: the column buffers, nbuf of CRS*P elements. */
+typedef struct {
+  void *buf;
+  int nbuf;
+} saved;
+
+static void geom_of(const tg_node *n, geom *g) {
+  const tg_tensor *x = n->in[0], *w = n->in[1];
+  const int64_t *a = n->args.i;
+  g->N = x->shape[0], g->C = x->shape[1], g->H = x->shape[2], g->W = x->shape[3];
+  g->K = w->shape[0], g->R = w->shape[2], g->S = w->shape[3];
+  g->sh = a[A_SH], g->sw = a[A_SW], g->ph = a[A_PH], g->pw = a[A_PW];
+  g->dh = a[A_DH], g->dw = a[A_DW], g->G = a[A_G];
+  g->Cg = g->C / g->G, g->Kg = g->K / g->G;
+  g->Ho = n->out->shape[2], g->Wo = n->out->shape[3];
+  g->P = g->Ho * g->Wo;
+  g->CRS = g->Cg * g->R * g->S;
+  g->direct = g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 &&
+              g->ph == 0 && g->pw == 0;
+}
+
+/* Threads for the batch split: 1 when it does not pay. */
+static int batch_threads_want(const geom *g) {
+  double work = (double)g->N * (double)g->K * (double)g->P * (double)g->CRS;
+  if (g->N < 2 || work < CONV_PAR_WORK) return 1;
+  int most = tg_get_num_threads();
+  return g->N < most ? (int)g->N : most;
+}
+
+/* The output columns ow in [*lo, *hi) whose input column ow*s + off is
+ * inside [0, len). */
+static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
+                        int64_t *lo, int64_t *hi) {
+  int64_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t b = len - off <= 0 ? 0 : (len - off + s - 1) / s;
+  if (a > n) a = n;
+  if (b > n) b = n;
+  if (b < a) b = a;
+  *lo = a, *hi = b;
+}
+
+#define KERNELS(T, S_)                                                        \
+  /* col[(c,r,s), (oh,ow)] = x[c, oh*sh-ph+r*dh, ow*sw-pw+s*dw], 0 outside.   \
+   * x is one image's group of channels [Cg,H,W]. */                          \
+  static void im2col_##S_(const geom *g, const T *restrict x,                \
+                          T *restrict col) {                                 \
+    for (int64_t c = 0; c < g->Cg; c++)                                      \
+      for (int64_t r = 0; r < g->R; r++)                                     \
+        for (int64_t s = 0; s < g->S; s++) {                                 \
+          int64_t woff = s * g->dw - g->pw, lo, hi;                          \
+          valid_range(woff, g->sw, g->W, g->Wo, &lo, &hi);                   \
+          const T *xc = x + c * g->H * g->W;                                 \
+          for (int64_t oh = 0; oh < g->Ho; oh++, col += g->Wo) {             \
+            int64_t ih = oh * g->sh - g->ph + r * g->dh;                     \
+            if (ih < 0 || ih >= g->H) {                                      \
+              memset(col, 0, (size_t)g->Wo * sizeof(T));                     \
+              continue;                                                      \
+            }                                                                \
+            const T *xr = xc + ih * g->W + woff;                             \
+            for (int64_t ow = 0; ow < lo; ow++) col[ow] = 0;                 \
+            if (g->sw == 1)                                                  \
+              memcpy(col + lo, xr + lo, (size_t)(hi - lo) * sizeof(T));      \
+            else                                                             \
+              for (int64_t ow = lo; ow < hi; ow++) col[ow] = xr[ow * g->sw]; \
+            for (int64_t ow = hi; ow < g->Wo; ow++) col[ow] = 0;             \
+          }                                                                  \
+        }                                                                    \
+  }                                                                          \
+  /* The adjoint of im2col: dx[c, ih, iw] += dcol at every place im2col     \
+   * read it from. */                                                        \
+  static void col2im_##S_(const geom *g, const T *restrict col,              \
+                          T *restrict dx) {                                  \
+    for (int64_t c = 0; c < g->Cg; c++)                                      \
+      for (int64_t r = 0; r < g->R; r++)                                     \
+        for (int64_t s = 0; s < g->S; s++) {                                 \
+          int64_t woff = s * g->dw - g->pw, lo, hi;                          \
+          valid_range(woff, g->sw, g->W, g->Wo, &lo, &hi);                   \
+          T *dc = dx + c * g->H * g->W;                                      \
+          for (int64_t oh = 0; oh < g->Ho; oh++, col += g->Wo) {             \
+            int64_t ih = oh * g->sh - g->ph + r * g->dh;                     \
+            if (ih < 0 || ih >= g->H) continue;                              \
+            T *dr = dc + ih * g->W + woff;                                   \
+            if (g->sw == 1) {                                                \
+              TG__SIMD                                                       \
+              for (int64_t ow = lo; ow < hi; ow++) dr[ow] += col[ow];        \
+            } else {                                                         \
+              for (int64_t ow = lo; ow < hi; ow++) dr[ow * g->sw] += col[ow];\
+            }                                                                \
+          }                                                                  \
+        }                                                                    \
+  }                                                                          \
+  /* Forward for images [n0, n1), col a buffer of CRS*P (unused when        \
+   * direct). */                                                             \
+  static void fwd_images_##S_(const geom *g, const T *x, const T *w,         \
+                              const T *b, T *y, T *col, int64_t n0,          \
+                              int64_t n1) {                                  \
+    int64_t HW = g->H * g->W;                                                \
+    for (int64_t n = n0; n < n1; n++)                                        \
+      for (int64_t gi = 0; gi < g->G; gi++) {                                \
+        const T *xg = x + (n * g->C + gi * g->Cg) * HW;                      \
+        T *yg = y + (n * g->K + gi * g->Kg) * g->P;                          \
+        bool prod = g->CRS && g->Kg && g->P;                                 \
+        if (b) /* the bias rows, then the product added onto them */         \
+          for (int64_t k = 0; k < g->Kg; k++) {                              \
+            T v = b[gi * g->Kg + k];                                         \
+            T *yk = yg + k * g->P;                                           \
+            for (int64_t p = 0; p < g->P; p++) yk[p] = v;                    \
+          }                                                                  \
+        else if (!prod)                                                      \
+          memset(yg, 0, (size_t)(g->Kg * g->P) * sizeof(T));                 \
+        if (!prod) continue;                                                 \
+        const T *cm = xg;                                                    \
+        if (!g->direct) {                                                    \
+          im2col_##S_(g, xg, col);                                           \
+          cm = col;                                                          \
+        }                                                                    \
+        GEMM_##S_(false, false, g->Kg, g->P, g->CRS, 1,                      \
+                  w + gi * g->Kg * g->CRS, g->CRS, cm, g->P, b ? 1 : 0, yg,  \
+                  g->P);                                                     \
+      }                                                                      \
+  }                                                                          \
+  /* dx for images [n0, n1): dcol = w_g^T dy, then col2im; when direct the  \
+   * product lands on dx itself. */                                          \
+  static void dx_images_##S_(const geom *g, const T *w, const T *dy, T *dx,  \
+                             T *col, int64_t n0, int64_t n1) {               \
+    int64_t HW = g->H * g->W;                                                \
+    if (!g->CRS || !g->Kg || !g->P) return;                                  \
+    for (int64_t n = n0; n < n1; n++)                                        \
+      for (int64_t gi = 0; gi < g->G; gi++) {                                \
+        T *dxg = dx + (n * g->C + gi * g->Cg) * HW;                          \
+        const T *dyg = dy + (n * g->K + gi * g->Kg) * g->P;                  \
+        const T *wg = w + gi * g->Kg * g->CRS;                               \
+        if (g->direct) {                                                     \
+          GEMM_##S_(true, false, g->CRS, g->P, g->Kg, 1, wg, g->CRS, dyg,    \
+                    g->P, 1, dxg, g->P);                                     \
+        } else {                                                             \
+          GEMM_##S_(true, false, g->CRS, g->P, g->Kg, 1, wg, g->CRS, dyg,    \
+                    g->P, 0, col, g->P);                                     \
+          col2im_##S_(g, col, dxg);                                          \
+        }                                                                    \
+      }                                                                      \
+  }                                                                          \
+  /* dw += dy . col^T over every image in order, db += sums of dy. */        \
+  static void dw_db_##S_(const geom *g, const T *x, const T *dy, T *dw,      \
+                         T *db, T *col) {                                    \
+    int64_t HW = g->H * g->W;                                                \
+    for (int64_t n = 0; n < g->N; n++)                                       \
+      for (int64_t gi = 0; gi < g->G; gi++) {                                \
+        const T *dyg = dy + (n * g->K + gi * g->Kg) * g->P;                  \
+        if (db)                                                              \
+          for (int64_t k = 0; k < g->Kg; k++) {                              \
+            const T *dk = dyg + k * g->P;                                    \
+            T s = 0;                                                         \
+            for (int64_t p = 0; p < g->P; p++) s += dk[p];                   \
+            db[gi * g->Kg + k] += s;                                         \
+          }                                                                  \
+        if (!dw || !g->CRS || !g->Kg || !g->P) continue;                     \
+        const T *cm = x + (n * g->C + gi * g->Cg) * HW;                      \
+        if (!g->direct) {                                                    \
+          im2col_##S_(g, cm, col);                                           \
+          cm = col;                                                          \
+        }                                                                    \
+        GEMM_##S_(false, true, g->Kg, g->CRS, g->P, 1, dyg, g->P, cm, g->P,  \
+                  1, dw + gi * g->Kg * g->CRS, g->CRS);                      \
+      }                                                                      \
+  }
+#define GEMM_f32 tg__sgemm
+#define GEMM_f64 tg__dgemm
+TG__BOTH(KERNELS)
+
+/* ---- the batch split: thread t of nt takes images [N t/nt, N (t+1)/nt)
+ * and column buffer t. */
+typedef struct {
+  const geom *g;
+  const tg_node *n;
+  char *buf; /* nt buffers of CRS*P elements */
+  size_t buf_bytes;
+  bool backward;
+} job;
+
+static void run_part(void *p, int t, int nt) {
+  const job *j = p;
+  const geom *g = j->g;
+  const tg_node *n = j->n;
+  int64_t n0 = g->N * t / nt, n1 = g->N * (t + 1) / nt;
+  void *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
+  const tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  if (!j->backward) {
+    if (x->dtype == TG_F32)
+      fwd_images_f32(g, x->data, w->data, b ? b->data : NULL, n->out->data,
+                     col, n0, n1);
+    else
+      fwd_images_f64(g, x->data, w->data, b ? b->data : NULL, n->out->data,
+                     col, n0, n1);
+  } else if (x->dtype == TG_F32) {
+    dx_images_f32(g, w->data, n->out->grad, tg__gin(n, 0), col, n0, n1);
+  } else {
+    dx_images_f64(g, w->data, n->out->grad, tg__gin(n, 0), col, n0, n1);
+  }
+}
+
+/* Runs the batch on up to nbuf threads (those the door grants). */
+static void run_batch(const geom *g, const tg_node *n, void *buf, int nbuf,
+                      bool backward) {
+  int nt = nbuf > 1 ? tg__par_threads(nbuf) : 1;
+  if (nt > nbuf) nt = nbuf;
+  job j = {g, n, buf, (size_t)(g->CRS * g->P) * tg__dtype_size(n->out->dtype),
+           backward};
+  tg__par_run(nt, run_part, &j);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  geom g;
+  geom_of(n, &g);
+  /* The buffers are sized by the shapes and the thread setting alone (not
+   * by what the door grants this time), so every step of a training loop
+   * takes the same arena memory. */
+  int nbuf = g.direct ? 0 : batch_threads_want(&g);
+  saved *s = tg__arena_alloc(t, sizeof *s);
+  if (!s) return tg__err(TG_ENOMEM, "tg_conv2d: out of memory");
+  s->nbuf = nbuf;
+  s->buf = NULL;
+  size_t elem = tg__dtype_size(n->out->dtype);
+  if (nbuf && g.CRS && g.P) {
+    if ((uint64_t)g.CRS > SIZE_MAX / (size_t)g.P / elem / (size_t)nbuf)
+      return tg__err(TG_ENOMEM, "tg_conv2d: column buffers too large");
+    s->buf = tg__arena_alloc(t, (size_t)nbuf * (size_t)(g.CRS * g.P) * elem);
+    if (!s->buf)
+      return tg__err(TG_ENOMEM,
+                     "tg_conv2d: out of memory for %d column buffer(s) of "
+                     "%lld x %lld", nbuf, (long long)g.CRS, (long long)g.P);
+  }
+  n->saved = s;
+  int par = g.direct ? batch_threads_want(&g) : nbuf;
+  run_batch(&g, n, s->buf, par, false);
+  return TG_OK;
+}
+
+static void backward(const tg_node *n) {
+  const saved *s = n->saved;
+  geom g;
+  geom_of(n, &g);
+  if (tg__gin(n, 0))
+    run_batch(&g, n, s->buf, g.direct ? batch_threads_want(&g) : s->nbuf,
+              true);
+  void *dw = tg__gin(n, 1), *db = tg__gin(n, 2);
+  if (!dw && !db) return;
+  const tg_tensor *x = n->in[0];
+  if (x->dtype == TG_F32)
+    dw_db_f32(&g, x->data, n->out->grad, dw, db, s->buf);
+  else
+    dw_db_f64(&g, x->data, n->out->grad, dw, db, s->buf);
+}
+
+static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
+                tg_outshape *out) {
+  const tg_tensor *x = in[0], *w = in[1], *b = in[2];
+  char sx[96], sw[96], sb[96];
+  const int64_t *v = a->i;
+  if (x->ndim != 4)
+    return tg__err(TG_ESHAPE, "%s: x must be 4-D [N,C,H,W]: x is %s, w is %s",
+                   fn, tg__shape_str(x, sx), tg__shape_str(w, sw));
+  if (w->ndim != 4)
+    return tg__err(TG_ESHAPE,
+                   "%s: w must be 4-D [K,C/groups,R,S]: x is %s, w is %s", fn,
+                   tg__shape_str(x, sx), tg__shape_str(w, sw));
+  tg__shape_str(x, sx);
+  tg__shape_str(w, sw);
+  if (v[A_SH] < 1 || v[A_SW] < 1 || v[A_SH] > INT_MAX || v[A_SW] > INT_MAX)
+    return tg__err(TG_EINVAL, "%s: stride %lldx%lld; each must be >= 1 (x is "
+                   "%s, w is %s)", fn, (long long)v[A_SH], (long long)v[A_SW],
+                   sx, sw);
+  if (v[A_PH] < 0 || v[A_PW] < 0 || v[A_PH] > INT_MAX || v[A_PW] > INT_MAX)
+    return tg__err(TG_EINVAL, "%s: padding %lldx%lld; each must be >= 0 (x is "
+                   "%s, w is %s)", fn, (long long)v[A_PH], (long long)v[A_PW],
+                   sx, sw);
+  if (v[A_DH] < 1 || v[A_DW] < 1 || v[A_DH] > INT_MAX || v[A_DW] > INT_MAX)
+    return tg__err(TG_EINVAL, "%s: dilation %lldx%lld; each must be >= 1 (x "
+                   "is %s, w is %s)", fn, (long long)v[A_DH],
+                   (long long)v[A_DW], sx, sw);
+  int64_t G = v[A_G];
+  if (G < 1 || G > INT_MAX)
+    return tg__err(TG_EINVAL, "%s: groups %lld; it must be >= 1 (x is %s, w "
+                   "is %s)", fn, (long long)G, sx, sw);
+  int64_t C = x->shape[1], K = w->shape[0];
+  if (C % G)
+    return tg__err(TG_ESHAPE, "%s: x's channels C = %lld do not divide by "
+                   "groups %lld: x is %s, w is %s", fn, (long long)C,
+                   (long long)G, sx, sw);
+  if (K % G)
+    return tg__err(TG_ESHAPE, "%s: w's output channels K = %lld do not divide "
+                   "by groups %lld: x is %s, w is %s", fn, (long long)K,
+                   (long long)G, sx, sw);
+  if (w->shape[1] != C / G)
+    return tg__err(TG_ESHAPE, "%s: w's second dimension must be C/groups = "
+                   "%lld: x is %s, w is %s, groups %lld", fn,
+                   (long long)(C / G), sx, sw, (long long)G);
+  if (w->shape[2] < 1 || w->shape[3] < 1)
+    return tg__err(TG_ESHAPE, "%s: an empty kernel: w is %s", fn, sw);
+  if (b && (b->ndim != 1 || b->shape[0] != K))
+    return tg__err(TG_ESHAPE, "%s: b is %s; for w of %s it must be [%lld]", fn,
+                   tg__shape_str(b, sb), sw, (long long)K);
+  /* Every term fits in int64: dims are below 2^60 (a tensor's numel is),
+   * the arguments below 2^31. */
+  int64_t span_h = v[A_DH] * (w->shape[2] - 1) + 1,
+          span_w = v[A_DW] * (w->shape[3] - 1) + 1;
+  int64_t room_h = x->shape[2] + 2 * v[A_PH], room_w = x->shape[3] + 2 * v[A_PW];
+  if (span_h > room_h || span_w > room_w)
+    return tg__err(TG_ESHAPE, "%s: the kernel is larger than the padded input: "
+                   "x is %s, w is %s, padding %lldx%lld, dilation %lldx%lld "
+                   "(a kernel span of %lldx%lld over %lldx%lld)", fn, sx, sw,
+                   (long long)v[A_PH], (long long)v[A_PW], (long long)v[A_DH],
+                   (long long)v[A_DW], (long long)span_h, (long long)span_w,
+                   (long long)room_h, (long long)room_w);
+  out->ndim = 4;
+  out->shape[0] = x->shape[0];
+  out->shape[1] = K;
+  out->shape[2] = (room_h - span_h) / v[A_SH] + 1;
+  out->shape[3] = (room_w - span_w) / v[A_SW] + 1;
+  return TG_OK;
+}
+
+/* args: stride h, w; padding h, w; dilation h, w; groups. A bias of ndim
+ * -1 is left out. */
+#define CONV(n, c, h, w_, k, r, s, nb, sh, sw, ph, pw, dh, dw, g)           \
+  {.ndim = {4, 4, nb},                                                       \
+   .shape = {{n, c, h, w_}, {k, (c) / (g), r, s}, {k}},                      \
+   .args = {.i = {sh, sw, ph, pw, dh, dw, g}}}
+#define BAD(nx, sx_, nw, sw_, nb, sb_, sh, sw, ph, pw, dh, dw, g, st, m)    \
+  {.ndim = {nx, nw, nb}, .shape = {sx_, sw_, sb_},                           \
+   .args = {.i = {sh, sw, ph, pw, dh, dw, g}}, .status = st, .msg = m}
+#define SH4(a, b, c, d) {a, b, c, d}
+#define SH3(a, b, c) {a, b, c}
+#define SH1(a) {a}
+static const tg_opcase cases[] = {
+    /* valid, stride 1, bias, N=1, even */
+    CONV(1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 0, 0, 1, 1, 1),
+    /* padding 1, N=2, odd sizes, several channels */
+    CONV(2, 3, 5, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1),
+    /* stride 2, groups 2, no bias, even */
+    CONV(1, 2, 6, 6, 4, 3, 3, -1, 2, 2, 1, 1, 1, 1, 2),
+    /* non-square kernel and strides, padding 2 on one side only */
+    CONV(2, 2, 7, 5, 2, 2, 3, 1, 2, 1, 2, 0, 1, 1, 1),
+    /* dilation 2, padding 2 */
+    CONV(1, 2, 7, 7, 3, 3, 3, -1, 1, 1, 2, 2, 2, 2, 1),
+    /* dilation 2x1, stride 2, groups 2, N=2, odd width */
+    CONV(2, 4, 6, 5, 2, 3, 2, 1, 2, 2, 1, 1, 2, 1, 2),
+    /* 1x1, stride 1, no padding: no im2col; with groups and without */
+    CONV(2, 4, 3, 3, 6, 1, 1, 1, 1, 1, 0, 0, 1, 1, 2),
+    CONV(1, 3, 2, 5, 2, 1, 1, -1, 1, 1, 0, 0, 1, 1, 1),
+    /* 1x1 with stride 2 does need it */
+    CONV(1, 2, 5, 5, 3, 1, 1, 1, 2, 2, 0, 0, 1, 1, 1),
+    /* a kernel larger than the input, inside the padding */
+    CONV(1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 2, 2, 1, 1, 1),
+    /* stride 2 unpadded, N=2, even by odd */
+    CONV(2, 1, 6, 7, 2, 3, 2, -1, 2, 2, 0, 0, 1, 1, 1),
+    /* bad input */
+    BAD(3, SH3(1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 1,
+        TG_ESHAPE, "x must be 4-D [N,C,H,W]: x is [1,4,4], w is [1,1,3,3]"),
+    BAD(4, SH4(1, 1, 4, 4), 3, SH3(1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 1,
+        TG_ESHAPE, "w must be 4-D [K,C/groups,R,S]: x is [1,1,4,4], w is [1,3,3]"),
+    BAD(4, SH4(1, 3, 4, 4), 4, SH4(2, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 2,
+        TG_ESHAPE, "C = 3 do not divide by groups 2: x is [1,3,4,4], w is [2,1,3,3]"),
+    BAD(4, SH4(1, 2, 4, 4), 4, SH4(3, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 2,
+        TG_ESHAPE, "K = 3 do not divide by groups 2: x is [1,2,4,4], w is [3,1,3,3]"),
+    BAD(4, SH4(1, 2, 4, 4), 4, SH4(2, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 1,
+        TG_ESHAPE, "must be C/groups = 2: x is [1,2,4,4], w is [2,1,3,3], groups 1"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(2, 1, 3, 3), 1, SH1(3), 1, 1, 0, 0, 1, 1, 1,
+        TG_ESHAPE, "b is [3]; for w of [2,1,3,3] it must be [2]"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(2, 1, 3, 3), 2, SH3(2, 1, 1), 1, 1, 0, 0, 1,
+        1, 1, TG_ESHAPE, "b is [2,1]"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 0, 1, 0, 0, 1, 1, 1,
+        TG_EINVAL, "stride 0x1; each must be >= 1 (x is [1,1,4,4], w is [1,1,3,3])"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, -2, 0, 0, 1, 1, 1,
+        TG_EINVAL, "stride 1x-2"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 0, 1,
+        TG_EINVAL, "dilation 1x0; each must be >= 1"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, -1, 0, 1, 1, 1,
+        TG_EINVAL, "padding -1x0; each must be >= 0"),
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 0,
+        TG_EINVAL, "groups 0; it must be >= 1"),
+    BAD(4, SH4(1, 1, 2, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 1,
+        TG_ESHAPE, "the kernel is larger than the padded input: x is [1,1,2,4], "
+                   "w is [1,1,3,3], padding 0x0"),
+    /* dilated: a span of 5 over 4 */
+    BAD(4, SH4(1, 1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 2, 2, 1,
+        TG_ESHAPE, "dilation 2x2 (a kernel span of 5x5 over 4x4)"),
+};
+
+const tg_opdef tg__op_conv2d = {
+    .name = "conv2d", .n_in = 3, .in_names = {"x", "w", "b"},
+    .flags = TG__IN_OPT(2), .rule = rule, .forward = forward,
+    .backward = backward, TG__CASES(cases)};
+
+tg_tensor *tg_conv2d(tg_tape *t, tg_tensor *x, tg_tensor *w, tg_tensor *b,
+                     int stride_h, int stride_w, int pad_h, int pad_w,
+                     int dil_h, int dil_w, int groups) {
+  tg_opargs a = {.i = {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups}};
+  return TG__APPLY(t, conv2d, &a, x, w, b);
+}
