@@ -442,6 +442,57 @@ def algebra_ops():
                                         a["eps"][0]))
 
 
+# --- convolutions and pooling (tests/test_torch_ref.c: the REF_CONV_OPS
+# block). conv2d's args: stride, padding, dilation (each height, width) and
+# groups, as tg_conv2d takes them.
+
+def conv_ops():
+    def conv(i, a):
+        return F.conv2d(i[0], i[1], i[2],
+                        stride=tuple(int(v) for v in a["stride"]),
+                        padding=tuple(int(v) for v in a["padding"]),
+                        dilation=tuple(int(v) for v in a["dilation"]),
+                        groups=int(a["groups"][0]))
+
+    def add(n, c, h, w, k, r, s_, bias, st, pad, dil, g):
+        label = "%dx%dx%dx%d_w%dx%dx%dx%d%s_s%d%d_p%d%d_d%d%d_g%d" % (
+            n, c, h, w, k, c // g, r, s_, "_b" if bias else "",
+            st[0], st[1], pad[0], pad[1], dil[0], dil[1], g)
+        # x in [-8, 8]: enough distinct multiples of 1/32 for the larger
+        # images; every product and sum stays exact in float64
+        entry("conv2d", label, lambda gen: [
+            gen.t((n, c, h, w), -8, 8), gen.t((k, c // g, r, s_)),
+            gen.t((k,)) if bias else None],
+            {"stride": list(st), "padding": list(pad),
+             "dilation": list(dil), "groups": [g]}, conv)
+
+    # every combination of stride 1/2, padding 0/1/2, dilation 1/2 and
+    # groups 1/2, on odd and even sizes, N = 1 and 2, square and
+    # non-square kernels, with and without a bias
+    i = 0
+    for st in (1, 2):
+        for pad in (0, 1, 2):
+            for dil in (1, 2):
+                for g in (1, 2):
+                    n = 1 + i % 2
+                    h = 5 + (i // 2) % 2
+                    w = 6 - (i // 2) % 2
+                    r, s_ = ((3, 3), (3, 2), (2, 3))[i % 3]
+                    add(n, 2 * g, h, w, 2 * g, r, s_, i % 3 != 1,
+                        (st, st), (pad, pad), (dil, dil), g)
+                    i += 1
+    # the arguments apart in height and width
+    add(2, 2, 7, 5, 2, 2, 3, True, (2, 1), (2, 0), (1, 1), 1)
+    add(2, 4, 6, 5, 2, 3, 2, True, (2, 2), (1, 1), (2, 1), 2)
+    add(1, 3, 5, 4, 3, 3, 3, False, (1, 2), (0, 1), (1, 2), 3)
+    # 1x1: stride 1 unpadded (no columns), and strided
+    add(2, 4, 3, 3, 6, 1, 1, True, (1, 1), (0, 0), (1, 1), 2)
+    add(1, 3, 2, 5, 2, 1, 1, False, (1, 1), (0, 0), (1, 1), 1)
+    add(1, 2, 5, 5, 3, 1, 1, True, (2, 2), (0, 0), (1, 1), 1)
+    # a kernel larger than the image, inside the padding
+    add(1, 1, 2, 3, 2, 3, 3, True, (1, 1), (2, 2), (1, 1), 1)
+
+
 # --- output
 
 def fmt(v, dtype):
@@ -500,6 +551,7 @@ def main(argv):
         return 2
     todays_ops()
     algebra_ops()
+    conv_ops()
     labels = set()
     for op, label, *_ in ENTRIES:
         assert (op, label) not in labels, (op, label)

@@ -458,6 +458,25 @@ static tg_tensor *ref_layer_norm(ref_call *c) {
   return tg_layer_norm(c->t, IN0, IN1, IN2, num(c, "eps"));
 }
 
+/* Convolutions and pooling, by op id and number of inputs. */
+#define REF_CONV_OPS(X) X(conv2d, 3)
+
+/* An argument of two values (height, width), as ints into out[0..1]. */
+static void pair(ref_call *c, const char *name, int *out) {
+  const ref_arg *a = find_arg(c, name, 2);
+  out[0] = a ? (int)a->v[0] : 0;
+  out[1] = a ? (int)a->v[1] : 0;
+}
+
+static tg_tensor *ref_conv2d(ref_call *c) {
+  int st[2], pad[2], dil[2];
+  pair(c, "stride", st);
+  pair(c, "padding", pad);
+  pair(c, "dilation", dil);
+  return tg_conv2d(c->t, IN0, IN1, IN2, st[0], st[1], pad[0], pad[1], dil[0],
+                   dil[1], inum(c, "groups"));
+}
+
 typedef struct {
   const char *id;
   ref_fn fn;
@@ -486,6 +505,7 @@ static const ref_op OPS[] = {
     {"sigmoid_bce", ref_sigmoid_bce, 2},
     {"quadratic", ref_quadratic, 2},
     REF_ALGEBRA_OPS(REF_ROW)
+    REF_CONV_OPS(REF_ROW)
 };
 #define N_OPS (int)(sizeof OPS / sizeof *OPS)
 
