@@ -1,6 +1,7 @@
-/* tests/test_nn.c: activations, the dense layer, the minibatch iterator,
- * accuracy and the confusion matrix, a short training run that must learn,
- * and a training loop that allocates nothing after its first step. */
+/* tests/test_nn.c: activations, the dense and convolution layers, the
+ * minibatch iterator, accuracy and the confusion matrix, a short training
+ * run that must learn, and training loops (dense, and a small CNN) that
+ * allocate nothing after their first steps. */
 #include <stdio.h>
 
 #include "testutil.h"
@@ -228,6 +229,191 @@ START_TEST(dense_errors) {
   tg_tensor_free(x4);
   tg_tensor_free(x24f);
   tg_dense_free(d);
+}
+END_TEST
+
+/* --- 2-D convolution layer */
+
+START_TEST(conv_init) {
+  tg_dtype dt = dtypes[_i];
+  counting_allocator(true);
+  tg_rng rng;
+  tg_rng_seed(&rng, 5);
+  tg_conv_spec spec = {.in = 8, .out = 128, .kh = 5, .kw = 3, .groups = 2,
+                       .pad_h = 1};
+  tg_conv *c = tg_conv_new(&spec, dt, &rng);
+  ck_assert_msg(c != NULL, "%s", tg_last_error());
+  tg_tensor *W = tg_conv_weight(c), *b = tg_conv_bias(c);
+  ck_assert_int_eq(tg_tensor_dtype(W), dt);
+  ck_assert_int_eq(tg_tensor_ndim(W), 4);
+  int64_t want[4] = {128, 4, 5, 3};
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_tensor_dim(W, i), want[i]);
+  ck_assert_int_eq(tg_tensor_ndim(b), 1);
+  ck_assert_int_eq(tg_tensor_dim(b, 0), 128);
+  ck_assert(tg_tensor_requires_grad(W) && tg_tensor_requires_grad(b));
+  for (int i = 0; i < 128; i++) ck_assert_double_eq(tg_get(b, i), 0);
+  /* He normal with fan_in = in/groups * kh * kw = 60 */
+  double sd0 = sqrt(2.0 / 60), sum = 0, sq = 0;
+  int64_t n = tg_tensor_numel(W);
+  ck_assert_int_eq(n, 128 * 60);
+  for (int64_t i = 0; i < n; i++) {
+    double w = tg_get(W, i);
+    sum += w;
+    sq += w * w;
+  }
+  double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+  ck_assert_double_eq_tol(mean, 0, 4 * sd0 / sqrt((double)n));
+  ck_assert_double_eq_tol(sd, sd0, 0.04 * sd0);
+  /* the spec kept, with the defaults resolved */
+  const tg_conv_spec *s = tg_conv_get_spec(c);
+  ck_assert_int_eq(s->in, 8);
+  ck_assert_int_eq(s->out, 128);
+  ck_assert_int_eq(s->stride_h, 1);
+  ck_assert_int_eq(s->stride_w, 1);
+  ck_assert_int_eq(s->dil_h, 1);
+  ck_assert_int_eq(s->dil_w, 1);
+  ck_assert_int_eq(s->groups, 2);
+  ck_assert_int_eq(s->pad_h, 1);
+  ck_assert_int_eq(s->pad_w, 0);
+  ck_assert_ptr_null(tg_conv_get_spec(NULL));
+  tg_tensor *p[3] = {NULL, NULL, NULL};
+  ck_assert_int_eq(tg_conv_params(c, p), 2);
+  ck_assert_ptr_eq(p[0], W);
+  ck_assert_ptr_eq(p[1], b);
+  ck_assert_ptr_null(p[2]);
+  ck_assert_int_eq(tg_conv_params(NULL, p), 0);
+  ck_assert_int_eq(tg_conv_params(c, NULL), 0);
+  /* the same seed gives the same layer; the rng moves on */
+  tg_rng again;
+  tg_rng_seed(&again, 5);
+  tg_conv *c2 = tg_conv_new(&spec, dt, &again);
+  tg_conv *c3 = tg_conv_new(&spec, dt, &again);
+  ck_assert_double_eq(tg_get(tg_conv_weight(c2), 77), tg_get(W, 77));
+  ck_assert_double_ne(tg_get(tg_conv_weight(c3), 77), tg_get(W, 77));
+  tg_conv_free(c);
+  tg_conv_free(c2);
+  tg_conv_free(c3);
+  tg_conv_free(NULL);
+  ck_assert_int_gt(*test_allocs(), 0);
+  ck_assert_int_eq(*test_frees(), *test_allocs()); /* nothing leaks */
+  counting_allocator(false);
+}
+END_TEST
+
+/* The layer is tg_conv2d with its spec: the same values and gradients. */
+START_TEST(conv_forward_and_backward) {
+  tg_dtype dt = dtypes[_i];
+  tg_rng rng;
+  tg_rng_seed(&rng, 8);
+  tg_conv_spec spec = {.in = 4, .out = 6, .kh = 3, .kw = 2, .stride_h = 2,
+                       .pad_h = 1, .pad_w = 2, .dil_w = 2, .groups = 2};
+  tg_conv *c = tg_conv_new(&spec, dt, &rng);
+  ck_assert_ptr_nonnull(c);
+  ck_assert_int_eq(tg_fill_normal(tg_conv_bias(c), &rng, 0, 1), TG_OK);
+  tg_tensor *x = tg_zeros(dt, TG_SHAPE(2, 4, 7, 6));
+  ck_assert_int_eq(tg_fill_normal(x, &rng, 0, 1), TG_OK);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_conv_forward(t, c, x);
+  ck_assert_msg(y != NULL, "%s", tg_last_error());
+  /* H' = (7 + 2 - 2 - 1)/2 + 1 = 4, W' = (6 + 4 - 2 - 1)/1 + 1 = 8 */
+  int64_t want[4] = {2, 6, 4, 8};
+  ck_assert_int_eq(tg_tensor_ndim(y), 4);
+  for (int i = 0; i < 4; i++) ck_assert_int_eq(tg_tensor_dim(y, i), want[i]);
+  ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_square(t, y))), TG_OK);
+  tg_tensor *W = tg_conv_weight(c), *b = tg_conv_bias(c);
+  tg_tensor *gW = tg_tensor_clone(tg_tensor_grad(W)),
+            *gb = tg_tensor_clone(tg_tensor_grad(b));
+  ck_assert_ptr_nonnull(gW);
+  ck_assert_ptr_nonnull(gb);
+  tg_zero_grad(W);
+  tg_zero_grad(b);
+  tg_tensor *z = tg_conv2d(t, x, W, b, 2, 1, 1, 2, 1, 2, 2);
+  ck_assert_ptr_nonnull(z);
+  for (int64_t i = 0; i < tg_tensor_numel(y); i++)
+    ck_assert_double_eq(tg_get(y, i), tg_get(z, i));
+  ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_square(t, z))), TG_OK);
+  double gsum = 0;
+  for (int64_t i = 0; i < tg_tensor_numel(gW); i++) {
+    ck_assert_double_eq(tg_get(gW, i), tg_get(tg_tensor_grad(W), i));
+    gsum += fabs(tg_get(gW, i));
+  }
+  for (int64_t i = 0; i < 6; i++)
+    ck_assert_double_eq(tg_get(gb, i), tg_get(tg_tensor_grad(b), i));
+  ck_assert(gsum > 0);
+  tg_tape_free(t);
+  tg_tensor_free(gW);
+  tg_tensor_free(gb);
+  tg_tensor_free(x);
+  tg_conv_free(c);
+}
+END_TEST
+
+START_TEST(conv_errors) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 1);
+  tg_conv_spec ok = {.in = 2, .out = 4, .kh = 3, .kw = 3};
+  ck_assert_ptr_null(tg_conv_new(NULL, TG_F32, &rng));
+  ck_assert_error_has(TG_EINVAL, "tg_conv_new", "spec is NULL");
+  ck_assert_ptr_null(tg_conv_new(&ok, TG_F32, NULL));
+  ck_assert_error_has(TG_EINVAL, "tg_conv_new", "rng is NULL");
+  ck_assert_ptr_null(tg_conv_new(&ok, TG_I32, &rng));
+  ck_assert_error_has(TG_EDTYPE, "tg_conv_new", "int32");
+  tg_conv_spec bad = ok;
+  bad.in = 0;
+  ck_assert_ptr_null(tg_conv_new(&bad, TG_F32, &rng));
+  ck_assert_error_has(TG_ESHAPE, "tg_conv_new", "in 0, out 4, kernel 3x3");
+  bad = ok;
+  bad.kw = 0;
+  ck_assert_ptr_null(tg_conv_new(&bad, TG_F32, &rng));
+  ck_assert_error_has(TG_ESHAPE, "tg_conv_new", "kernel 3x0");
+  bad = ok;
+  bad.groups = 3;
+  ck_assert_ptr_null(tg_conv_new(&bad, TG_F32, &rng));
+  ck_assert_error_has(TG_ESHAPE, "tg_conv_new", "in 2 and out 4", "groups 3");
+  bad = ok;
+  bad.stride_w = -1;
+  ck_assert_ptr_null(tg_conv_new(&bad, TG_F32, &rng));
+  ck_assert_error_has(TG_EINVAL, "tg_conv_new", "stride 0x-1", "negative");
+  bad = ok;
+  bad.pad_h = -2;
+  ck_assert_ptr_null(tg_conv_new(&bad, TG_F32, &rng));
+  ck_assert_error_has(TG_EINVAL, "tg_conv_new", "padding -2x0");
+
+  tg_conv *c = tg_conv_new(&ok, TG_F64, &rng);
+  ck_assert_ptr_nonnull(c);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *x3 = tg_ones(TG_F64, TG_SHAPE(2, 5, 5));
+  tg_tensor *xc = tg_ones(TG_F64, TG_SHAPE(1, 3, 5, 5));
+  tg_tensor *xf = tg_ones(TG_F32, TG_SHAPE(1, 2, 5, 5));
+  tg_tensor *xs = tg_ones(TG_F64, TG_SHAPE(1, 2, 2, 5));
+  ck_assert_ptr_null(tg_conv_forward(t, c, x3));
+  ck_assert_error_has(TG_ESHAPE, "tg_conv_forward", "x is [2,5,5]",
+                      "[4,2,3,3]", "[N,2,H,W]");
+  ck_assert_ptr_null(tg_conv_forward(t, c, xc));
+  ck_assert_error_has(TG_ESHAPE, "tg_conv_forward", "x is [1,3,5,5]");
+  ck_assert_ptr_null(tg_conv_forward(t, c, xf));
+  ck_assert_error_has(TG_EDTYPE, "tg_conv_forward", "float32", "float64");
+  ck_assert_ptr_null(tg_conv_forward(t, c, xs)); /* 2 rows, a kernel of 3 */
+  ck_assert_error_has(TG_ESHAPE, "tg_conv2d", "larger than the padded input",
+                      "x is [1,2,2,5]");
+  ck_assert_ptr_null(tg_conv_forward(t, NULL, xc));
+  ck_assert_error_has(TG_EINVAL, "tg_conv_forward", "layer is NULL");
+  tg_clear_error();
+  ck_assert_ptr_null(tg_conv_forward(t, c, NULL));
+  ck_assert_int_eq(tg_last_status(), TG_OK);
+  ck_assert_ptr_null(tg_conv_weight(NULL));
+  ck_assert_ptr_null(tg_conv_bias(NULL));
+  /* the op itself: inputs of two dtypes */
+  ck_assert_ptr_null(tg_conv2d(t, xf, tg_conv_weight(c), NULL, 1, 1, 0, 0, 1,
+                               1, 1));
+  ck_assert_error_has(TG_EDTYPE, "tg_conv2d");
+  ck_assert_int_eq(tg_tape_nodes(t), 0);
+  tg_tape_free(t);
+  tg_tensor_free(x3);
+  tg_tensor_free(xc);
+  tg_tensor_free(xf);
+  tg_tensor_free(xs);
+  tg_conv_free(c);
 }
 END_TEST
 
@@ -767,6 +953,71 @@ START_TEST(steady_state_sparse_input_allocates_nothing) {
 }
 END_TEST
 
+/* A small CNN step (conv, relu, reshape, dense, softmax_nll, backward,
+ * SGD, clear) allocates nothing once the first epoch has seen both batch
+ * sizes. _i = 1 makes the convolution large enough to split its batch over
+ * threads (its column buffers, one per thread, come from the arena too).
+ * The thread guard is off so that every step splits the same way: the
+ * GEMM's per-thread packing buffer is made on a thread's first product. */
+START_TEST(steady_state_conv_allocates_nothing) {
+  counting_allocator(true);
+  tg__par_guard_enable(false);
+  const int64_t n = 20, side = _i ? 16 : 8, ch = _i ? 4 : 1;
+  tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(n, ch * side * side));
+  tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(n));
+  tg_rng rng;
+  tg_rng_seed(&rng, 4);
+  ck_assert_int_eq(tg_fill_normal(x, &rng, 0, 1), TG_OK);
+  for (int64_t i = 0; i < n; i++) tg_set(y, i, (double)(i % 3));
+  tg_conv_spec spec = {.in = ch, .out = _i ? 32 : 4, .kh = _i ? 5 : 3,
+                       .kw = _i ? 5 : 3, .pad_h = _i ? 2 : 1,
+                       .pad_w = _i ? 2 : 1};
+  tg_conv *c = tg_conv_new(&spec, TG_F32, &rng);
+  tg_dense *d = tg_dense_new(spec.out * side * side, 3, TG_F32, TG_ACT_NONE, &rng);
+  ck_assert_ptr_nonnull(c);
+  ck_assert_ptr_nonnull(d);
+  tg_tensor *p[4];
+  int np = tg_conv_params(c, p);
+  np += tg_dense_params(d, p + np);
+  tg_sgd_config cfg = TG_SGD_DEFAULTS;
+  cfg.lr = 0.01;
+  tg_optim *opt = tg_sgd_new(p, np, &cfg);
+  tg_tape *t = tg_tape_new();
+  tg_batcher *b = tg_batcher_new(x, y, 8, 1); /* two of 8 and one of 4 */
+  long allocs = -1, frees = -1;
+  for (int epoch = 0; epoch < 3; epoch++) {
+    tg_tensor *bx, *by;
+    while (tg_batcher_next(b, &bx, &by) == 1) {
+      int64_t img[4] = {tg_tensor_dim(bx, 0), ch, side, side};
+      tg_tensor *h = tg_relu(t, tg_conv_forward(t, c, tg_reshape(t, bx, 4, img)));
+      int64_t flat[2] = {img[0], -1};
+      tg_tensor *loss =
+          tg_softmax_nll(t, tg_dense_forward(t, d, tg_reshape(t, h, 2, flat)), by);
+      ck_assert_msg(loss != NULL, "%s", tg_last_error());
+      ck_assert(isfinite(tg_get(loss, 0)));
+      ck_assert_int_eq(tg_backward(t, loss), TG_OK);
+      ck_assert_int_eq(tg_optim_step(opt), TG_OK);
+      ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
+      tg_tape_clear(t);
+    }
+    if (epoch == 0) allocs = *test_allocs(), frees = *test_frees();
+    ck_assert_int_eq(tg_batcher_shuffle(b), TG_OK);
+  }
+  ck_assert_int_gt(allocs, 0);
+  ck_assert_int_eq(*test_allocs(), allocs);
+  ck_assert_int_eq(*test_frees(), frees);
+  tg_tape_free(t);
+  tg_batcher_free(b);
+  tg_optim_free(opt);
+  tg_conv_free(c);
+  tg_dense_free(d);
+  tg_tensor_free(x);
+  tg_tensor_free(y);
+  tg__par_guard_enable(true);
+  counting_allocator(false);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("nn");
   TCase *tc = tcase_create("layers");
@@ -775,6 +1026,9 @@ int main(void) {
   tcase_add_loop_test(tc, dense_forward_and_backward, 0, 2);
   tcase_add_loop_test(tc, dense_act_matches_dense_then_activate, 0, 2);
   tcase_add_test(tc, dense_errors);
+  tcase_add_loop_test(tc, conv_init, 0, 2);
+  tcase_add_loop_test(tc, conv_forward_and_backward, 0, 2);
+  tcase_add_test(tc, conv_errors);
   suite_add_tcase(s, tc);
   tc = tcase_create("batcher");
   tcase_add_loop_test(tc, batcher_covers_every_sample_once, 0, 2);
@@ -791,6 +1045,7 @@ int main(void) {
   tcase_add_loop_test(tc, two_layer_net_learns_blobs, 0, 2);
   tcase_add_loop_test(tc, steady_state_allocates_nothing, 0, 2);
   tcase_add_test(tc, steady_state_sparse_input_allocates_nothing);
+  tcase_add_loop_test(tc, steady_state_conv_allocates_nothing, 0, 2);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

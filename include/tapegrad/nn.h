@@ -1,6 +1,6 @@
 /* tapegrad/nn.h: the pieces of a training loop built on the ops: a dense
- * layer, activations by name, a shuffling minibatch iterator and
- * classification metrics.
+ * layer, a 2-D convolution layer, activations by name, a shuffling
+ * minibatch iterator and classification metrics.
  *
  *   tg_rng rng;
  *   tg_rng_seed(&rng, 1);
@@ -81,6 +81,51 @@ TG_API tg_tensor *tg_dense_bias(const tg_dense *d);
  *   n += tg_dense_params(l1, params + n); n += tg_dense_params(l2, params + n);
  * A NULL layer or out writes nothing and returns 0. */
 TG_API int tg_dense_params(const tg_dense *d, tg_tensor **out);
+
+/* --- 2-D convolution layer: y[N,K,H',W'] = tg_conv2d(x[N,C,H,W], W, b) */
+
+/* The layer's shape and arguments. stride, dilation and groups of 0 are
+ * taken as 1 (so a designated initialiser names only what differs from a
+ * plain convolution); padding 0 is no padding.
+ *   tg_conv_spec s = {.in = 1, .out = 32, .kh = 5, .kw = 5, .pad_h = 2, .pad_w = 2};
+ */
+typedef struct {
+  int64_t in, out; /* channels C and K */
+  int64_t kh, kw;  /* kernel height R and width S */
+  int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+} tg_conv_spec;
+
+/* Opaque. Owns its two parameters and keeps its spec. */
+typedef struct tg_conv tg_conv;
+
+/* Makes W[out, in/groups, kh, kw] and b[out] of dtype (float32 or
+ * float64), both with requires_grad. W is He normal for a ReLU after the
+ * layer, N(0, 2/fan_in) with fan_in = in/groups * kh * kw; b starts at 0.
+ * rng is advanced. The caller owns the layer and frees it with
+ * tg_conv_free, which frees W and b. NULL and a message (naming
+ * tg_conv_new) on bad arguments: spec or rng NULL, a channel count or
+ * kernel size < 1, in or out not divisible by groups, a negative stride,
+ * padding, dilation or groups, a dtype that is not float. */
+TG_API tg_conv *tg_conv_new(const tg_conv_spec *spec, tg_dtype dtype,
+                            tg_rng *rng);
+/* NULL is a no-op. W and b must not be used afterwards. */
+TG_API void tg_conv_free(tg_conv *c);
+/* tg_conv2d(t, x, W, b, ...) with the layer's arguments. x must be
+ * [N,in,H,W] of the layer's dtype (checked here, so the message names the
+ * layer's shapes); an image smaller than the kernel is refused by
+ * tg_conv2d. The result belongs to the tape; its column buffers come from
+ * the tape's arena (see tg_conv2d). NULL x gives NULL without a new
+ * message. */
+TG_API tg_tensor *tg_conv_forward(tg_tape *t, const tg_conv *c, tg_tensor *x);
+/* The parameters (owned by the layer; NULL for a NULL layer). */
+TG_API tg_tensor *tg_conv_weight(const tg_conv *c);
+TG_API tg_tensor *tg_conv_bias(const tg_conv *c);
+/* Writes {W, b} to out[0..1] and returns 2, as tg_dense_params; a NULL
+ * layer or out writes nothing and returns 0. */
+TG_API int tg_conv_params(const tg_conv *c, tg_tensor **out);
+/* The layer's spec with the defaults resolved (stride, dilation and groups
+ * >= 1); NULL for a NULL layer. Owned by the layer. */
+TG_API const tg_conv_spec *tg_conv_get_spec(const tg_conv *c);
 
 /* --- minibatches */
 

@@ -1,5 +1,7 @@
-/* src/train/nn.c: the dense layer, activations by name and the minibatch
+/* src/train/nn.c: the dense and convolution layers, activations by name and
+ * the minibatch
  * iterator: the parts of a training loop above the ops. */
+#include <math.h>
 #include <string.h>
 
 #include "train.h"
@@ -125,6 +127,113 @@ int tg_dense_params(const tg_dense *d, tg_tensor **out) {
   if (!d || !out) return 0;
   out[0] = d->W;
   out[1] = d->b;
+  return 2;
+}
+
+/* --- 2-D convolution layer */
+
+struct tg_conv {
+  tg_tensor *W, *b;
+  tg_conv_spec spec; /* defaults resolved */
+};
+
+tg_conv *tg_conv_new(const tg_conv_spec *spec, tg_dtype dtype, tg_rng *rng) {
+  static const char fn[] = "tg_conv_new";
+  if (!spec || !rng) {
+    tg__err(TG_EINVAL, "%s: %s is NULL", fn, spec ? "rng" : "spec");
+    return NULL;
+  }
+  tg_conv_spec s = *spec;
+  if (s.in < 1 || s.out < 1 || s.kh < 1 || s.kw < 1) {
+    tg__err(TG_ESHAPE, "%s: in %lld, out %lld, kernel %lldx%lld; each must "
+            "be >= 1", fn, (long long)s.in, (long long)s.out,
+            (long long)s.kh, (long long)s.kw);
+    return NULL;
+  }
+  if (s.stride_h < 0 || s.stride_w < 0 || s.pad_h < 0 || s.pad_w < 0 ||
+      s.dil_h < 0 || s.dil_w < 0 || s.groups < 0) {
+    tg__err(TG_EINVAL, "%s: stride %dx%d, padding %dx%d, dilation %dx%d, "
+            "groups %d; none may be negative", fn, s.stride_h, s.stride_w,
+            s.pad_h, s.pad_w, s.dil_h, s.dil_w, s.groups);
+    return NULL;
+  }
+  int *one[] = {&s.stride_h, &s.stride_w, &s.dil_h, &s.dil_w, &s.groups};
+  for (size_t i = 0; i < sizeof one / sizeof *one; i++)
+    if (*one[i] == 0) *one[i] = 1;
+  if (s.in % s.groups || s.out % s.groups) {
+    tg__err(TG_ESHAPE, "%s: in %lld and out %lld must both divide by groups "
+            "%d", fn, (long long)s.in, (long long)s.out, s.groups);
+    return NULL;
+  }
+  if (!tg__is_float(dtype)) {
+    tg__err(TG_EDTYPE, "%s: dtype is %s; it must be float32 or float64", fn,
+            tg_dtype_name(dtype));
+    return NULL;
+  }
+  tg_conv *c = tg__calloc(1, sizeof *c);
+  if (!c) {
+    tg__err(TG_ENOMEM, "%s: out of memory", fn);
+    return NULL;
+  }
+  c->spec = s;
+  int64_t wshape[4] = {s.out, s.in / s.groups, s.kh, s.kw};
+  c->W = tg_zeros(dtype, 4, wshape);
+  c->b = c->W ? tg_zeros(dtype, 1, &s.out) : NULL;
+  if (!c->b) goto fail; /* tg_zeros said why */
+  /* He normal: tg_init_he reads fans from a 2-D weight, so the fan-in of a
+   * kernel is written out here */
+  double fan_in = (double)(s.in / s.groups) * (double)s.kh * (double)s.kw;
+  if (tg_fill_normal(c->W, rng, 0.0, sqrt(2.0 / fan_in)) ||
+      tg_requires_grad(c->W, true) || tg_requires_grad(c->b, true))
+    goto fail;
+  return c;
+fail:
+  tg_conv_free(c);
+  return NULL;
+}
+
+void tg_conv_free(tg_conv *c) {
+  if (!c) return;
+  tg_tensor_free(c->W);
+  tg_tensor_free(c->b);
+  tg__free(c);
+}
+
+tg_tensor *tg_conv_forward(tg_tape *t, const tg_conv *c, tg_tensor *x) {
+  static const char fn[] = "tg_conv_forward";
+  char sx[96], sw[96];
+  if (!c) {
+    tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+    return NULL;
+  }
+  if (!x) return NULL; /* an earlier op failed: keep its message */
+  if (tg__check_usable(fn, t, x, "x")) return NULL;
+  if (x->ndim != 4 || x->shape[1] != c->spec.in) {
+    tg__err(TG_ESHAPE, "%s: x is %s; the layer's W is %s, so x must be "
+            "[N,%lld,H,W]", fn, tg__shape_str(x, sx), tg__shape_str(c->W, sw),
+            (long long)c->spec.in);
+    return NULL;
+  }
+  if (x->dtype != c->W->dtype) {
+    tg__err(TG_EDTYPE, "%s: x is %s; the layer is %s", fn,
+            tg_dtype_name(x->dtype), tg_dtype_name(c->W->dtype));
+    return NULL;
+  }
+  const tg_conv_spec *s = &c->spec;
+  return tg_conv2d(t, x, c->W, c->b, s->stride_h, s->stride_w, s->pad_h,
+                   s->pad_w, s->dil_h, s->dil_w, s->groups);
+}
+
+tg_tensor *tg_conv_weight(const tg_conv *c) { return c ? c->W : NULL; }
+tg_tensor *tg_conv_bias(const tg_conv *c) { return c ? c->b : NULL; }
+const tg_conv_spec *tg_conv_get_spec(const tg_conv *c) {
+  return c ? &c->spec : NULL;
+}
+
+int tg_conv_params(const tg_conv *c, tg_tensor **out) {
+  if (!c || !out) return 0;
+  out[0] = c->W;
+  out[1] = c->b;
   return 2;
 }
 
