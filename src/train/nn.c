@@ -1,6 +1,5 @@
 /* src/train/nn.c: the dense and convolution layers, activations by name and
- * the minibatch
- * iterator: the parts of a training loop above the ops. */
+ * the minibatch iterator: the parts of a training loop above the ops. */
 #include <math.h>
 #include <string.h>
 
