@@ -52,7 +52,9 @@ for f in ops/*.[ch]; do
 done
 for f in examples/*.c bench/train.c; do only_includes "$f" tapegrad.h; done
 # bench/gemm measures a kernel: the kernels' header and nothing else private.
-only_includes bench/gemm.c kernels.h
+only_includes bench/gemm.c kernels.h bench.h
+# bench/conv measures an op through the public API.
+only_includes bench/conv.c tapegrad.h bench.h
 
 # One CPU-feature probe for all kernels.
 probes=$(grep -l '__builtin_cpu_supports\|cpuid' src/*/*.c ops/*.c | tr '\n' ' ')
