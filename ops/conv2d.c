@@ -399,6 +399,9 @@ static const tg_opcase cases[] = {
     CONV(1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 2, 2, 1, 1, 1),
     /* stride 2 unpadded, N=2, even by odd */
     CONV(2, 1, 6, 7, 2, 3, 2, -1, 2, 2, 0, 0, 1, 1, 1),
+    /* no input channels: the bias alone (empty results: tests/test_nn.c) */
+    {.ndim = {4, 4, 1}, .shape = {{1, 0, 4, 4}, {2, 0, 3, 3}, {2}},
+     .args = {.i = {1, 1, 1, 1, 1, 1, 1}}},
     /* bad input */
     BAD(3, SH3(1, 4, 4), 4, SH4(1, 1, 3, 3), -1, SH1(1), 1, 1, 0, 0, 1, 1, 1,
         TG_ESHAPE, "x must be 4-D [N,C,H,W]: x is [1,4,4], w is [1,1,3,3]"),

@@ -348,6 +348,41 @@ START_TEST(conv_forward_and_backward) {
 }
 END_TEST
 
+/* tg_conv2d on empty sizes (which the op list's gradient checks cannot
+ * take): no images, no kernels. The results are empty and backward runs. */
+START_TEST(conv2d_empty_sizes) {
+  static const int64_t shapes[][2][4] = {
+      {{0, 2, 4, 4}, {3, 2, 3, 3}}, /* N = 0 */
+      {{2, 2, 4, 4}, {0, 2, 3, 3}}, /* K = 0 */
+  };
+  for (int i = 0; i < 2; i++) {
+    tg_tensor *x = tg_ones(TG_F64, 4, shapes[i][0]);
+    tg_tensor *w = tg_ones(TG_F64, 4, shapes[i][1]);
+    ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+    ck_assert_int_eq(tg_requires_grad(w, true), TG_OK);
+    tg_tape *t = tg_tape_new();
+    tg_tensor *y = tg_conv2d(t, x, w, NULL, 1, 1, 1, 1, 1, 1, 1);
+    ck_assert_msg(y != NULL, "%s", tg_last_error());
+    ck_assert_int_eq(tg_tensor_numel(y), 0);
+    ck_assert_int_eq(tg_tensor_dim(y, 0), shapes[i][0][0]);
+    ck_assert_int_eq(tg_tensor_dim(y, 1), shapes[i][1][0]);
+    ck_assert_int_eq(tg_tensor_dim(y, 2), 4);
+    int64_t ys[4];
+    for (int d = 0; d < 4; d++) ys[d] = tg_tensor_dim(y, d);
+    tg_tensor *g = tg_zeros(TG_F64, 4, ys);
+    ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+    for (int64_t k = 0; k < tg_tensor_numel(w); k++)
+      ck_assert_double_eq(tg_get(tg_tensor_grad(w), k), 0);
+    for (int64_t k = 0; k < tg_tensor_numel(x); k++)
+      ck_assert_double_eq(tg_get(tg_tensor_grad(x), k), 0);
+    tg_tape_free(t);
+    tg_tensor_free(g);
+    tg_tensor_free(x);
+    tg_tensor_free(w);
+  }
+}
+END_TEST
+
 START_TEST(conv_errors) {
   tg_rng rng;
   tg_rng_seed(&rng, 1);
@@ -1029,6 +1064,7 @@ int main(void) {
   tcase_add_loop_test(tc, conv_init, 0, 2);
   tcase_add_loop_test(tc, conv_forward_and_backward, 0, 2);
   tcase_add_test(tc, conv_errors);
+  tcase_add_test(tc, conv2d_empty_sizes);
   suite_add_tcase(s, tc);
   tc = tcase_create("batcher");
   tcase_add_loop_test(tc, batcher_covers_every_sample_once, 0, 2);
