@@ -15,17 +15,20 @@
  *   nbuf * CRS * P elements of x's dtype, the column buffers (none for the
  *   1x1 case above), where nbuf = min(N, threads) when the batch is split
  *   over threads (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1
- *   otherwise; backward reuses them. For the CNN's conv2, x[64,32,14,14]
- *   w[64,32,5,5] pad 2 in f32 on two threads: 2 * 800 * 196 * 4 bytes =
- *   1.2 MiB.
+ *   otherwise; backward reuses them. When that same size condition holds
+ *   and w needs a gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS
+ *   elements for the weight gradient's partial sums. For the CNN's conv2,
+ *   x[64,32,14,14] w[64,32,5,5] pad 2 in f32 on two threads:
+ *   2 * 800 * 196 * 4 bytes = 1.2 MiB of columns and 8 * 64 * 800 * 4 =
+ *   1.6 MiB of partial sums.
  *
  * Threads: forward and the input gradient split the batch (each image's
  * work is independent, so a result never depends on the split); the GEMM
  * inside a thread then runs on that thread (the thread door refuses to
  * nest). When the batch does not split, the GEMM threads itself. The
- * weight gradient sums over images in image order on the calling thread
- * (its GEMM threads when large), so that sum is the same on any number of
- * threads. */
+ * weight gradient is summed over a number of chunks of images fixed by
+ * the shapes (see dw_chunks), the chunks on threads and their sums added
+ * in chunk order, so it too is the same on any number of threads. */
 #include <limits.h>
 #include <string.h>
 
@@ -43,10 +46,12 @@ typedef struct {
   bool direct; /* 1x1, stride 1, no padding: x is the column matrix */
 } geom;
 
-/* What forward keeps: the column buffers, nbuf of CRS*P elements. */
+/* What forward keeps: the column buffers, nbuf of CRS*P elements, and
+ * room for the weight gradient's nchunk partial sums of K*CRS (NULL when
+ * the weight gradient goes straight into dw). */
 typedef struct {
-  void *buf;
-  int nbuf;
+  void *buf, *part;
+  int nbuf, nchunk;
 } saved;
 
 static void geom_of(const tg_node *n, geom *g) {
@@ -70,6 +75,19 @@ static int batch_threads_want(const geom *g) {
   if (g->N < 2 || work < CONV_PAR_WORK) return 1;
   int most = tg_get_num_threads();
   return g->N < most ? (int)g->N : most;
+}
+
+/* The weight gradient sums over the batch. Where splitting the batch pays
+ * it is summed in this many chunks of images (fewer for a smaller batch),
+ * each chunk's partial sum on a thread, and the partial sums are then added
+ * in chunk order: a number of chunks fixed by the shapes alone, so the
+ * result is the same on any number of threads. 0: no chunks, the images
+ * summed in order straight into dw. */
+#define CONV_DW_CHUNKS 8
+static int dw_chunks(const geom *g) {
+  double work = (double)g->N * (double)g->K * (double)g->P * (double)g->CRS;
+  if (g->N < 2 || work < CONV_PAR_WORK) return 0;
+  return g->N < CONV_DW_CHUNKS ? (int)g->N : CONV_DW_CHUNKS;
 }
 
 /* The output columns ow in [*lo, *hi) whose input column ow*s + off is
@@ -185,21 +203,14 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
         }                                                                    \
       }                                                                      \
   }                                                                          \
-  /* dw += dy . col^T over every image in order, db += sums of dy. */        \
-  static void dw_db_##S_(const geom *g, const T *x, const T *dy, T *dw,      \
-                         T *db, T *col) {                                    \
+  /* dw += dy . col^T over images [n0, n1) in order. */                     \
+  static void dw_images_##S_(const geom *g, const T *x, const T *dy, T *dw,  \
+                             T *col, int64_t n0, int64_t n1) {               \
     int64_t HW = g->H * g->W;                                                \
-    for (int64_t n = 0; n < g->N; n++)                                       \
+    if (!g->CRS || !g->Kg || !g->P) return;                                  \
+    for (int64_t n = n0; n < n1; n++)                                        \
       for (int64_t gi = 0; gi < g->G; gi++) {                                \
         const T *dyg = dy + (n * g->K + gi * g->Kg) * g->P;                  \
-        if (db)                                                              \
-          for (int64_t k = 0; k < g->Kg; k++) {                              \
-            const T *dk = dyg + k * g->P;                                    \
-            T s = 0;                                                         \
-            for (int64_t p = 0; p < g->P; p++) s += dk[p];                   \
-            db[gi * g->Kg + k] += s;                                         \
-          }                                                                  \
-        if (!dw || !g->CRS || !g->Kg || !g->P) continue;                     \
         const T *cm = x + (n * g->C + gi * g->Cg) * HW;                      \
         if (!g->direct) {                                                    \
           im2col_##S_(g, cm, col);                                           \
@@ -208,6 +219,25 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
         GEMM_##S_(false, true, g->Kg, g->CRS, g->P, 1, dyg, g->P, cm, g->P,  \
                   1, dw + gi * g->Kg * g->CRS, g->CRS);                      \
       }                                                                      \
+  }                                                                          \
+  /* db += the sums of dy over images and positions. */                     \
+  static void db_##S_(const geom *g, const T *dy, T *db) {                   \
+    for (int64_t n = 0; n < g->N; n++)                                       \
+      for (int64_t k = 0; k < g->K; k++) {                                   \
+        const T *dk = dy + (n * g->K + k) * g->P;                            \
+        T s = 0;                                                             \
+        for (int64_t p = 0; p < g->P; p++) s += dk[p];                       \
+        db[k] += s;                                                          \
+      }                                                                      \
+  }                                                                          \
+  /* dw += the chunks' partial sums, added in chunk order. */                \
+  static void dw_reduce_##S_(const T *part, int nchunk, int64_t len,         \
+                             T *restrict dw) {                               \
+    for (int64_t i = 0; i < len; i++) {                                      \
+      T s = part[i];                                                         \
+      for (int c = 1; c < nchunk; c++) s += part[c * len + i];               \
+      dw[i] += s;                                                            \
+    }                                                                        \
   }
 #define GEMM_f32 tg__sgemm
 #define GEMM_f64 tg__dgemm
@@ -221,6 +251,7 @@ typedef struct {
   char *buf; /* nt buffers of CRS*P elements */
   size_t buf_bytes;
   bool backward;
+  const saved *s; /* for the weight gradient's chunks */
 } job;
 
 static void run_part(void *p, int t, int nt) {
@@ -250,8 +281,53 @@ static void run_batch(const geom *g, const tg_node *n, void *buf, int nbuf,
   int nt = nbuf > 1 ? tg__par_threads(nbuf) : 1;
   if (nt > nbuf) nt = nbuf;
   job j = {g, n, buf, (size_t)(g->CRS * g->P) * tg__dtype_size(n->out->dtype),
-           backward};
+           backward, NULL};
   tg__par_run(nt, run_part, &j);
+}
+
+/* Thread t of nt takes chunks t, t + nt, ... of the weight gradient, each
+ * summed from zero into its own partial sum, with column buffer t. */
+static void dw_part(void *p, int t, int nt) {
+  const job *j = p;
+  const geom *g = j->g;
+  const tg_node *n = j->n;
+  const saved *s = j->s;
+  const tg_tensor *x = n->in[0];
+  size_t len = (size_t)(g->K * g->CRS), elem = tg__dtype_size(x->dtype);
+  void *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
+  for (int c = t; c < s->nchunk; c += nt) {
+    int64_t n0 = g->N * c / s->nchunk, n1 = g->N * (c + 1) / s->nchunk;
+    char *part = (char *)s->part + (size_t)c * len * elem;
+    memset(part, 0, len * elem);
+    if (x->dtype == TG_F32)
+      dw_images_f32(g, x->data, n->out->grad, (float *)part, col, n0, n1);
+    else
+      dw_images_f64(g, x->data, n->out->grad, (double *)part, col, n0, n1);
+  }
+}
+
+static void weight_grad(const geom *g, const tg_node *n, const saved *s,
+                        void *dw) {
+  const tg_tensor *x = n->in[0];
+  bool f32 = x->dtype == TG_F32;
+  if (!s->part) {
+    if (f32)
+      dw_images_f32(g, x->data, n->out->grad, dw, s->buf, 0, g->N);
+    else
+      dw_images_f64(g, x->data, n->out->grad, dw, s->buf, 0, g->N);
+    return;
+  }
+  int most = g->direct || s->nchunk < s->nbuf ? s->nchunk : s->nbuf;
+  int nt = most > 1 ? tg__par_threads(most) : 1;
+  if (nt > most) nt = most;
+  job j = {g, n, s->buf, (size_t)(g->CRS * g->P) * tg__dtype_size(x->dtype),
+           true, s};
+  tg__par_run(nt, dw_part, &j);
+  int64_t len = g->K * g->CRS;
+  if (f32)
+    dw_reduce_f32(s->part, s->nchunk, len, dw);
+  else
+    dw_reduce_f64(s->part, s->nchunk, len, dw);
 }
 
 static int forward(tg_tape *t, tg_node *n) {
@@ -275,6 +351,19 @@ static int forward(tg_tape *t, tg_node *n) {
                      "tg_conv2d: out of memory for %d column buffer(s) of "
                      "%lld x %lld", nbuf, (long long)g.CRS, (long long)g.P);
   }
+  /* the weight gradient's partial sums, when backward will want them */
+  s->nchunk = dw_chunks(&g);
+  s->part = NULL;
+  if (tg__recorded(n) && (n->in[1]->flags & TG__NEEDS_GRAD) && s->nchunk &&
+      g.K && g.CRS) {
+    if ((uint64_t)g.K > SIZE_MAX / (size_t)g.CRS / elem / (size_t)s->nchunk)
+      return tg__err(TG_ENOMEM, "tg_conv2d: weight gradient buffers too large");
+    s->part = tg__arena_alloc(t, (size_t)s->nchunk * (size_t)(g.K * g.CRS) * elem);
+    if (!s->part)
+      return tg__err(TG_ENOMEM, "tg_conv2d: out of memory for %d partial "
+                     "weight gradients of %lld x %lld", s->nchunk,
+                     (long long)g.K, (long long)g.CRS);
+  }
   n->saved = s;
   int par = g.direct ? batch_threads_want(&g) : nbuf;
   run_batch(&g, n, s->buf, par, false);
@@ -289,12 +378,13 @@ static void backward(const tg_node *n) {
     run_batch(&g, n, s->buf, g.direct ? batch_threads_want(&g) : s->nbuf,
               true);
   void *dw = tg__gin(n, 1), *db = tg__gin(n, 2);
-  if (!dw && !db) return;
-  const tg_tensor *x = n->in[0];
-  if (x->dtype == TG_F32)
-    dw_db_f32(&g, x->data, n->out->grad, dw, db, s->buf);
-  else
-    dw_db_f64(&g, x->data, n->out->grad, dw, db, s->buf);
+  if (dw) weight_grad(&g, n, s, dw);
+  if (db) {
+    if (n->out->dtype == TG_F32)
+      db_f32(&g, n->out->grad, db);
+    else
+      db_f64(&g, n->out->grad, db);
+  }
 }
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,

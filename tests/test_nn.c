@@ -348,6 +348,114 @@ START_TEST(conv_forward_and_backward) {
 }
 END_TEST
 
+/* tg_conv2d against plain loops, on calls large enough to split the batch
+ * over threads and to sum the weight gradient in chunks (the op list's
+ * small cases never do), and the same to the bit on 1 and 2 threads. */
+typedef struct {
+  int64_t x[4], w[4];
+  int st[2], pad[2], dil[2], groups;
+} conv_cfg;
+
+static const conv_cfg big_convs[] = {
+    {{8, 16, 16, 16}, {32, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 2},
+    {{40, 16, 17, 15}, {32, 16, 3, 2}, {2, 2}, {2, 2}, {2, 2}, 1},
+    {{8, 64, 16, 16}, {64, 64, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1}, /* no im2col */
+};
+
+/* y, dx, dw and db of sum(y * g) by the definition. */
+static void conv_loops(const conv_cfg *c, const double *x, const double *w,
+                       const double *b, const double *g, int64_t ho,
+                       int64_t wo, double *y, double *dx, double *dw,
+                       double *db) {
+  int64_t N = c->x[0], C = c->x[1], H = c->x[2], W = c->x[3], K = c->w[0],
+          Cg = c->w[1], R = c->w[2], S = c->w[3], Kg = K / c->groups;
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t i = 0; i < ho; i++)
+        for (int64_t j = 0; j < wo; j++) {
+          int64_t yi = ((n * K + k) * ho + i) * wo + j;
+          double acc = b[k], gy = g[yi];
+          db[k] += gy;
+          for (int64_t cc = 0; cc < Cg; cc++)
+            for (int64_t r = 0; r < R; r++)
+              for (int64_t s = 0; s < S; s++) {
+                int64_t ih = i * c->st[0] - c->pad[0] + r * c->dil[0],
+                        iw = j * c->st[1] - c->pad[1] + s * c->dil[1];
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                int64_t ch = k / Kg * Cg + cc;
+                int64_t xi = ((n * C + ch) * H + ih) * W + iw,
+                        wi = ((k * Cg + cc) * R + r) * S + s;
+                acc += w[wi] * x[xi];
+                dx[xi] += w[wi] * gy;
+                dw[wi] += x[xi] * gy;
+              }
+          y[yi] = acc;
+        }
+}
+
+START_TEST(conv2d_large_matches_loops) {
+  const conv_cfg *c = &big_convs[_i];
+  tg__par_guard_enable(false); /* two threads whenever the op asks */
+  tg_rng rng;
+  tg_rng_seed(&rng, 30 + (uint64_t)_i);
+  tg_tensor *x = tg_zeros(TG_F64, 4, c->x), *w = tg_zeros(TG_F64, 4, c->w);
+  tg_tensor *b = tg_zeros(TG_F64, 1, c->w);
+  ck_assert_int_eq(tg_fill_normal(x, &rng, 0, 1), TG_OK);
+  ck_assert_int_eq(tg_fill_normal(w, &rng, 0, 1), TG_OK);
+  ck_assert_int_eq(tg_fill_normal(b, &rng, 0, 1), TG_OK);
+  tg_tensor *in[3] = {x, w, b};
+  for (int k = 0; k < 3; k++) ck_assert_int_eq(tg_requires_grad(in[k], true), TG_OK);
+  tg_tensor *got[2][4] = {{NULL}}; /* y, dx, dw, db on 1 and 2 threads */
+  tg_tensor *g = NULL;
+  for (int thr = 1; thr <= 2; thr++) {
+    ck_assert_int_eq(tg_set_num_threads(thr), TG_OK);
+    for (int k = 0; k < 3; k++) tg_zero_grad(in[k]);
+    tg_tape *t = tg_tape_new();
+    tg_tensor *y = tg_conv2d(t, x, w, b, c->st[0], c->st[1], c->pad[0],
+                             c->pad[1], c->dil[0], c->dil[1], c->groups);
+    ck_assert_msg(y != NULL, "%s", tg_last_error());
+    if (!g) {
+      int64_t ys[4];
+      for (int d = 0; d < 4; d++) ys[d] = tg_tensor_dim(y, d);
+      g = tg_zeros(TG_F64, 4, ys);
+      ck_assert_int_eq(tg_fill_normal(g, &rng, 0, 1), TG_OK);
+    }
+    ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+    got[thr - 1][0] = tg_tensor_clone(y);
+    for (int k = 0; k < 3; k++) got[thr - 1][k + 1] = tg_tensor_clone(tg_tensor_grad(in[k]));
+    tg_tape_free(t);
+  }
+  tg_set_num_threads(2);
+  int64_t ho = tg_tensor_dim(got[0][0], 2), wo = tg_tensor_dim(got[0][0], 3);
+  double *ref[4];
+  int64_t len[4] = {tg_tensor_numel(got[0][0]), tg_tensor_numel(x),
+                    tg_tensor_numel(w), c->w[0]};
+  for (int k = 0; k < 4; k++) {
+    ref[k] = calloc((size_t)len[k], sizeof(double));
+    ck_assert_ptr_nonnull(ref[k]);
+  }
+  conv_loops(c, tg_tensor_f64(x), tg_tensor_f64(w), tg_tensor_f64(b),
+             tg_tensor_f64(g), ho, wo, ref[0], ref[1], ref[2], ref[3]);
+  static const char *const what[4] = {"y", "dx", "dw", "db"};
+  for (int k = 0; k < 4; k++) {
+    const double *a1 = tg_tensor_f64(got[0][k]), *a2 = tg_tensor_f64(got[1][k]);
+    for (int64_t i = 0; i < len[k]; i++) {
+      ck_assert_msg(a1[i] == a2[i], "%s[%lld]: %.17g on 1 thread, %.17g on 2",
+                    what[k], (long long)i, a1[i], a2[i]);
+      ck_assert_msg(fabs(a1[i] - ref[k][i]) <= 1e-10 * (1 + fabs(ref[k][i])),
+                    "%s[%lld]: %.17g, the loops %.17g", what[k], (long long)i,
+                    a1[i], ref[k][i]);
+    }
+    free(ref[k]);
+    tg_tensor_free(got[0][k]);
+    tg_tensor_free(got[1][k]);
+  }
+  tg_tensor_free(g);
+  for (int k = 0; k < 3; k++) tg_tensor_free(in[k]);
+  tg__par_guard_enable(true);
+}
+END_TEST
+
 /* tg_conv2d on empty sizes (which the op list's gradient checks cannot
  * take): no images, no kernels. The results are empty and backward runs. */
 START_TEST(conv2d_empty_sizes) {
@@ -1065,6 +1173,8 @@ int main(void) {
   tcase_add_loop_test(tc, conv_forward_and_backward, 0, 2);
   tcase_add_test(tc, conv_errors);
   tcase_add_test(tc, conv2d_empty_sizes);
+  tcase_add_loop_test(tc, conv2d_large_matches_loops, 0,
+                      (int)(sizeof big_convs / sizeof *big_convs));
   suite_add_tcase(s, tc);
   tc = tcase_create("batcher");
   tcase_add_loop_test(tc, batcher_covers_every_sample_once, 0, 2);

@@ -317,9 +317,12 @@ TG_API tg_tensor *tg_layer_norm(tg_tape *t, tg_tensor *x, tg_tensor *w,
  * default. A plain convolution is (1, 1, 0, 0, 1, 1, 1).
  * Forward, dx, dw and db are GEMMs on im2col columns; the columns live in
  * the tape's arena: per call, (C/groups) R S H_out W_out elements of x's
- * dtype times min(N, threads) when the batch is split over threads, else
- * once (a 1x1, stride-1, unpadded convolution needs none). Nothing comes
- * from the heap per step.
+ * dtype times min(N, threads) when the batch is split over threads (a call
+ * of N K H_out W_out (C/groups) R S >= 4e6 multiply-adds with N >= 2),
+ * else once (a 1x1, stride-1, unpadded convolution needs none); for such a
+ * split call whose w needs a gradient, also min(N, 8) K (C/groups) R S
+ * elements for the weight gradient's partial sums. Nothing comes from the
+ * heap per step. Results are the same on any number of threads.
  * Errors (NULL and a message naming tg_conv2d and the shapes): x or w not
  * 4-D, C or K not divisible by groups, w's second dimension not C/groups,
  * b not [K], an empty kernel, the dilated kernel larger than the padded
