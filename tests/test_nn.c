@@ -405,6 +405,7 @@ START_TEST(conv2d_large_matches_loops) {
   ck_assert_int_eq(tg_fill_normal(b, &rng, 0, 1), TG_OK);
   tg_tensor *in[3] = {x, w, b};
   for (int k = 0; k < 3; k++) ck_assert_int_eq(tg_requires_grad(in[k], true), TG_OK);
+  int threads_before = tg_get_num_threads();
   tg_tensor *got[2][4] = {{NULL}}; /* y, dx, dw, db on 1 and 2 threads */
   tg_tensor *g = NULL;
   for (int thr = 1; thr <= 2; thr++) {
@@ -425,7 +426,7 @@ START_TEST(conv2d_large_matches_loops) {
     for (int k = 0; k < 3; k++) got[thr - 1][k + 1] = tg_tensor_clone(tg_tensor_grad(in[k]));
     tg_tape_free(t);
   }
-  tg_set_num_threads(2);
+  ck_assert_int_eq(tg_set_num_threads(threads_before), TG_OK);
   int64_t ho = tg_tensor_dim(got[0][0], 2), wo = tg_tensor_dim(got[0][0], 3);
   double *ref[4];
   int64_t len[4] = {tg_tensor_numel(got[0][0]), tg_tensor_numel(x),
