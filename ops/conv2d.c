@@ -6,7 +6,7 @@
  *   col[CRS,P]  = im2col(x[n, g's channels])       (zeros where padded)
  *   y[n,g][Kg,P] = w_g[Kg,CRS] . col + b            forward
  *   dcol        = w_g^T . dy[n,g];  dx += col2im(dcol)
- *   dw_g       += dy[n,g] . col^T  (summed over n in order)
+ *   dw_g       += dy[n,g] . col^T  (summed over n: Threads, below)
  *   db         += sum over n and P of dy
  * A 1x1 kernel with stride 1 and no padding reads x as its own column
  * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
