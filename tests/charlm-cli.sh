@@ -52,7 +52,7 @@ elif grep -q 'not a regular file' "$dir/out"; then ok "refuses a FIFO"
 else bad "FIFO: $(cat "$dir/out")"; fi
 
 # Training on the built-in line: chance is ln 256 = 5.55 nats per byte and
-# the line's own byte frequencies give about 2.9; only a model that uses
+# the line's own byte frequencies give 2.59; only a model that uses
 # the context gets below 0.5.
 # shellcheck disable=SC2086
 "$prog" $tiny --steps 300 --warmup 30 --eval-every 100 --lr 1e-2 --log "$dir/log.csv" \
