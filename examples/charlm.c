@@ -508,7 +508,7 @@ out:
  * whole state of a run with the same settings. Returns the step it had
  * reached (0 for a model-only load) or -1 with a message. */
 static long resume(const options *o, charlm *m, tg_optim *opt, size_t train_bytes,
-                   eval_row *rows, int *n_rows, int max_rows, tg_rng *batch_rng,
+                   eval_row **rows, int *n_rows, int *max_rows, tg_rng *batch_rng,
                    tg_rng *drop_rng) {
   tg_checkpoint *ck = tg_checkpoint_open(o->resume_path);
   if (!ck) {
@@ -545,7 +545,7 @@ static long resume(const options *o, charlm *m, tg_optim *opt, size_t train_byte
   tg_tensor *hist = tg_checkpoint_get(ck, "history");
   if (!st || parse_long(st, 1, o->steps, &saved) || !hist ||
       tg_tensor_dtype(hist) != TG_F64 || tg_tensor_ndim(hist) != 2 ||
-      tg_tensor_dim(hist, 1) != ROW_COLS || tg_tensor_dim(hist, 0) > max_rows ||
+      tg_tensor_dim(hist, 1) != ROW_COLS || tg_tensor_dim(hist, 0) > saved ||
       rng_parse(tg_checkpoint_meta(ck, "rng_batch"), batch_rng) ||
       rng_parse(tg_checkpoint_meta(ck, "rng_dropout"), drop_rng)) {
     fprintf(stderr, PROG ": %s: not a checkpoint of " PROG " (its step, history or "
@@ -558,8 +558,19 @@ static long resume(const options *o, charlm *m, tg_optim *opt, size_t train_byte
     fprintf(stderr, PROG ": %s\n", tg_last_error());
     goto out;
   }
-  *n_rows = (int)tg_tensor_dim(hist, 0);
-  memcpy(rows, tg_tensor_f64(hist), (size_t)*n_rows * sizeof *rows);
+  /* one row per evaluated step, so at most the step reached, plus room */
+  int need = (int)tg_tensor_dim(hist, 0);
+  if (need + 2 > *max_rows) {
+    eval_row *grown = realloc(*rows, (size_t)(need + 2) * sizeof **rows);
+    if (!grown) {
+      fprintf(stderr, PROG ": out of memory for the history\n");
+      goto out;
+    }
+    *rows = grown;
+    *max_rows = need + 2;
+  }
+  *n_rows = need;
+  memcpy(*rows, tg_tensor_f64(hist), (size_t)need * sizeof **rows);
   step = saved;
 out:
 #undef CHECK
@@ -706,7 +717,7 @@ int main(int argc, char **argv) {
            o->min_lr, o->weight_decay, o->clip, m.cfg.dropout, tg_get_num_threads(), o->seed);
   long start = 0;
   if (o->resume_path) {
-    start = resume(o, &m, opt, train_bytes, rows, &n_rows, max_rows, &batch_rng, &drop_rng);
+    start = resume(o, &m, opt, train_bytes, &rows, &n_rows, &max_rows, &batch_rng, &drop_rng);
     if (start < 0) goto fail_quiet;
     if (!o->quiet && o->steps) printf("resumed from %s at step %ld\n", o->resume_path, start);
   }
@@ -740,6 +751,15 @@ int main(int argc, char **argv) {
     }
     if (step % o->eval_every == 0 || step == o->steps || step == last) {
       double secs = now() - t_eval;
+      if (n_rows == max_rows) { /* runs stopped and resumed add rows */
+        eval_row *grown = realloc(rows, (size_t)(2 * max_rows) * sizeof *rows);
+        if (!grown) {
+          fprintf(stderr, PROG ": out of memory for the history\n");
+          goto fail_quiet;
+        }
+        rows = grown;
+        max_rows *= 2;
+      }
       eval_row *r = &rows[n_rows];
       r->step = (double)step;
       r->tokens_per_s = (double)tokens_since / secs;
