@@ -785,7 +785,11 @@ int main(int argc, char **argv) {
   if (n_rows)
     printf("final: train %.4f  val %.4f nats per byte\n", rows[n_rows - 1].train,
            rows[n_rows - 1].val);
-  if (!o->quiet) printf("parameters: xxh3 %016" PRIx64 "\n", params_hash(&m));
+  if (!o->quiet) {
+    printf("parameters: xxh3 %016" PRIx64 "\n", params_hash(&m));
+    /* the arena keeps its high-water mark: the memory of the largest step */
+    printf("tape arena: %.1f MiB\n", (double)tg_tape_arena_bytes(t) / (1 << 20));
+  }
   if (o->sample && sample(&m, t, o)) goto fail_quiet;
   status = 0;
   goto done;
