@@ -21,11 +21,15 @@ Usage: bench/compare_charlm.py --ref BUILD/bench/charlm_ref [--layers N]
     [--heads N] [--width N] [--context N] [--batch N] [--vocab N]
     [--untied] [--steps K] [--text FILE] [--time] [--time-steps N]
 Exit status 0 when bars 1 and 2 hold, 1 otherwise. Runs under the
-interpreter that has PyTorch (scripts/pyreexec.py finds it)."""
+interpreter that has PyTorch and NumPy (through scripts/pyreexec.py, it
+starts itself again under one when this one lacks them)."""
 import argparse
+import atexit
+import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,6 +107,7 @@ class Model:
 
 def run_ref(a, dtype, steps, threads=None):
     out = tempfile.mkdtemp(prefix="charlm-cmp-")
+    atexit.register(shutil.rmtree, out, True)
     cmd = [a.ref, "--out", out, "--dtype", dtype, "--layers", str(a.layers), "--heads", str(a.heads),
            "--width", str(a.width), "--context", str(a.context), "--batch", str(a.batch),
            "--vocab", str(a.vocab), "--steps", str(steps), "--lr", str(a.lr),
@@ -215,10 +220,10 @@ def main():
     ap.add_argument("--time", action="store_true", help="also time a step on 1 and 2 threads")
     ap.add_argument("--time-steps", type=int, default=20)
     a = ap.parse_args()
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        sys.exit("compare_charlm.py: PyTorch is needed (run it with the interpreter that has it)")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("numpy") is None:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+        import pyreexec
+        pyreexec.reexec_with(["torch", "numpy"], __file__, ["python3-torch", "python3-numpy"])
     ok = compare_step1(a, "f32", 1e-5)
     ok = compare_step1(a, "f64", 1e-10) and ok
     ok = compare_losses(a) and ok
