@@ -159,7 +159,7 @@ def compare_losses(a):
     worst, at = 0.0, 0
     for s in range(1, a.steps + 1):
         for gr in opt.param_groups:
-            gr["lr"] = lr_at(s, a.lr, a.warmup, a.steps, a.lr / 10)
+            gr["lr"] = lr_at(s, a.lr, min(a.warmup, a.steps), a.steps, a.lr / 10)
         loss = m.loss(torch.tensor(b["tokens"][s - 1].astype("int64")),
                       torch.tensor(b["targets"][s - 1].astype("int64")))
         opt.zero_grad()
@@ -220,6 +220,7 @@ def main():
     ap.add_argument("--time", action="store_true", help="also time a step on 1 and 2 threads")
     ap.add_argument("--time-steps", type=int, default=20)
     a = ap.parse_args()
+    a.warmup = min(a.warmup, a.steps)  # as bench/charlm_ref does
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("numpy") is None:
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
         import pyreexec
