@@ -1,5 +1,6 @@
-/* tests/test_optim.c: SGD (plain, momentum, Nesterov, weight decay) and
- * Adam against updates worked out by hand, in float32 and float64; the
+/* tests/test_optim.c: SGD (plain, momentum, Nesterov, weight decay), Adam
+ * and AdamW against updates worked out by hand or by PyTorch, in float32
+ * and float64; clipping by the global norm; the
  * learning-rate schedules; bad configurations; the state accessors; and a
  * step that allocates nothing. */
 #include "testutil.h"
@@ -438,6 +439,252 @@ START_TEST(bad_configs) {
 }
 END_TEST
 
+/* AdamW against torch.optim.AdamW (PyTorch 1.13, float64), on the same
+ * loss L = sum(w * w) from w_0 = {1, -0.5, 2, -3, 0.25}: the literals were
+ * printed by a short script that ran three steps of
+ *   opt = torch.optim.AdamW([w], lr=..., betas=..., eps=..., weight_decay=...)
+ *   opt.zero_grad(); (w * w).sum().backward(); opt.step()
+ * and read opt.state[w]['exp_avg'] and ['exp_avg_sq'] at the end. By hand,
+ * step 1 of the first case: w = 1 * (1 - 0.1 * 0.1) - 0.1 * 2 / (2 + 1e-8)
+ * = 0.8900000005. */
+static void check_adamw(tg_dtype dt, const tg_adam_config *cfg,
+                        const double w[3][5], const double m[5],
+                        const double v[5]) {
+  const double ws[5] = {1, -0.5, 2, -3, 0.25};
+  tg_tensor *p = param(dt, 5, ws);
+  tg_optim *opt = tg_adamw_new(&p, 1, cfg);
+  ck_assert_ptr_nonnull(opt);
+  ck_assert_str_eq(tg_optim_name(opt), "adamw");
+  tg_tape *t = tg_tape_new();
+  tg_tensor *bm = NULL, *bv = NULL;
+  ck_assert_int_eq(tg_optim_state(opt, 0, &bm, &bv), TG_OK);
+  for (int step = 0; step < 3; step++) {
+    quad_step(t, opt);
+    for (int i = 0; i < 5; i++)
+      ck_assert_double_eq_tol(tg_get(p, i), w[step][i], tol(dt, w[step][i]));
+  }
+  for (int i = 0; i < 5; i++) {
+    ck_assert_double_eq_tol(tg_get(bm, i), m[i], tol(dt, m[i]));
+    ck_assert_double_eq_tol(tg_get(bv, i), v[i], tol(dt, v[i]));
+  }
+  tg_tape_free(t);
+  tg_optim_free(opt);
+  tg_tensor_free(p);
+}
+
+START_TEST(adamw_matches_pytorch) {
+  tg_adam_config cfg = TG_ADAMW_DEFAULTS;
+  cfg.lr = 0.1;
+  cfg.weight_decay = 0.1;
+  check_adamw(dtypes[_i], &cfg,
+              (const double[3][5]){
+                  {0.8900000004999999, -0.395000001, 1.88000000025,
+                   -2.8700000001666663, 0.14750000199999996},
+                  {0.7815718559365048, -0.2923387042550786, 1.7614089505845592,
+                   -2.741439940907542, 0.05049514299258255},
+                  {0.6751012216400698, -0.19341560428094734, 1.6443686835605893,
+                   -2.6144056172811183, -0.03371781112724521}},
+              (const double[5]){0.47851437127730084, -0.21056774103101566,
+                                1.0146817901619116, -1.5508879882115079,
+                                0.07714902895851648},
+              (const double[5]){0.009600653867524579, 0.001963324575178995,
+                                0.042501724368553866, 0.0989046602022355,
+                                0.00034663726522100576});
+  tg_adam_config c2 = {.lr = 0.1, .beta1 = 0.5, .beta2 = 0.75, .eps = 0.1,
+                       .weight_decay = 0.5};
+  check_adamw(dtypes[_i], &c2,
+              (const double[3][5]){
+                  {0.8547619047619047, -0.38409090909090904, 1.8024390243902437,
+                   -2.7516393442622946, 0.15416666666666665},
+                  {0.718895668346937, -0.2781806135474112, 1.6159953970236098,
+                   -2.5166785442435757, 0.07228552841894975},
+                  {0.593187335831687, -0.1846139516235766, 1.4408000462633188,
+                   -2.294980083927108, 0.010647511738311861}},
+              (const double[5]){1.3962766207278894, -0.5952260680928657,
+                                3.0172149092187315, -4.642498216374722,
+                                0.2118688617522831},
+              (const double[5]){1.6272744173421387, 0.32865382358832484,
+                                7.298030950685135, 17.074810205725136,
+                                0.05820696845214012});
+}
+END_TEST
+
+START_TEST(adamw_without_decay_is_adam) {
+  /* weight_decay 0: the same bits as Adam's */
+  const double ws[3] = {1, -2, 0.5};
+  tg_tensor *a = param(dtypes[_i], 3, ws), *b = param(dtypes[_i], 3, ws);
+  tg_adam_config cfg = TG_ADAM_DEFAULTS;
+  cfg.lr = 0.05;
+  tg_optim *oa = tg_adam_new(&a, 1, &cfg), *ob = tg_adamw_new(&b, 1, &cfg);
+  tg_tape *t = tg_tape_new();
+  for (int k = 0; k < 4; k++) {
+    quad_step(t, oa);
+    quad_step(t, ob);
+  }
+  ck_assert_uint_eq(tg_tensor_hash(a), tg_tensor_hash(b));
+  tg_tape_free(t);
+  tg_optim_free(oa);
+  tg_optim_free(ob);
+  tg_tensor_free(a);
+  tg_tensor_free(b);
+}
+END_TEST
+
+START_TEST(adamw_bad_configs) {
+  tg_tensor *p = param(TG_F32, 2, (double[]){1, 2});
+  tg_adam_config c = TG_ADAMW_DEFAULTS;
+  ck_assert_ptr_null(tg_adamw_new(&p, 1, NULL));
+  ck_assert_error_has(TG_EINVAL, "tg_adamw_new", "TG_ADAMW_DEFAULTS");
+  c.weight_decay = -0.1;
+  ck_assert_ptr_null(tg_adamw_new(&p, 1, &c));
+  ck_assert_error_has(TG_EINVAL, "tg_adamw_new: ", "weight_decay is -0.1");
+  c = (tg_adam_config)TG_ADAMW_DEFAULTS;
+  c.lr = 0.5;
+  c.weight_decay = 4; /* 1 - 2 < 0 would flip the weights */
+  ck_assert_ptr_null(tg_adamw_new(&p, 1, &c));
+  ck_assert_error_has(TG_EINVAL, "tg_adamw_new: ", "lr * weight_decay is 0.5 * 4 = 2");
+  c.weight_decay = 2; /* exactly 1 is allowed: the weights go to 0 */
+  tg_optim *o = tg_adamw_new(&p, 1, &c);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_eq(tg_optim_set_lr(o, 0.75), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_optim_set_lr", "lr * weight_decay is 0.75 * 2 = 1.5");
+  ck_assert_double_eq(tg_optim_lr(o), 0.5);
+  ck_assert_int_eq(tg_optim_set_lr(o, 0.25), TG_OK);
+  tg_optim_free(o);
+  c = (tg_adam_config)TG_ADAMW_DEFAULTS;
+  c.eps = 1e-50; /* a valid double, 0 in float32 */
+  ck_assert_ptr_null(tg_adamw_new(&p, 1, &c));
+  ck_assert_error_has(TG_EINVAL, "tg_adamw_new: ", "eps is 1e-50", "float32");
+  tg_tensor_free(p);
+}
+END_TEST
+
+/* Values from torch.nn.utils.clip_grad_norm_ (PyTorch 1.13, float64) on
+ * grads {3, -4} and {{1, 2}, {2, 0.5}}: total = sqrt(25 + 9.25) =
+ * 5.852349955359813, and with max_norm 2 every grad times
+ * 2 / (total + 1e-6). */
+START_TEST(clip_grad_norm_matches_pytorch) {
+  tg_dtype dt = dtypes[_i];
+  tg_tensor *a = param(dt, 2, (double[]){0, 0});
+  tg_tensor *b = tg_zeros(dt, TG_SHAPE(2, 2));
+  tg_tensor *frozen = param(dt, 1, (double[]){0});
+  tg_requires_grad(b, true);
+  tg_tensor *ps[] = {a, b, frozen};
+  const double ga[2] = {3, -4}, gb[4] = {1, 2, 2, 0.5};
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 2; i++) tg_set(tg_tensor_grad(a), i, ga[i]);
+    for (int i = 0; i < 4; i++) tg_set(tg_tensor_grad(b), i, gb[i]);
+    tg_requires_grad(frozen, true);
+    tg_set(tg_tensor_grad(frozen), 0, 100); /* left out once frozen */
+    tg_requires_grad(frozen, false);
+    double max_norm = round == 0 ? 2.0 : 10.0;
+    double n = tg_clip_grad_norm(ps, 3, max_norm);
+    ck_assert_double_eq_tol(n, 5.852349955359813, tol(dt, 5.85));
+    if (round == 0) {
+      const double wa[2] = {1.0252290140776612, -1.366972018770215};
+      const double wb[4] = {0.34174300469255375, 0.6834860093851075,
+                            0.6834860093851075, 0.17087150234627688};
+      for (int i = 0; i < 2; i++)
+        ck_assert_double_eq_tol(tg_grad_get(a, i), wa[i], tol(dt, wa[i]));
+      for (int i = 0; i < 4; i++)
+        ck_assert_double_eq_tol(tg_grad_get(b, i), wb[i], tol(dt, wb[i]));
+    } else { /* under the limit: untouched, bit for bit */
+      for (int i = 0; i < 2; i++) ck_assert_double_eq(tg_grad_get(a, i), ga[i]);
+      for (int i = 0; i < 4; i++) ck_assert_double_eq(tg_grad_get(b, i), gb[i]);
+    }
+  }
+  /* through an optimizer, and the clipped norm is max_norm */
+  tg_sgd_config sc = {.lr = 0.1};
+  tg_optim *o = tg_sgd_new(ps, 2, &sc);
+  ck_assert_double_eq_tol(tg_optim_clip_grad_norm(o, 1.0), 5.852349955359813,
+                          tol(dt, 5.85));
+  /* 1 * total / (total + 1e-6), a hair under max_norm, as PyTorch's */
+  ck_assert_double_eq_tol(tg_optim_clip_grad_norm(o, 1.0),
+                          5.852349955359813 / (5.852349955359813 + 1e-6),
+                          tol(dt, 1));
+  tg_optim_free(o);
+  /* a non-finite norm is returned, the grads are left alone */
+  tg_set(tg_tensor_grad(a), 0, INFINITY);
+  ck_assert(isinf(tg_clip_grad_norm(ps, 2, 1.0)));
+  ck_assert_double_eq(tg_grad_get(a, 1), tg_grad_get(a, 1));
+  ck_assert(isinf(tg_grad_get(a, 0)));
+  for (int i = 0; i < 3; i++) tg_tensor_free(ps[i]);
+}
+END_TEST
+
+START_TEST(clip_grad_norm_bad_arguments) {
+  tg_tensor *p = param(TG_F32, 2, (double[]){1, 2});
+  tg_tensor *ints = tg_zeros(TG_I32, TG_SHAPE(2));
+  tg_tensor *withnull[] = {p, NULL}, *withint[] = {p, ints};
+  ck_assert_double_eq(tg_clip_grad_norm(NULL, 1, 1), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_clip_grad_norm", "params is NULL");
+  ck_assert_double_eq(tg_clip_grad_norm(&p, 0, 1), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_clip_grad_norm", "n is 0");
+  ck_assert_double_eq(tg_clip_grad_norm(withnull, 2, 1), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "params[1] is NULL");
+  ck_assert_double_eq(tg_clip_grad_norm(withint, 2, 1), TG_EDTYPE);
+  ck_assert_error_has(TG_EDTYPE, "params[1] is int32");
+  const double bad[] = {0, -1, NAN, INFINITY};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    ck_assert_double_eq(tg_clip_grad_norm(&p, 1, bad[i]), TG_EINVAL);
+    ck_assert_error_has(TG_EINVAL, "tg_clip_grad_norm", "max_norm is");
+  }
+  ck_assert_double_eq(tg_clip_grad_norm(&p, 1, 1e300), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "max_norm is 1e+300", "float32");
+  ck_assert_double_eq(tg_optim_clip_grad_norm(NULL, 1), TG_EINVAL);
+  ck_assert_error_has(TG_EINVAL, "tg_optim_clip_grad_norm");
+  tg_tensor_free(p);
+  tg_tensor_free(ints);
+}
+END_TEST
+
+START_TEST(warmup_cosine) {
+  /* lr_max 0.1, lr_min 0.01, warmup 10, total 110 */
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 0, 10, 110, 0.01), 0);
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 1, 10, 110, 0.01), 0.01, 1e-17);
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 5, 10, 110, 0.01), 0.05, 1e-17);
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 10, 10, 110, 0.01), 0.1);
+  /* a quarter into the cosine: 0.01 + 0.09 * (1 + cos(pi/4)) / 2 */
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 35, 10, 110, 0.01),
+                          0.01 + 0.09 * 0.8535533905932738, 1e-16);
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 60, 10, 110, 0.01), 0.055, 1e-16);
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 110, 10, 110, 0.01), 0.01, 1e-17);
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 1000, 10, 110, 0.01), 0.01);
+  /* monotone: up through the warmup, down after it */
+  double prev = -1;
+  for (int s = 0; s <= 10; s++) {
+    double lr = tg_lr_warmup_cosine(0.1, s, 10, 110, 0.01);
+    ck_assert(lr > prev);
+    prev = lr;
+  }
+  for (int s = 11; s <= 110; s++) {
+    double lr = tg_lr_warmup_cosine(0.1, s, 10, 110, 0.01);
+    ck_assert(lr < prev);
+    prev = lr;
+  }
+  /* no warmup: the cosine from step 0; all warmup: lr_max to the end */
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 0, 0, 4, 0), 0.1);
+  ck_assert_double_eq_tol(tg_lr_warmup_cosine(0.1, 2, 0, 4, 0), 0.05, 1e-17);
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 4, 4, 4, 0), 0.1);
+  ck_assert_double_eq(tg_lr_warmup_cosine(0.1, 5, 4, 4, 0), 0);
+  /* bad arguments: NaN and a message */
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, -1, 10, 110, 0)));
+  ck_assert_error_has(TG_EINVAL, "tg_lr_warmup_cosine", "step is -1");
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, 1, 11, 10, 0)));
+  ck_assert_error_has(TG_EINVAL, "tg_lr_warmup_cosine", "warmup is 11", "total = 10");
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, 1, -1, 10, 0)));
+  ck_assert_error_has(TG_EINVAL, "warmup is -1");
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, 1, 0, 0, 0)));
+  ck_assert_error_has(TG_EINVAL, "total is 0");
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, 1, 0, 10, 0.2)));
+  ck_assert_error_has(TG_EINVAL, "lr_min is 0.2", "lr_max = 0.1");
+  ck_assert(isnan(tg_lr_warmup_cosine(INFINITY, 1, 0, 10, 0)));
+  ck_assert_error_has(TG_EINVAL, "lr_max is inf");
+  ck_assert(isnan(tg_lr_warmup_cosine(0.1, 1, 0, 10, NAN)));
+  ck_assert_error_has(TG_EINVAL, "lr_min is");
+}
+END_TEST
+
 START_TEST(step_allocates_nothing) {
   counting_allocator(true);
   tg_tensor *a = param(TG_F32, 3, (double[]){1, 2, 3});
@@ -445,9 +692,12 @@ START_TEST(step_allocates_nothing) {
   tg_tensor *ps[] = {a, b};
   tg_adam_config ac = TG_ADAM_DEFAULTS;
   tg_sgd_config sc = {.lr = 0.1, .momentum = 0.9, .nesterov = true};
+  tg_adam_config wc = TG_ADAMW_DEFAULTS;
   tg_optim *adam = tg_adam_new(ps, 2, &ac), *sgd = tg_sgd_new(ps, 2, &sc);
+  tg_optim *adamw = tg_adamw_new(ps, 2, &wc);
   ck_assert_ptr_nonnull(adam);
   ck_assert_ptr_nonnull(sgd);
+  ck_assert_ptr_nonnull(adamw);
   /* stand-ins for gradients: any values will do */
   tg_fill(a, 0.5);
   tg_tensor_f32(tg_tensor_grad(a))[1] = 0.25f;
@@ -456,6 +706,9 @@ START_TEST(step_allocates_nothing) {
   for (int k = 0; k < 10; k++) {
     ck_assert_int_eq(tg_optim_step(adam), TG_OK);
     ck_assert_int_eq(tg_optim_step(sgd), TG_OK);
+    ck_assert(tg_optim_clip_grad_norm(adamw, 0.5) >= 0);
+    ck_assert_int_eq(tg_optim_set_lr(adamw, tg_lr_warmup_cosine(1e-3, k, 3, 10, 0)), TG_OK);
+    ck_assert_int_eq(tg_optim_step(adamw), TG_OK);
     ck_assert_int_eq(tg_optim_set_lr(sgd, tg_lr_cosine(0.1, k, 10, 0)), TG_OK);
     ck_assert_int_eq(tg_optim_zero_grad(adam), TG_OK);
   }
@@ -463,6 +716,7 @@ START_TEST(step_allocates_nothing) {
   ck_assert_int_eq(*test_frees(), 0);
   tg_optim_free(adam);
   tg_optim_free(sgd);
+  tg_optim_free(adamw);
   tg_tensor_free(a);
   tg_tensor_free(b);
   ck_assert_int_eq(*test_frees(), *test_allocs()); /* and nothing leaked */
@@ -483,11 +737,19 @@ int main(void) {
   tcase_add_loop_test(tc, adam_defaults_bias_corrected, 0, 2);
   tcase_add_loop_test(tc, adam_weight_decay, 0, 2);
   tcase_add_test(tc, adam_first_step_is_lr_whatever_the_scale);
+  tcase_add_loop_test(tc, adamw_matches_pytorch, 0, 2);
+  tcase_add_loop_test(tc, adamw_without_decay_is_adam, 0, 2);
+  tcase_add_test(tc, adamw_bad_configs);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("clip");
+  tcase_add_loop_test(tc, clip_grad_norm_matches_pytorch, 0, 2);
+  tcase_add_test(tc, clip_grad_norm_bad_arguments);
   suite_add_tcase(s, tc);
   tc = tcase_create("api");
   tcase_add_test(tc, mixed_dtypes_and_frozen_params);
   tcase_add_test(tc, learning_rate_and_steps);
   tcase_add_test(tc, schedules);
+  tcase_add_test(tc, warmup_cosine);
   tcase_add_test(tc, bad_parameters);
   tcase_add_test(tc, bad_configs);
   tcase_add_test(tc, step_allocates_nothing);

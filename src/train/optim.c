@@ -1,12 +1,13 @@
-/* src/train/optim.c: SGD (momentum, Nesterov) and Adam over caller-owned
- * parameters, and the learning-rate schedules. Every buffer is made at
+/* src/train/optim.c: SGD (momentum, Nesterov), Adam and AdamW over
+ * caller-owned parameters, clipping by the global gradient norm, and the
+ * learning-rate schedules. Every buffer is made at
  * creation so a training step allocates nothing. */
 #include <string.h>
 #include <tgmath.h>
 
 #include "train.h"
 
-enum { SGD, ADAM };
+enum { SGD, ADAM, ADAMW };
 
 struct tg_optim {
   int kind;
@@ -53,14 +54,24 @@ struct tg_optim {
   }                                                                          \
   static void adam_##S(T *restrict w, const T *restrict g, T *restrict m,    \
                        T *restrict v, int64_t n, T step_size, T b1, T b2,    \
-                       T eps, T wd, T sqrt_bc2) {                            \
-    /* no TG__SIMD: sqrt may set errno, so this loop cannot vectorise */    \
+                       T eps, T wd, T sqrt_bc2, T keep) {                    \
+    /* no TG__SIMD: sqrt may set errno, so this loop cannot vectorise.      \
+     * keep is AdamW's 1 - lr * wd (1 for Adam, where w * 1 is exact). */   \
     for (int64_t i = 0; i < n; i++) {                                        \
       T d = g[i] + wd * w[i];                                                \
       m[i] = b1 * m[i] + (1 - b1) * d;                                       \
       v[i] = b2 * v[i] + (1 - b2) * d * d;                                   \
-      w[i] -= step_size * m[i] / (sqrt(v[i]) / sqrt_bc2 + eps);              \
+      w[i] = w[i] * keep - step_size * m[i] / (sqrt(v[i]) / sqrt_bc2 + eps); \
     }                                                                        \
+  }                                                                          \
+  static double sumsq_##S(const T *restrict g, int64_t n) {                  \
+    double s = 0;                                                            \
+    for (int64_t i = 0; i < n; i++) s += (double)g[i] * (double)g[i];        \
+    return s;                                                                \
+  }                                                                          \
+  static void scale_##S(T *restrict g, int64_t n, T c) {                     \
+    TG__SIMD                                                                 \
+    for (int64_t i = 0; i < n; i++) g[i] *= c;                               \
   }
 TG__BOTH(KERNELS)
 
@@ -198,12 +209,23 @@ tg_optim *tg_sgd_new(tg_tensor *const *params, int n, const tg_sgd_config *cfg) 
   return o;
 }
 
-tg_optim *tg_adam_new(tg_tensor *const *params, int n,
-                      const tg_adam_config *cfg) {
-  static const char fn[] = "tg_adam_new";
+/* AdamW's decay factor 1 - lr * wd must stay >= 0. */
+static int check_decay(const char *fn, double lr, double wd) {
+  if (lr * wd > 1)
+    return tg__err(TG_EINVAL,
+                   "%s: lr * weight_decay is %g * %g = %g; it must be at most 1 "
+                   "(the weights are multiplied by 1 - lr * weight_decay)",
+                   fn, lr, wd, lr * wd);
+  return TG_OK;
+}
+
+static tg_optim *adam_like_new(const char *fn, int kind,
+                               tg_tensor *const *params, int n,
+                               const tg_adam_config *cfg) {
   if (check_params(fn, params, n)) return NULL;
   if (!cfg) {
-    tg__err(TG_EINVAL, "%s: cfg is NULL (start from TG_ADAM_DEFAULTS)", fn);
+    tg__err(TG_EINVAL, "%s: cfg is NULL (start from %s)", fn,
+            kind == ADAMW ? "TG_ADAMW_DEFAULTS" : "TG_ADAM_DEFAULTS");
     return NULL;
   }
   if (check_lr(fn, cfg->lr) || check_unit(fn, "beta1", cfg->beta1) ||
@@ -215,13 +237,24 @@ tg_optim *tg_adam_new(tg_tensor *const *params, int n,
   }
   if (check_f32(fn, params, n, "eps", cfg->eps) ||
       check_f32(fn, params, n, "lr", cfg->lr) ||
-      check_f32(fn, params, n, "weight_decay", cfg->weight_decay))
+      check_f32(fn, params, n, "weight_decay", cfg->weight_decay) ||
+      (kind == ADAMW && check_decay(fn, cfg->lr, cfg->weight_decay)))
     return NULL;
-  tg_optim *o = new_optim(fn, ADAM, params, n, 2);
+  tg_optim *o = new_optim(fn, kind, params, n, 2);
   if (!o) return NULL;
   o->adam = *cfg;
   o->lr = cfg->lr;
   return o;
+}
+
+tg_optim *tg_adam_new(tg_tensor *const *params, int n,
+                      const tg_adam_config *cfg) {
+  return adam_like_new("tg_adam_new", ADAM, params, n, cfg);
+}
+
+tg_optim *tg_adamw_new(tg_tensor *const *params, int n,
+                       const tg_adam_config *cfg) {
+  return adam_like_new("tg_adamw_new", ADAMW, params, n, cfg);
 }
 
 /* --- the update */
@@ -231,7 +264,7 @@ typedef struct {
   const tg_optim *o;
   tg_tensor *p;
   void *v1, *v2;
-  double step_size, sqrt_bc2;
+  double step_size, sqrt_bc2, keep;
 } step_ctx;
 
 static void step_range(void *ctx, int64_t i0, int64_t i1) {
@@ -251,15 +284,17 @@ static void step_range(void *ctx, int64_t i0, int64_t i1) {
               s->weight_decay, s->nesterov);
   } else {
     const tg_adam_config *a = &o->adam;
+    /* Adam adds its weight decay to the gradient; AdamW's is in keep. */
+    double wd = o->kind == ADAM ? a->weight_decay : 0;
     if (p->dtype == TG_F32)
       adam_f32((float *)p->data + i0, (const float *)p->grad + i0,
                (float *)c->v1 + i0, (float *)c->v2 + i0, n,
                (float)c->step_size, (float)a->beta1, (float)a->beta2,
-               (float)a->eps, (float)a->weight_decay, (float)c->sqrt_bc2);
+               (float)a->eps, (float)wd, (float)c->sqrt_bc2, (float)c->keep);
     else
       adam_f64((double *)p->data + i0, (const double *)p->grad + i0,
                (double *)c->v1 + i0, (double *)c->v2 + i0, n, c->step_size,
-               a->beta1, a->beta2, a->eps, a->weight_decay, c->sqrt_bc2);
+               a->beta1, a->beta2, a->eps, wd, c->sqrt_bc2, c->keep);
   }
 }
 
@@ -267,17 +302,19 @@ int tg_optim_step(tg_optim *o) {
   if (!o) return tg__err(TG_EINVAL, "tg_optim_step: optimizer is NULL");
   o->steps++;
   /* Adam's bias corrections for step t, in double whatever the dtype. */
-  double step_size = 0, sqrt_bc2 = 1;
-  if (o->kind == ADAM) {
+  double step_size = 0, sqrt_bc2 = 1, keep = 1;
+  if (o->kind != SGD) {
     double t = (double)o->steps;
     step_size = o->lr / (1 - pow(o->adam.beta1, t));
     sqrt_bc2 = sqrt(1 - pow(o->adam.beta2, t));
   }
+  if (o->kind == ADAMW) keep = 1 - o->lr * o->adam.weight_decay;
   for (int i = 0; i < o->n; i++) {
     tg_tensor *p = o->params[i];
     if (!(p->flags & TG__REQ_GRAD)) continue; /* frozen */
     step_ctx c = {o, p, o->buf1[i] ? o->buf1[i]->data : NULL,
-                  o->buf2[i] ? o->buf2[i]->data : NULL, step_size, sqrt_bc2};
+                  o->buf2[i] ? o->buf2[i]->data : NULL, step_size, sqrt_bc2,
+                  keep};
     tg__par_range(p->numel, TG__PAR_ELEMS, step_range, &c);
   }
   return TG_OK;
@@ -289,6 +326,50 @@ int tg_optim_zero_grad(tg_optim *o) {
   return TG_OK;
 }
 
+/* --- clipping by the global norm */
+
+double tg_clip_grad_norm(tg_tensor *const *params, int n, double max_norm) {
+  static const char fn[] = "tg_clip_grad_norm";
+  if (!params) return tg__err(TG_EINVAL, "%s: params is NULL", fn);
+  if (n < 1)
+    return tg__err(TG_EINVAL, "%s: n is %d; it must be at least 1", fn, n);
+  for (int i = 0; i < n; i++) {
+    if (!params[i]) return tg__err(TG_EINVAL, "%s: params[%d] is NULL", fn, i);
+    if (!tg__is_float(params[i]->dtype))
+      return tg__err(TG_EDTYPE, "%s: params[%d] is %s; parameters must be "
+                     "float32 or float64", fn, i,
+                     tg_dtype_name(params[i]->dtype));
+  }
+  if (!isfinite(max_norm) || max_norm <= 0)
+    return tg__err(TG_EINVAL, "%s: max_norm is %g; it must be finite and > 0",
+                   fn, max_norm);
+  int rc = check_f32(fn, params, n, "max_norm", max_norm);
+  if (rc) return rc;
+  /* One sum in parameter order, so the norm never depends on threads. */
+  double ss = 0;
+  for (int i = 0; i < n; i++) {
+    const tg_tensor *p = params[i];
+    if (!(p->flags & TG__REQ_GRAD) || !p->grad) continue;
+    ss += p->dtype == TG_F32 ? sumsq_f32(p->grad, p->numel)
+                             : sumsq_f64(p->grad, p->numel);
+  }
+  double total = sqrt(ss);
+  double c = max_norm / (total + 1e-6);
+  if (!isfinite(total) || !(c < 1)) return total;
+  for (int i = 0; i < n; i++) {
+    tg_tensor *p = params[i];
+    if (!(p->flags & TG__REQ_GRAD) || !p->grad) continue;
+    if (p->dtype == TG_F32) scale_f32(p->grad, p->numel, (float)c);
+    else scale_f64(p->grad, p->numel, c);
+  }
+  return total;
+}
+
+double tg_optim_clip_grad_norm(tg_optim *o, double max_norm) {
+  if (!o) return tg__err(TG_EINVAL, "tg_optim_clip_grad_norm: optimizer is NULL");
+  return tg_clip_grad_norm(o->params, o->n, max_norm);
+}
+
 /* --- learning rate and state */
 
 int tg_optim_set_lr(tg_optim *o, double lr) {
@@ -297,6 +378,8 @@ int tg_optim_set_lr(tg_optim *o, double lr) {
     return tg__err(TG_EINVAL,
                    "tg_optim_set_lr: lr is %g; it must be finite and >= 0", lr);
   int rc = check_f32("tg_optim_set_lr", o->params, o->n, "lr", lr);
+  if (!rc && o->kind == ADAMW)
+    rc = check_decay("tg_optim_set_lr", lr, o->adam.weight_decay);
   if (rc) return rc;
   o->lr = lr;
   return TG_OK;
@@ -306,7 +389,7 @@ double tg_optim_lr(const tg_optim *o) { return o ? o->lr : 0.0; }
 
 const char *tg_optim_name(const tg_optim *o) {
   if (!o) return "";
-  return o->kind == SGD ? "sgd" : "adam";
+  return o->kind == SGD ? "sgd" : o->kind == ADAM ? "adam" : "adamw";
 }
 
 int tg_optim_n_params(const tg_optim *o) { return o ? o->n : 0; }
@@ -392,4 +475,40 @@ double tg_lr_cosine(double base, int epoch, int total_epochs, double min_lr) {
   const double pi = 3.14159265358979323846;
   return min_lr +
          (base - min_lr) * (1 + cos(pi * epoch / total_epochs)) / 2;
+}
+
+double tg_lr_warmup_cosine(double lr_max, int64_t step, int64_t warmup,
+                           int64_t total, double lr_min) {
+  static const char fn[] = "tg_lr_warmup_cosine";
+  if (!isfinite(lr_max) || lr_max < 0) {
+    tg__err(TG_EINVAL, "%s: lr_max is %g; it must be finite and >= 0", fn,
+            lr_max);
+    return NAN;
+  }
+  if (!(lr_min >= 0 && lr_min <= lr_max)) {
+    tg__err(TG_EINVAL, "%s: lr_min is %g; it must be in [0, lr_max = %g]", fn,
+            lr_min, lr_max);
+    return NAN;
+  }
+  if (total < 1) {
+    tg__err(TG_EINVAL, "%s: total is %lld; it must be at least 1", fn,
+            (long long)total);
+    return NAN;
+  }
+  if (warmup < 0 || warmup > total) {
+    tg__err(TG_EINVAL, "%s: warmup is %lld; it must be in [0, total = %lld]",
+            fn, (long long)warmup, (long long)total);
+    return NAN;
+  }
+  if (step < 0) {
+    tg__err(TG_EINVAL, "%s: step is %lld; it must be >= 0", fn,
+            (long long)step);
+    return NAN;
+  }
+  if (step > total) return lr_min;
+  if (warmup > 0 && step <= warmup)
+    return lr_max * (double)step / (double)warmup;
+  const double pi = 3.14159265358979323846;
+  double frac = (double)(step - warmup) / (double)(total - warmup);
+  return lr_min + (lr_max - lr_min) * (1 + cos(pi * frac)) / 2;
 }
