@@ -78,11 +78,13 @@ static geom geom_of(const tg_tensor *x) {
                        const double *rstds) {                                \
     for (int64_t n = 0; n < d.N; n++)                                        \
       for (int64_t c = 0; c < d.C; c++) {                                    \
+        /* (x - mu) first: folding mu into the shift would cancel large    \
+         * terms for a channel whose mean is far from 0 */                   \
         const double a = gamma ? gamma[c] * rstds[c] : rstds[c];             \
-        const double b = (beta ? (double)beta[c] : 0) - mus[c] * a;          \
+        const double mu = mus[c], b = beta ? (double)beta[c] : 0;            \
         const T *xc = x + (n * d.C + c) * d.HW;                              \
         T *yc = y + (n * d.C + c) * d.HW;                                    \
-        for (int64_t k = 0; k < d.HW; k++) yc[k] = (T)(xc[k] * a + b);       \
+        for (int64_t k = 0; k < d.HW; k++) yc[k] = (T)((xc[k] - mu) * a + b); \
       }                                                                      \
   }                                                                          \
   static void bwd_##S(const T *restrict x, const T *gamma,                   \

@@ -66,6 +66,25 @@ START_TEST(running_stats_by_hand) {
 }
 END_TEST
 
+/* A channel whose mean is far from 0 normalises as well as one near it:
+ * 1e8 + {1, 2, 3, 6} gives what {1, 2, 3, 6} gives (x - mean is exact
+ * here, so nothing but the order of operations can lose digits). */
+START_TEST(large_mean_keeps_precision) {
+  tg_tensor *x = f64v(TG_SHAPE(4, 1), (double[]){1e8 + 1, 1e8 + 2, 1e8 + 3, 1e8 + 6});
+  tg_tensor *rm = tg_zeros(TG_F64, TG_SHAPE(1)), *rv = tg_ones(TG_F64, TG_SHAPE(1));
+  tg_tensor *gamma = f64v(TG_SHAPE(1), (double[]){1.5});
+  tg_tensor *beta = f64v(TG_SHAPE(1), (double[]){0.25});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_batch_norm(t, x, gamma, beta, rm, rv, true, 0.1, 1e-5);
+  ck_assert_ptr_nonnull(y);
+  double s = 1.5 / sqrt(3.5 + 1e-5);
+  assert_values(y, (double[]){-2 * s + 0.25, -s + 0.25, 0.25, 3 * s + 0.25}, 4, TOL);
+  tg_tape_free(t);
+  tg_tensor *all[] = {x, rm, rv, gamma, beta};
+  for (int i = 0; i < 5; i++) tg_tensor_free(all[i]);
+}
+END_TEST
+
 /* [N,C,H,W]: a channel's statistics run over the batch and the plane. x
  * [2,2,1,2]: channel 0 holds 0, 2 (n = 0) and 4, 6 (n = 1): mean 3,
  * unbiased variance 20/3; channel 1 holds 1, 1, 1, 1: variance 0. In
@@ -515,6 +534,7 @@ int main(void) {
   TCase *tc = tcase_create("batch norm");
   tcase_add_test(tc, running_stats_by_hand);
   tcase_add_test(tc, running_stats_over_planes);
+  tcase_add_test(tc, large_mean_keeps_precision);
   tcase_add_test(tc, train_and_eval_differ);
   tcase_add_test(tc, no_grad_still_updates);
   tcase_add_test(tc, batch_norm_refusals);
