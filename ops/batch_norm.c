@@ -27,13 +27,16 @@ typedef struct {
   double *mu, *rstd;
 } saved;
 
-/* x as N blocks of C channels of HW values. */
+/* x as N blocks of C channels of HW values, and the channels [c0, c1) a
+ * kernel call works on: channels are independent, so the passes split
+ * over threads by channel, each computed the same way whatever the
+ * split. */
 typedef struct {
-  int64_t N, C, HW;
+  int64_t N, C, HW, c0, c1;
 } geom;
 
 static geom geom_of(const tg_tensor *x) {
-  geom g = {x->shape[0], x->shape[1], 1};
+  geom g = {x->shape[0], x->shape[1], 1, 0, x->shape[1]};
   if (x->ndim == 4) g.HW = x->shape[2] * x->shape[3];
   return g;
 }
@@ -45,7 +48,7 @@ static geom geom_of(const tg_tensor *x) {
                         T *restrict rm, T *restrict rv, double *mus,         \
                         double *rstds) {                                     \
     const double M = (double)(d.N * d.HW);                                   \
-    for (int64_t c = 0; c < d.C; c++) {                                      \
+    for (int64_t c = d.c0; c < d.c1; c++) {                                  \
       double s = 0, v = 0;                                                   \
       for (int64_t n = 0; n < d.N; n++) {                                    \
         const T *xc = x + (n * d.C + c) * d.HW;                              \
@@ -66,9 +69,8 @@ static geom geom_of(const tg_tensor *x) {
     }                                                                        \
   }                                                                          \
   static void running_##S(const T *restrict rm, const T *restrict rv,        \
-                          int64_t C, double eps, double *mus,                \
-                          double *rstds) {                                   \
-    for (int64_t c = 0; c < C; c++) {                                        \
+                          geom d, double eps, double *mus, double *rstds) {  \
+    for (int64_t c = d.c0; c < d.c1; c++) {                                  \
       mus[c] = rm[c];                                                        \
       rstds[c] = 1 / sqrt((double)rv[c] + eps);                              \
     }                                                                        \
@@ -76,8 +78,8 @@ static geom geom_of(const tg_tensor *x) {
   static void norm_##S(const T *restrict x, const T *gamma, const T *beta,   \
                        T *restrict y, geom d, const double *mus,             \
                        const double *rstds) {                                \
-    for (int64_t n = 0; n < d.N; n++)                                        \
-      for (int64_t c = 0; c < d.C; c++) {                                    \
+    for (int64_t c = d.c0; c < d.c1; c++)                                    \
+      for (int64_t n = 0; n < d.N; n++) {                                    \
         /* (x - mu) first: folding mu into the shift would cancel large    \
          * terms for a channel whose mean is far from 0 */                   \
         const double a = gamma ? gamma[c] * rstds[c] : rstds[c];             \
@@ -92,7 +94,7 @@ static geom geom_of(const tg_tensor *x) {
                       const double *rstds, T *dx, T *dgamma, T *dbeta,       \
                       geom d, bool training) {                               \
     const double M = (double)(d.N * d.HW);                                   \
-    for (int64_t c = 0; c < d.C; c++) {                                      \
+    for (int64_t c = d.c0; c < d.c1; c++) {                                  \
       const double mu = mus[c], rs = rstds[c];                               \
       double sg = 0, sgx = 0;                                                \
       for (int64_t n = 0; n < d.N; n++) {                                    \
@@ -162,10 +164,61 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   return tg__rule_same(fn, in, a, out);
 }
 
-static int forward(tg_tape *t, tg_node *n) {
+/* A pass over channels [c0, c1): forward (the statistics, then y) or
+ * backward. */
+typedef struct {
+  const tg_node *n;
+  const saved *s;
+  bool backward;
+} job;
+
+static void run_range(void *ctx, int64_t c0, int64_t c1) {
+  const job *j = ctx;
+  const tg_node *n = j->n;
   const tg_tensor *x = n->in[X], *gm = n->in[GAMMA], *bt = n->in[BETA];
   tg_tensor *rm = n->in[RMEAN], *rv = n->in[RVAR];
+  const saved *s = j->s;
   geom d = geom_of(x);
+  d.c0 = c0;
+  d.c1 = c1;
+  const bool training = n->args.i[0] != 0, f32 = x->dtype == TG_F32;
+  const double m = n->args.f[0], eps = n->args.f[1];
+  const void *g = gm ? gm->data : NULL;
+  if (j->backward) {
+    if (f32)
+      bwd_f32(x->data, g, n->out->grad, s->mu, s->rstd, tg__gin(n, X),
+              tg__gin(n, GAMMA), tg__gin(n, BETA), d, training);
+    else
+      bwd_f64(x->data, g, n->out->grad, s->mu, s->rstd, tg__gin(n, X),
+              tg__gin(n, GAMMA), tg__gin(n, BETA), d, training);
+    return;
+  }
+  const void *b = bt ? bt->data : NULL;
+  if (f32) {
+    if (training)
+      stats_f32(x->data, d, eps, m, rm->data, rv->data, s->mu, s->rstd);
+    else
+      running_f32(rm->data, rv->data, d, eps, s->mu, s->rstd);
+    norm_f32(x->data, g, b, n->out->data, d, s->mu, s->rstd);
+  } else {
+    if (training)
+      stats_f64(x->data, d, eps, m, rm->data, rv->data, s->mu, s->rstd);
+    else
+      running_f64(rm->data, rv->data, d, eps, s->mu, s->rstd);
+    norm_f64(x->data, g, b, n->out->data, d, s->mu, s->rstd);
+  }
+}
+
+static void run(const tg_node *n, const saved *s, bool backward) {
+  job j = {n, s, backward};
+  geom d = geom_of(n->in[X]);
+  /* a channel's pass reads its N*HW values two or three times */
+  int64_t per = 3 * d.N * d.HW, min_c = TG__PAR_ELEMS / (per > 0 ? per : 1);
+  tg__par_range(d.C, min_c > 0 ? min_c : 1, run_range, &j);
+}
+
+static int forward(tg_tape *t, tg_node *n) {
+  geom d = geom_of(n->in[X]);
   saved *s = tg__arena_alloc(t, sizeof *s);
   if (s) {
     s->mu = tg__arena_alloc(t, (size_t)d.C * sizeof(double) + 1);
@@ -174,38 +227,11 @@ static int forward(tg_tape *t, tg_node *n) {
   if (!s || !s->mu || !s->rstd)
     return tg__err(TG_ENOMEM, "tg_batch_norm: out of memory for the statistics");
   if (tg__recorded(n)) n->saved = s;
-  const bool training = n->args.i[0] != 0;
-  const double m = n->args.f[0], eps = n->args.f[1];
-  if (x->dtype == TG_F32) {
-    if (training)
-      stats_f32(x->data, d, eps, m, rm->data, rv->data, s->mu, s->rstd);
-    else
-      running_f32(rm->data, rv->data, d.C, eps, s->mu, s->rstd);
-    norm_f32(x->data, gm ? gm->data : NULL, bt ? bt->data : NULL,
-             n->out->data, d, s->mu, s->rstd);
-  } else {
-    if (training)
-      stats_f64(x->data, d, eps, m, rm->data, rv->data, s->mu, s->rstd);
-    else
-      running_f64(rm->data, rv->data, d.C, eps, s->mu, s->rstd);
-    norm_f64(x->data, gm ? gm->data : NULL, bt ? bt->data : NULL,
-             n->out->data, d, s->mu, s->rstd);
-  }
+  run(n, s, false);
   return TG_OK;
 }
 
-static void backward(const tg_node *n) {
-  const tg_tensor *x = n->in[X], *gm = n->in[GAMMA];
-  const saved *s = n->saved;
-  geom d = geom_of(x);
-  const bool training = n->args.i[0] != 0;
-  if (x->dtype == TG_F32)
-    bwd_f32(x->data, gm ? gm->data : NULL, n->out->grad, s->mu, s->rstd,
-            tg__gin(n, X), tg__gin(n, GAMMA), tg__gin(n, BETA), d, training);
-  else
-    bwd_f64(x->data, gm ? gm->data : NULL, n->out->grad, s->mu, s->rstd,
-            tg__gin(n, X), tg__gin(n, GAMMA), tg__gin(n, BETA), d, training);
-}
+static void backward(const tg_node *n) { run(n, n->saved, true); }
 
 /* training, momentum, eps; gamma and beta present (1) or left out (-1);
  * C channels; x of nx dims. The running variance is drawn positive. In

@@ -161,14 +161,14 @@ TG__BOTH(KERNELS)
 #undef KERNELS
 
 /* The sizes of a pooling node: planes N*C, the input's H, W and the
- * output's OH, OW. */
+ * output's OH, OW (1 x 1 for the global pool). */
 typedef struct {
   int64_t planes, H, W, OH, OW;
 } dims;
 
 static dims dims_of(const tg_node *n) {
   const tg_tensor *x = n->in[0], *y = n->out;
-  dims d = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], 0, 0};
+  dims d = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], 1, 1};
   if (y->ndim == 4) {
     d.OH = y->shape[2];
     d.OW = y->shape[3];
@@ -176,9 +176,62 @@ static dims dims_of(const tg_node *n) {
   return d;
 }
 
+/* One pass of one op over a range of planes. Planes are independent (a
+ * window never leaves its plane), so the passes split over threads by
+ * plane, and each element is computed the same way whatever the split. */
+enum { MAX_F, MAX_B, AVG_F, AVG_B, GAP_F, GAP_B };
+typedef struct {
+  int kind;
+  bool f32;
+  dims d;
+  const int64_t *a;
+  const void *x, *g; /* the input; the result's gradient */
+  void *y, *dx;      /* the result; the input's gradient */
+  int32_t *idx;      /* max pool's argmax positions, or NULL */
+} job;
+
+#define DISPATCH(T, S)                                                       \
+  static void run_##S(const job *j, int64_t p0, int64_t np) {                \
+    const dims d = j->d;                                                     \
+    const int64_t HW = d.H * d.W, OHW = d.OH * d.OW;                         \
+    const T *x = j->x ? (const T *)j->x + p0 * HW : NULL;                    \
+    const T *g = j->g ? (const T *)j->g + p0 * OHW : NULL;                   \
+    T *y = j->y ? (T *)j->y + p0 * OHW : NULL;                               \
+    T *dx = j->dx ? (T *)j->dx + p0 * HW : NULL;                             \
+    int32_t *idx = j->idx ? j->idx + p0 * OHW : NULL;                        \
+    switch (j->kind) {                                                       \
+    case MAX_F: maxf_##S(x, y, idx, np, d.H, d.W, d.OH, d.OW, j->a); break;  \
+    case MAX_B: maxb_##S(g, idx, dx, np, HW, OHW); break;                    \
+    case AVG_F: avgf_##S(x, y, np, d.H, d.W, d.OH, d.OW, j->a); break;       \
+    case AVG_B: avgb_##S(g, dx, np, d.H, d.W, d.OH, d.OW, j->a); break;      \
+    case GAP_F: gapf_##S(x, y, np, HW); break;                               \
+    case GAP_B: gapb_##S(g, dx, np, HW); break;                              \
+    }                                                                        \
+  }
+TG__BOTH(DISPATCH)
+#undef DISPATCH
+
+static void run_range(void *ctx, int64_t p0, int64_t p1) {
+  const job *j = ctx;
+  if (j->f32)
+    run_f32(j, p0, p1 - p0);
+  else
+    run_f64(j, p0, p1 - p0);
+}
+
+static void run(job *j, const tg_node *n, int kind) {
+  j->kind = kind;
+  j->f32 = n->out->dtype == TG_F32;
+  j->d = dims_of(n);
+  j->a = n->args.i;
+  /* the elements a plane's pass touches, for the split's smallest chunk */
+  int64_t work = j->d.H * j->d.W + j->d.OH * j->d.OW *
+                 (kind == MAX_B || kind >= GAP_F ? 1 : n->args.i[KH] * n->args.i[KW]);
+  int64_t min_planes = TG__PAR_ELEMS / (work > 0 ? work : 1);
+  tg__par_range(j->d.planes, min_planes > 0 ? min_planes : 1, run_range, j);
+}
+
 static int forward_max(tg_tape *t, tg_node *n) {
-  const tg_tensor *x = n->in[0];
-  dims d = dims_of(n);
   int32_t *idx = NULL;
   if (tg__recorded(n)) {
     if (!(idx = tg__arena_alloc(t, (size_t)n->out->numel * sizeof *idx + 1)))
@@ -186,44 +239,30 @@ static int forward_max(tg_tape *t, tg_node *n) {
                      "tg_max_pool2d: out of memory for the argmax positions");
     n->saved = idx;
   }
-  if (x->dtype == TG_F32)
-    maxf_f32(x->data, n->out->data, idx, d.planes, d.H, d.W, d.OH, d.OW,
-             n->args.i);
-  else
-    maxf_f64(x->data, n->out->data, idx, d.planes, d.H, d.W, d.OH, d.OW,
-             n->args.i);
+  job j = {.x = n->in[0]->data, .y = n->out->data, .idx = idx};
+  run(&j, n, MAX_F);
   return TG_OK;
 }
 
 static void backward_max(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
-  dims d = dims_of(n);
-  if (n->out->dtype == TG_F32)
-    maxb_f32(n->out->grad, n->saved, dx, d.planes, d.H * d.W, d.OH * d.OW);
-  else
-    maxb_f64(n->out->grad, n->saved, dx, d.planes, d.H * d.W, d.OH * d.OW);
+  job j = {.g = n->out->grad, .dx = dx, .idx = n->saved};
+  run(&j, n, MAX_B);
 }
 
 static int forward_avg(tg_tape *t, tg_node *n) {
   (void)t;
-  const tg_tensor *x = n->in[0];
-  dims d = dims_of(n);
-  if (x->dtype == TG_F32)
-    avgf_f32(x->data, n->out->data, d.planes, d.H, d.W, d.OH, d.OW, n->args.i);
-  else
-    avgf_f64(x->data, n->out->data, d.planes, d.H, d.W, d.OH, d.OW, n->args.i);
+  job j = {.x = n->in[0]->data, .y = n->out->data};
+  run(&j, n, AVG_F);
   return TG_OK;
 }
 
 static void backward_avg(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
-  dims d = dims_of(n);
-  if (n->out->dtype == TG_F32)
-    avgb_f32(n->out->grad, dx, d.planes, d.H, d.W, d.OH, d.OW, n->args.i);
-  else
-    avgb_f64(n->out->grad, dx, d.planes, d.H, d.W, d.OH, d.OW, n->args.i);
+  job j = {.g = n->out->grad, .dx = dx};
+  run(&j, n, AVG_B);
 }
 
 /* [N,C,H,W] -> [N,C]; the mean of no elements has no value. */
@@ -246,23 +285,16 @@ static int rule_gap(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 
 static int forward_gap(tg_tape *t, tg_node *n) {
   (void)t;
-  const tg_tensor *x = n->in[0];
-  dims d = dims_of(n);
-  if (x->dtype == TG_F32)
-    gapf_f32(x->data, n->out->data, d.planes, d.H * d.W);
-  else
-    gapf_f64(x->data, n->out->data, d.planes, d.H * d.W);
+  job j = {.x = n->in[0]->data, .y = n->out->data};
+  run(&j, n, GAP_F);
   return TG_OK;
 }
 
 static void backward_gap(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
-  dims d = dims_of(n);
-  if (n->out->dtype == TG_F32)
-    gapb_f32(n->out->grad, dx, d.planes, d.H * d.W);
-  else
-    gapb_f64(n->out->grad, dx, d.planes, d.H * d.W);
+  job j = {.g = n->out->grad, .dx = dx};
+  run(&j, n, GAP_B);
 }
 
 /* x [n,c,h,w], kernel kh x kw, stride sh x sw, padding ph x pw; distinct

@@ -337,6 +337,66 @@ START_TEST(pool_empty_and_stale) {
 }
 END_TEST
 
+/* Pooling and batch norm split their passes over threads by plane and by
+ * channel; on shapes large enough to split, one thread and two give the
+ * same bits, forward and backward. (The split falls on multiples of 16
+ * planes or channels: C is 32 so that batch norm splits too.) */
+#define C 32
+static void cnn_pass(tg_tensor *x, tg_tensor *gamma, tg_tensor *beta,
+                     tg_tensor *rm, tg_tensor *rv, float *out, float *grads) {
+  tg_zero_grad(x);
+  tg_zero_grad(gamma);
+  tg_zero_grad(beta);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *h = tg_batch_norm(t, x, gamma, beta, rm, rv, true, 0.1, 1e-5);
+  tg_tensor *a = tg_max_pool2d(t, h, 2, 2, 2, 2, 0, 0);
+  tg_tensor *b = tg_avg_pool2d(t, a, 3, 3, 1, 1, 1, 1);
+  tg_tensor *g = tg_global_avg_pool2d(t, tg_square(t, b));
+  tg_tensor *loss = tg_sum(t, tg_add(t, g, tg_sum(t, tg_square(t, h))));
+  ck_assert_msg(loss != NULL, "%s", tg_last_error());
+  ck_assert_int_eq(tg_backward(t, loss), TG_OK);
+  memcpy(out, tg_tensor_f32(b), (size_t)tg_tensor_numel(b) * sizeof(float));
+  int64_t nx = tg_tensor_numel(x);
+  memcpy(grads, tg_tensor_f32(tg_tensor_grad(x)), (size_t)nx * sizeof(float));
+  memcpy(grads + nx, tg_tensor_f32(tg_tensor_grad(gamma)), C * sizeof(float));
+  memcpy(grads + nx + C, tg_tensor_f32(tg_tensor_grad(beta)), C * sizeof(float));
+  tg_tape_free(t);
+}
+
+START_TEST(threads_give_the_same_bits) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 21);
+  tg_tensor *x = param_normal(TG_F32, TG_SHAPE(4, C, 32, 32), &rng);
+  tg_tensor *gamma = param_normal(TG_F32, TG_SHAPE(C), &rng);
+  tg_tensor *beta = param_normal(TG_F32, TG_SHAPE(C), &rng);
+  tg_tensor *rm[2], *rv[2];
+  const int64_t nx = 4 * C * 32 * 32, ny = 4 * C * 16 * 16;
+  float *out[2], *grads[2];
+  for (int k = 0; k < 2; k++) {
+    rm[k] = tg_zeros(TG_F32, TG_SHAPE(C));
+    rv[k] = tg_ones(TG_F32, TG_SHAPE(C));
+    out[k] = malloc((size_t)ny * sizeof(float));
+    grads[k] = malloc((size_t)(nx + 2 * C) * sizeof(float));
+    ck_assert_int_eq(tg_set_num_threads(k + 1), TG_OK);
+    cnn_pass(x, gamma, beta, rm[k], rv[k], out[k], grads[k]);
+  }
+  ck_assert(!memcmp(out[0], out[1], (size_t)ny * sizeof(float)));
+  ck_assert(!memcmp(grads[0], grads[1], (size_t)(nx + 2 * C) * sizeof(float)));
+  ck_assert(!memcmp(tg_tensor_f32(rm[0]), tg_tensor_f32(rm[1]), C * sizeof(float)));
+  ck_assert(!memcmp(tg_tensor_f32(rv[0]), tg_tensor_f32(rv[1]), C * sizeof(float)));
+  for (int k = 0; k < 2; k++) {
+    tg_tensor_free(rm[k]);
+    tg_tensor_free(rv[k]);
+    free(out[k]);
+    free(grads[k]);
+  }
+  tg_tensor_free(x);
+  tg_tensor_free(gamma);
+  tg_tensor_free(beta);
+}
+END_TEST
+#undef C
+
 /* --- layers */
 
 START_TEST(batch_norm_layer_basics) {
@@ -543,6 +603,7 @@ int main(void) {
   tcase_add_test(tc, avg_pool_counts_padding);
   tcase_add_test(tc, max_pool_edges);
   tcase_add_test(tc, pool_empty_and_stale);
+  tcase_add_test(tc, threads_give_the_same_bits);
   suite_add_tcase(s, tc);
   tc = tcase_create("layers");
   tcase_add_test(tc, batch_norm_layer_basics);
