@@ -61,6 +61,11 @@ FORMAT = """\
 #   grad NDIM DIMS.. VALUES..   d sum(out * G) / d input, one line per input
 #   grad none                   in the order of the in lines; none for an
 #                               int32 or left-out input
+#   after K NDIM DIMS.. VALUES..
+#                           input K (counting the in lines from 0) as the
+#                           call left it: an input the op updates in place
+#                           (batch norm's running statistics), which gets
+#                           no gradient
 #   end                     ends the entry
 #
 # Values are row-major. The args of each op are named as in tapegrad's
@@ -124,9 +129,11 @@ def away(x0, d=0.125):
 ENTRIES = []
 
 
-def entry(op, label, make, args, fn):
+def entry(op, label, make, args, fn, buffers=()):
+    """buffers: the indices of inputs the op updates in place; they get no
+    gradient, and their values after the call are recorded."""
     g = Gen(op + "/" + label)
-    ENTRIES.append((op, label, make(g), args, fn, g))
+    ENTRIES.append((op, label, make(g), args, fn, g, tuple(buffers)))
 
 
 ACTS = {0: lambda y: y, 1: torch.sigmoid, 2: torch.relu, 3: torch.tanh}
@@ -491,6 +498,74 @@ def conv_ops():
     add(1, 2, 5, 5, 3, 1, 1, True, (2, 2), (0, 0), (1, 1), 1)
     # a kernel larger than the image, inside the padding
     add(1, 1, 2, 3, 2, 3, 3, True, (1, 1), (2, 2), (1, 1), 1)
+# --- pooling and batch normalisation (tests/test_torch_ref.c: the
+# REF_POOLNORM_OPS block)
+
+POOLS = [  # shape, kernel, stride, padding
+    ((2, 3, 5, 5), (2, 2), (2, 2), (0, 0)),
+    ((1, 2, 6, 6), (3, 3), (1, 1), (1, 1)),
+    ((2, 1, 7, 5), (3, 2), (2, 1), (1, 0)),
+    ((1, 2, 4, 4), (2, 2), (1, 1), (0, 0)),
+    ((1, 1, 5, 6), (3, 3), (2, 2), (1, 1)),
+    ((2, 2, 4, 3), (2, 3), (1, 2), (1, 1)),
+]
+
+
+def pool_args(k, s, p):
+    return {"kh": [k[0]], "kw": [k[1]], "stride_h": [s[0]],
+            "stride_w": [s[1]], "pad_h": [p[0]], "pad_w": [p[1]]}
+
+
+def pool_call(fn):
+    return lambda i, a: fn(i[0], (a["kh"][0], a["kw"][0]),
+                           (a["stride_h"][0], a["stride_w"][0]),
+                           (a["pad_h"][0], a["pad_w"][0]))
+
+
+def poolnorm_ops():
+    for shape, k, s, p in POOLS:
+        label = "%s_k%dx%d_s%dx%d_p%dx%d" % (("x".join(map(str, shape)),) +
+                                             k + s + p)
+        for op, fn in (("max_pool2d", F.max_pool2d),
+                       ("avg_pool2d", F.avg_pool2d)):
+            entry(op, label, lambda g, shape=shape: [g.t(shape, -4, 4)],
+                  pool_args(k, s, p), pool_call(fn))
+    # ties: the gradient goes to the first maximum in row-major order
+    entry("max_pool2d", "ties_1x1x4x4_k3x3_s1x1_p1x1", lambda g: [
+        torch.tensor([0.5, 0.5, 0.25, 0.5, 0.25, 0.5, 0.5, 0.0,
+                      0.5, 0.25, 0.5, 0.5, 0.0, 0.5, 0.25, 0.5]
+                     ).reshape(1, 1, 4, 4)],
+        pool_args((3, 3), (1, 1), (1, 1)), pool_call(F.max_pool2d))
+    for shape in ((2, 3, 4, 4), (1, 2, 3, 5), (3, 1, 1, 1)):
+        entry("global_avg_pool2d", "x".join(map(str, shape)),
+              lambda g, shape=shape: [g.t(shape)], {},
+              lambda i, a: F.adaptive_avg_pool2d(i[0], 1).flatten(1))
+    # batch norm: x, gamma, beta, running_mean, running_var; the running
+    # statistics are updated in training and recorded after the call
+    for shape, training, affine, momentum, eps in (
+            ((2, 3, 4, 4), 1, True, 0.1, 1e-5),
+            ((4, 3), 1, True, 0.1, 1e-5),
+            ((1, 2, 3, 3), 1, False, 0.1, 1e-5),
+            ((2, 2, 3, 3), 1, True, 0.3, 1e-3),
+            ((2, 3), 1, True, 1.0, 1e-5),
+            ((2, 3, 2, 2), 0, True, 0.1, 1e-5),
+            ((3, 4), 0, False, 0.1, 1e-5),
+            ((1, 2, 1, 1), 0, True, 0.1, 1e-5)):
+        c = shape[1]
+        label = "%s_%s%s_m%g_eps%g" % ("x".join(map(str, shape)),
+                                       "train" if training else "eval",
+                                       "_affine" if affine else "", momentum,
+                                       eps)
+        entry("batch_norm", label,
+              lambda g, shape=shape, c=c, affine=affine: [
+                  g.t(shape), g.t((c,), 0.5, 1.5) if affine else None,
+                  g.t((c,), -1, 1) if affine else None,
+                  g.t((c,), -0.5, 0.5), g.t((c,), 0.5, 2)],
+              {"training": [training], "momentum": [momentum], "eps": [eps]},
+              lambda i, a: F.batch_norm(i[0], i[3], i[4], i[1], i[2],
+                                        bool(a["training"][0]),
+                                        a["momentum"][0], a["eps"][0]),
+              buffers=(3, 4))
 
 
 # --- output
@@ -509,7 +584,7 @@ def tensor_line(tag, x, dtype="f64"):
                     [fmt(v, dtype) for v in vals])
 
 
-def run_entry(op, label, inputs, args, fn, g):
+def run_entry(op, label, inputs, args, fn, g, buffers):
     leaves, lines = [], ["entry %s %s" % (op, label)]
     for name, vals in args.items():
         lines.append(" ".join(["arg", name, str(len(vals))] +
@@ -525,7 +600,10 @@ def run_entry(op, label, inputs, args, fn, g):
         else:
             assert x.dtype == torch.float64
             lines.append(tensor_line("in", x))
-            leaves.append(x.clone().requires_grad_(True))
+            if len(leaves) in buffers:
+                leaves.append(x.clone())
+            else:
+                leaves.append(x.clone().requires_grad_(True))
     out = fn(leaves, args)
     assert out.dtype == torch.float64, (op, label, out.dtype)
     gout = g.gout(tuple(out.shape))
@@ -537,6 +615,9 @@ def run_entry(op, label, inputs, args, fn, g):
     for x in leaves:
         gr = next(grads) if x is not None and x.requires_grad else None
         lines.append("grad none" if gr is None else tensor_line("grad", gr))
+    for k in buffers:
+        lines.append(tensor_line("after", leaves[k]).replace(
+            "after", "after %d" % k, 1))
     lines.append("end")
     return lines
 
@@ -552,6 +633,7 @@ def main(argv):
     todays_ops()
     algebra_ops()
     conv_ops()
+    poolnorm_ops()
     labels = set()
     for op, label, *_ in ENTRIES:
         assert (op, label) not in labels, (op, label)

@@ -1162,6 +1162,83 @@ START_TEST(steady_state_conv_allocates_nothing) {
 }
 END_TEST
 
+/* The layers of a convolutional network other than the convolution: batch
+ * norm over channels, relu, max and average pooling, the global pool,
+ * batch norm over features, dropout, a dense layer and the fused loss,
+ * trained with SGD and evaluated in evaluation mode between epochs: after
+ * the first step, nothing more is allocated (the argmax positions, the
+ * statistics and the masks all live in the tape's arena). */
+START_TEST(steady_state_pool_batch_norm_allocates_nothing) {
+  counting_allocator(true);
+  tg_rng rng;
+  tg_rng_seed(&rng, 8);
+  tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(16, 3, 8, 8));
+  tg_tensor *y = tg_zeros(TG_I32, TG_SHAPE(16));
+  tg_fill_normal(x, &rng, 0, 1);
+  for (int i = 0; i < 16; i++) tg_set(y, i, i % 4);
+  tg_batch_norm_layer *bn = tg_batch_norm_layer_new(3, TG_F32),
+                      *bn1 = tg_batch_norm_layer_new(3, TG_F32);
+  tg_dropout_layer *drop = tg_dropout_layer_new(0.25, 5);
+  tg_dense *out = tg_dense_new(3, 4, TG_F32, TG_ACT_NONE, &rng);
+  ck_assert(bn && bn1 && drop && out);
+  tg_tensor *p[6];
+  int np = tg_batch_norm_layer_params(bn, p);
+  np += tg_batch_norm_layer_params(bn1, p + np);
+  np += tg_dense_params(out, p + np);
+  tg_sgd_config cfg = TG_SGD_DEFAULTS;
+  cfg.lr = 0.1;
+  cfg.momentum = 0.9;
+  tg_optim *opt = tg_sgd_new(p, np, &cfg);
+  tg_tape *t = tg_tape_new();
+  long allocs = -1, frees = -1;
+  for (int epoch = 0; epoch < 3; epoch++) {
+    for (int step = 0; step < 4; step++) {
+      tg_tensor *h = tg_relu(t, tg_batch_norm_layer_forward(t, bn, x));
+      h = tg_max_pool2d(t, h, 2, 2, 2, 2, 0, 0);    /* [16,3,4,4] */
+      h = tg_avg_pool2d(t, h, 3, 3, 1, 1, 1, 1);    /* [16,3,4,4] */
+      h = tg_global_avg_pool2d(t, h);               /* [16,3] */
+      h = tg_dropout_layer_forward(t, drop, tg_batch_norm_layer_forward(t, bn1, h));
+      tg_tensor *loss = tg_softmax_nll(t, tg_dense_forward(t, out, h), y);
+      ck_assert_msg(loss != NULL, "%s", tg_last_error());
+      ck_assert_int_eq(tg_backward(t, loss), TG_OK);
+      ck_assert_int_eq(tg_optim_step(opt), TG_OK);
+      ck_assert_int_eq(tg_optim_zero_grad(opt), TG_OK);
+      tg_tape_clear(t);
+      if (allocs < 0) allocs = *test_allocs(), frees = *test_frees();
+    }
+    /* evaluation: running statistics, no dropout, nothing recorded */
+    tg_batch_norm_layer_set_training(bn, false);
+    tg_batch_norm_layer_set_training(bn1, false);
+    tg_dropout_layer_set_training(drop, false);
+    bool was = tg_tape_set_grad(t, false);
+    tg_tensor *h = tg_relu(t, tg_batch_norm_layer_forward(t, bn, x));
+    h = tg_global_avg_pool2d(t, tg_avg_pool2d(t, tg_max_pool2d(t, h, 2, 2, 2, 2, 0, 0),
+                                              3, 3, 1, 1, 1, 1));
+    h = tg_dense_forward(t, out, tg_batch_norm_layer_forward(t, bn1, h));
+    ck_assert_msg(h != NULL, "%s", tg_last_error());
+    double acc = tg_accuracy(h, y);
+    ck_assert(acc >= 0 && acc <= 1);
+    tg_tape_clear(t);
+    tg_tape_set_grad(t, was);
+    tg_batch_norm_layer_set_training(bn, true);
+    tg_batch_norm_layer_set_training(bn1, true);
+    tg_dropout_layer_set_training(drop, true);
+  }
+  ck_assert_int_gt(allocs, 0);
+  ck_assert_int_eq(*test_allocs(), allocs);
+  ck_assert_int_eq(*test_frees(), frees);
+  tg_tape_free(t);
+  tg_optim_free(opt);
+  tg_batch_norm_layer_free(bn);
+  tg_batch_norm_layer_free(bn1);
+  tg_dropout_layer_free(drop);
+  tg_dense_free(out);
+  tg_tensor_free(x);
+  tg_tensor_free(y);
+  counting_allocator(false);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("nn");
   TCase *tc = tcase_create("layers");
@@ -1193,6 +1270,7 @@ int main(void) {
   tcase_add_loop_test(tc, steady_state_allocates_nothing, 0, 2);
   tcase_add_test(tc, steady_state_sparse_input_allocates_nothing);
   tcase_add_loop_test(tc, steady_state_conv_allocates_nothing, 0, 2);
+  tcase_add_test(tc, steady_state_pool_batch_norm_allocates_nothing);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -39,10 +39,18 @@ static void make_inputs(const tg_opdef *op, const tg_opcase *c, tg_dtype dt,
         break;
       case TG__DOM_PROB:
       case TG__DOM_UNIT: v = tg_rng_uniform(&rng); break;
+      case TG__DOM_DISTINCT: v = ((double)i - (double)(x->numel / 2)) / 16; break;
       default: v = tg_rng_normal(&rng);
       }
       tg_set(x, i, v);
     }
+    if (dom == TG__DOM_DISTINCT) /* (k - n/2) / 16 for k = 0..n-1, shuffled */
+      for (int64_t i = 0; i < x->numel; i++) {
+        int64_t j = i + (int64_t)tg_rng_below(&rng, (uint64_t)(x->numel - i));
+        double vj = tg_get(x, j);
+        tg_set(x, j, tg_get(x, i));
+        tg_set(x, i, vj);
+      }
     if (dom == TG__DOM_PROB) { /* normalise each row */
       int64_t rows, cols;
       tg__rows_cols(x, &rows, &cols);

@@ -4,7 +4,9 @@
  * PyTorch's output and gradients of sum(out * G) in float64. Here each
  * entry runs through the table below {op id -> tapegrad call}, then
  * tg_backward_grad with G, and the output and every gradient must match
- * elementwise within 1e-12 * (1 + |ref|).
+ * elementwise within 1e-12 * (1 + |ref|). An input the op updates in place
+ * (batch norm's running statistics) must also hold PyTorch's values after
+ * the call.
  *
  * An op id the table does not know fails the test, and so does an op in the
  * table with no entry in the file. */
@@ -49,6 +51,9 @@ typedef struct {
   ref_arg args[REF_MAX_ARGS];
   ref_tensor in[REF_MAX_IN], grad[REF_MAX_IN];
   ref_tensor gout, out;
+  int n_after; /* "after K ...": input after_k[i] as the call left it */
+  int after_k[REF_MAX_IN];
+  ref_tensor after[REF_MAX_IN];
 } ref_entry;
 
 typedef struct {
@@ -68,6 +73,7 @@ static void ref_file_free(ref_file *f) {
     ref_entry *e = &f->e[i];
     for (int k = 0; k < e->n_in; k++) ref_tensor_free(&e->in[k]);
     for (int k = 0; k < e->n_grad; k++) ref_tensor_free(&e->grad[k]);
+    for (int k = 0; k < e->n_after; k++) ref_tensor_free(&e->after[k]);
     ref_tensor_free(&e->gout);
     ref_tensor_free(&e->out);
   }
@@ -175,7 +181,8 @@ static const char *parse_line(ref_file *f, ref_entry **cur, char **tok, int n,
     return NULL;
   }
   if (!strcmp(tok[0], "in")) {
-    if (e->has_gout || e->has_out || e->n_grad) return "in after gout/out/grad";
+    if (e->has_gout || e->has_out || e->n_grad || e->n_after)
+      return "in after gout/out/grad/after";
     if (e->n_in == REF_MAX_IN) return "too many inputs";
     ref_tensor *t = &e->in[e->n_in++];
     if (n == 2 && !strcmp(tok[1], "none")) {
@@ -209,6 +216,20 @@ static const char *parse_line(ref_file *f, ref_entry **cur, char **tok, int n,
     if ((why = parse_tensor(tok + 1, n - 1, TG_F64, t))) return why;
     if (x->none || x->dtype != TG_F64) return "a gradient for an input that has none";
     if (!same_shape(t, x)) return "a gradient not shaped like its input";
+    return NULL;
+  }
+  if (!strcmp(tok[0], "after")) {
+    int64_t k;
+    if (n < 2 || !parse_i64(tok[1], &k) || k < 0 || k >= e->n_in)
+      return "after needs the index of an input";
+    for (int i = 0; i < e->n_after; i++)
+      if (e->after_k[i] == k) return "a second after for one input";
+    const ref_tensor *x = &e->in[k];
+    if (x->none || x->dtype != TG_F64) return "after for an input that is not float";
+    e->after_k[e->n_after] = (int)k;
+    ref_tensor *t = &e->after[e->n_after++];
+    if ((why = parse_tensor(tok + 2, n - 2, TG_F64, t))) return why;
+    if (!same_shape(t, x)) return "after not shaped like its input";
     return NULL;
   }
   if (!strcmp(tok[0], "end")) {
@@ -346,6 +367,10 @@ static tg_tensor *ref_quadratic(ref_call *c) {
   X(stack, -1) X(pad, 1) X(gather, 2)                                        \
   X(matmul_ex, 2) X(embedding, 2) X(layer_norm, 3)
 
+/* Pooling and batch normalisation. */
+#define REF_POOLNORM_OPS(X)                                                  \
+  X(max_pool2d, 1) X(avg_pool2d, 1) X(global_avg_pool2d, 1) X(batch_norm, 5)
+
 /* A list argument into out (at most REF_MAX_ARGVALS); its length. */
 static int ints(ref_call *c, const char *name, int *out) {
   const ref_arg *a = find_arg(c, name, -1);
@@ -477,6 +502,24 @@ static tg_tensor *ref_conv2d(ref_call *c) {
                    dil[1], inum(c, "groups"));
 }
 
+#define REF_POOL(name)                                                       \
+  static tg_tensor *ref_##name(ref_call *c) {                                \
+    return tg_##name(c->t, IN0, inum(c, "kh"), inum(c, "kw"),                \
+                     inum(c, "stride_h"), inum(c, "stride_w"),               \
+                     inum(c, "pad_h"), inum(c, "pad_w"));                    \
+  }
+REF_POOL(max_pool2d)
+REF_POOL(avg_pool2d)
+static tg_tensor *ref_global_avg_pool2d(ref_call *c) {
+  return tg_global_avg_pool2d(c->t, IN0);
+}
+/* x, gamma, beta, running_mean, running_var */
+static tg_tensor *ref_batch_norm(ref_call *c) {
+  return tg_batch_norm(c->t, IN0, IN1, IN2, c->in[3], c->in[4],
+                       inum(c, "training") != 0, num(c, "momentum"),
+                       num(c, "eps"));
+}
+
 typedef struct {
   const char *id;
   ref_fn fn;
@@ -506,6 +549,7 @@ static const ref_op OPS[] = {
     {"quadratic", ref_quadratic, 2},
     REF_ALGEBRA_OPS(REF_ROW)
     REF_CONV_OPS(REF_ROW)
+    REF_POOLNORM_OPS(REF_ROW)
 };
 #define N_OPS (int)(sizeof OPS / sizeof *OPS)
 
@@ -634,6 +678,11 @@ static bool run_entry(ref_msgs *l, const ref_entry *e, const ref_op *op) {
     ok = false;
   } else {
     ok = compare(l, e, "out", out, &e->out);
+    for (int i = 0; i < e->n_after; i++) {
+      char what[48];
+      snprintf(what, sizeof what, "input %d after the call", e->after_k[i]);
+      ok = compare(l, e, what, in[e->after_k[i]], &e->after[i]) && ok;
+    }
   }
   if (ok) {
     g = make_tensor(&e->gout);
@@ -748,6 +797,12 @@ START_TEST(test_parse_errors_name_the_line) {
       {"tapegrad-torch-ref 1 torch 2.0 float64\nentry neg x\nin f64 1 1 1\n"
        "gout 1 1 1\nout 1 1 -1\ngrad 1 1 -1\n",
        ":6: the last entry has no end"},
+      {"tapegrad-torch-ref 1 torch 2.0 float64\nentry neg x\nin f64 1 1 1\n"
+       "after 1 1 1 2\n",
+       ":4: after needs the index of an input"},
+      {"tapegrad-torch-ref 1 torch 2.0 float64\nentry neg x\nin f64 1 1 1\n"
+       "after 0 1 2 2 3\n",
+       ":4: after not shaped like its input"},
       {"tapegrad 1\n", ":1: the first line"},
       {"tapegrad-torch-ref 1 torch 2.0 float64\nbogus\n", ":2: a field outside"},
   };

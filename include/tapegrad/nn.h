@@ -1,6 +1,7 @@
 /* tapegrad/nn.h: the pieces of a training loop built on the ops: a dense
- * layer, a 2-D convolution layer, activations by name, a shuffling
- * minibatch iterator and classification metrics.
+ * layer, a 2-D convolution layer, batch normalisation and dropout layers
+ * with a training mode, activations by name, a shuffling minibatch iterator
+ * and classification metrics.
  *
  *   tg_rng rng;
  *   tg_rng_seed(&rng, 1);
@@ -21,6 +22,7 @@
 #ifndef TAPEGRAD_NN_H
 #define TAPEGRAD_NN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -126,6 +128,89 @@ TG_API int tg_conv_params(const tg_conv *c, tg_tensor **out);
 /* The layer's spec with the defaults resolved (stride, dilation and groups
  * >= 1); NULL for a NULL layer. Owned by the layer. */
 TG_API const tg_conv_spec *tg_conv_get_spec(const tg_conv *c);
+
+/* --- batch normalisation and dropout layers, and their training mode.
+ *
+ * These two layers compute something different while training and while
+ * evaluating, so each holds a mode: training when made (as PyTorch's
+ * modules), switched with its _set_training. A model sets every such layer
+ * before an evaluation pass and back before training:
+ *
+ *   tg_batch_norm_layer_set_training(bn, false);
+ *   tg_dropout_layer_set_training(drop, false);
+ *   ... evaluate (usually in no-grad mode too: tg_tape_set_grad) ...
+ *   tg_batch_norm_layer_set_training(bn, true);
+ *   tg_dropout_layer_set_training(drop, true);
+ *
+ * The mode is not no-grad mode: tg_tape_set_grad(t, false) records nothing
+ * but leaves a layer in training mode, where batch norm still uses (and
+ * updates) the batch's statistics. */
+
+/* Opaque. Batch normalisation (tg_batch_norm) over C channels of [N,C,H,W]
+ * or C features of [N,C]. Owns gamma [C] (starts at 1) and beta [C] (0),
+ * the trainable parameters, and the running statistics mean [C] (0) and
+ * var [C] (1), which are not trainable but are the layer's state: save
+ * them beside the parameters (tg_batch_norm_layer_buffers). */
+typedef struct tg_batch_norm_layer tg_batch_norm_layer;
+
+#define TG_BATCH_NORM_MOMENTUM 0.1 /* PyTorch's defaults */
+#define TG_BATCH_NORM_EPS 1e-5
+
+/* A layer over C >= 1 channels of dtype (float32 or float64), in training
+ * mode, with momentum TG_BATCH_NORM_MOMENTUM and eps TG_BATCH_NORM_EPS.
+ * The caller owns it and frees it with tg_batch_norm_layer_free, which
+ * frees its four tensors. NULL and a message on bad arguments. */
+TG_API tg_batch_norm_layer *tg_batch_norm_layer_new(int64_t C, tg_dtype dtype);
+/* NULL is a no-op. The layer's tensors must not be used afterwards. */
+TG_API void tg_batch_norm_layer_free(tg_batch_norm_layer *l);
+/* Sets momentum (in [0, 1]) and eps (> 0, finite). TG_OK, or TG_EINVAL
+ * with the layer unchanged. */
+TG_API int tg_batch_norm_layer_configure(tg_batch_norm_layer *l,
+                                         double momentum, double eps);
+/* tg_batch_norm(t, x, gamma, beta, mean, var, training, momentum, eps) in
+ * the layer's mode: in training mode the running statistics are updated
+ * by the call. x must be [N,C] or [N,C,H,W] with the layer's C and dtype
+ * (checked here, so the message names the layer). The result belongs to
+ * the tape. NULL x gives NULL without a new message. */
+TG_API tg_tensor *tg_batch_norm_layer_forward(tg_tape *t,
+                                              tg_batch_norm_layer *l,
+                                              tg_tensor *x);
+/* Training (true, the start) or evaluation mode. */
+TG_API void tg_batch_norm_layer_set_training(tg_batch_norm_layer *l,
+                                             bool training);
+TG_API bool tg_batch_norm_layer_training(const tg_batch_norm_layer *l);
+/* Writes {gamma, beta} to out[0..1] and returns 2, as tg_dense_params: the
+ * tensors to hand to an optimizer. NULL layer or out: 0. */
+TG_API int tg_batch_norm_layer_params(const tg_batch_norm_layer *l,
+                                      tg_tensor **out);
+/* Writes {running mean, running var} to out[0..1] and returns 2: the
+ * layer's state that is not trained, to save in a checkpoint beside the
+ * parameters and load back on resume (tg_save, tg_load_into), for
+ * example as "bn0.running_mean" and "bn0.running_var". Owned by the layer;
+ * they need no gradient. NULL layer or out: 0. */
+TG_API int tg_batch_norm_layer_buffers(const tg_batch_norm_layer *l,
+                                       tg_tensor **out);
+
+/* Opaque. Inverted dropout (tg_dropout) of probability p with a generator
+ * of its own. */
+typedef struct tg_dropout_layer tg_dropout_layer;
+
+/* p in [0, 1); the generator is seeded with seed. In training mode. The
+ * caller owns the layer (tg_dropout_layer_free). NULL and TG_EINVAL for a
+ * bad p. */
+TG_API tg_dropout_layer *tg_dropout_layer_new(double p, uint64_t seed);
+TG_API void tg_dropout_layer_free(tg_dropout_layer *l);
+/* tg_dropout(t, x, p, the layer's generator, training): in evaluation
+ * mode x itself. NULL layer: NULL and TG_EINVAL. */
+TG_API tg_tensor *tg_dropout_layer_forward(tg_tape *t, tg_dropout_layer *l,
+                                           tg_tensor *x);
+TG_API void tg_dropout_layer_set_training(tg_dropout_layer *l, bool training);
+TG_API bool tg_dropout_layer_training(const tg_dropout_layer *l);
+/* Seeds the generator again. The masks depend only on the seed and the
+ * shapes drawn since, so seeding from (run seed, epoch) at each epoch's
+ * start makes a resumed run draw the same masks as an unbroken one,
+ * without saving the generator's state. */
+TG_API void tg_dropout_layer_seed(tg_dropout_layer *l, uint64_t seed);
 
 /* --- minibatches */
 

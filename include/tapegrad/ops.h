@@ -332,6 +332,61 @@ TG_API tg_tensor *tg_conv2d(tg_tape *t, tg_tensor *x, tg_tensor *w,
                             tg_tensor *b, int stride_h, int stride_w,
                             int pad_h, int pad_w, int dil_h, int dil_w,
                             int groups);
+/* --- pooling and normalisation, for convolutional networks. Images are
+ * NCHW: x [N,C,H,W], each of the N*C planes pooled on its own. */
+
+/* Max pooling: each output is the largest element of a kh x kw window;
+ * window (i, j) starts at row i*stride_h - pad_h and column j*stride_w -
+ * pad_w, and positions outside x (the padding) count as -inf. The result
+ * is [N, C, (H + 2 pad_h - kh) / stride_h + 1, (W + 2 pad_w - kw) /
+ * stride_w + 1] (floor division: PyTorch's max_pool2d with ceil_mode off
+ * and dilation 1). Ties go to the first element in row-major order and a
+ * NaN wins, as PyTorch's. Forward keeps the argmax of each output (int32,
+ * in the tape's arena); backward adds g there. Errors (NULL, naming
+ * tg_max_pool2d and the shapes): x not 4-D or a plane of 2^31 elements or
+ * more, a kernel larger than the padded input (TG_ESHAPE); a kernel side or
+ * stride below 1, a padding below 0 or above half the kernel side (as
+ * PyTorch refuses: such windows could hold padding only) (TG_EINVAL). */
+TG_API tg_tensor *tg_max_pool2d(tg_tape *t, tg_tensor *x, int kh, int kw,
+                                int stride_h, int stride_w, int pad_h,
+                                int pad_w);
+/* Average pooling over the same windows as tg_max_pool2d, with the same
+ * result shape and errors: each output is the window's sum / (kh kw), the
+ * padding counting as zeros (PyTorch's count_include_pad=True). Backward
+ * spreads g / (kh kw) over the window's elements. */
+TG_API tg_tensor *tg_avg_pool2d(tg_tape *t, tg_tensor *x, int kh, int kw,
+                                int stride_h, int stride_w, int pad_h,
+                                int pad_w);
+/* Global average pooling: x [N,C,H,W] -> [N,C], each plane's mean (2-D, so
+ * a dense layer takes it as it is; tg_reshape makes it [N,C,1,1]).
+ * Backward: dx += g / (H W). Errors (TG_ESHAPE): x not 4-D, or H or W 0. */
+TG_API tg_tensor *tg_global_avg_pool2d(tg_tape *t, tg_tensor *x);
+/* Batch normalisation over the channels of x [N,C,H,W] (or the features of
+ * x [N,C]), one op: per channel c, y = gamma (x - mu) / sqrt(var + eps) +
+ * beta, with gamma and beta [C] each optional (NULL: 1 and 0).
+ * - training: mu and var are the batch's mean and biased variance over
+ *   the N*H*W values of the channel, and running_mean and running_var are
+ *   updated in place, as PyTorch's: running = (1 - momentum) running +
+ *   momentum stat, the variance's stat unbiased (times M/(M-1), M =
+ *   N*H*W). Backward goes through the batch statistics: dx = gamma rstd
+ *   (g - mean(g) - xh mean(g xh)), xh = (x - mu) rstd.
+ * - evaluation (training false): mu and var are running_mean and
+ *   running_var, which are only read; backward is the affine map dx =
+ *   gamma rstd g.
+ * Both: dgamma = sum g xh, dbeta = sum g over the channel's values. The
+ * running statistics are [C] tensors of x's dtype that the caller owns
+ * (never a tape's result), apart from every other argument; they get no
+ * gradient, and the updated values are in place when the call returns
+ * (also in no-grad mode). Errors (NULL, naming tg_batch_norm): x not 2-D
+ * or 4-D, gamma, beta or a running tensor not [C], fewer than 2 values per
+ * channel while training (TG_ESHAPE); momentum outside [0, 1], eps not > 0
+ * and finite, a running tensor that is a tape's or shares data with
+ * another argument (TG_EINVAL); dtypes that differ (TG_EDTYPE). Nothing
+ * is updated on an error. */
+TG_API tg_tensor *tg_batch_norm(tg_tape *t, tg_tensor *x, tg_tensor *gamma,
+                                tg_tensor *beta, tg_tensor *running_mean,
+                                tg_tensor *running_var, bool training,
+                                double momentum, double eps);
 
 /* --- fused losses; each is a 0-d mean over the N rows of a [N,C] input. */
 

@@ -11,10 +11,10 @@ const char *tg__fn_of(const tg_opdef *op, char *buf, size_t n) {
   return buf;
 }
 
-/* Input k's name in messages: the op's, or a, b, c, d; a variadic op's
+/* Input k's name in messages: the op's, or a, b, c, d, e; a variadic op's
  * inputs are named by index. */
 static const char *in_name(const tg_opdef *op, int k, char *buf, size_t n) {
-  static const char *const abc[TG__MAX_IN] = {"a", "b", "c", "d"};
+  static const char *const abc[TG__MAX_IN] = {"a", "b", "c", "d", "e"};
   if (op->n_in == TG__VARIADIC) {
     snprintf(buf, n, "%s[%d]", op->in_names[0] ? op->in_names[0] : "inputs", k);
     return buf;

@@ -7,7 +7,8 @@
 #include "../kernels/kernels.h"
 #include "tensor.h"
 
-#define TG__MAX_IN 4 /* of an op of fixed arity, and of a test case */
+#define TG__MAX_IN 5 /* of an op of fixed arity, and of a test case (batch
+                        * norm: x, gamma, beta and the two running stats) */
 #define TG__VARIADIC (-1) /* an op's n_in: any number >= 1 (concat) */
 #define TG__MAX_IARGS 8 /* conv2d: stride, padding, dilation (2 each), groups */
 #define TG__HBLOCK 256
@@ -40,6 +41,8 @@ enum {
   TG__DOM_UNIT,     /* uniform in [0, 1] */
   TG__DOM_COLSIGN,  /* |x| in [0.1, 1], positive where the last index is
                        even, negative where it is odd: one sign per column */
+  TG__DOM_DISTINCT, /* distinct multiples of 1/16 in random order: no two
+                       elements within a gradient check's step (max pool) */
 };
 
 /* One test case of an op: its inputs' shapes and domains, and the
@@ -83,7 +86,7 @@ typedef struct tg_opdef {
   const char *name;
   const char *api; /* the function named in messages; NULL: "tg_" name */
   int n_in; /* or TG__VARIADIC */
-  const char *in_names[TG__MAX_IN]; /* NULL: "a", "b", "c", "d" */
+  const char *in_names[TG__MAX_IN]; /* NULL: "a", "b", "c", "d", "e" */
   unsigned flags;
   int (*rule)(const char *fn, tg_tensor *const *in, const tg_opargs *a,
               tg_outshape *out);

@@ -1,5 +1,6 @@
-/* src/train/nn.c: the dense and convolution layers, activations by name and
- * the minibatch iterator: the parts of a training loop above the ops. */
+/* src/train/nn.c: the dense, convolution, batch normalisation and dropout
+ * layers, activations by name and the minibatch iterator: the parts of a
+ * training loop above the ops. */
 #include <math.h>
 #include <string.h>
 
@@ -234,6 +235,162 @@ int tg_conv_params(const tg_conv *c, tg_tensor **out) {
   out[0] = c->W;
   out[1] = c->b;
   return 2;
+}
+
+/* --- batch normalisation layer */
+
+struct tg_batch_norm_layer {
+  tg_tensor *gamma, *beta, *mean, *var;
+  double momentum, eps;
+  bool training;
+};
+
+tg_batch_norm_layer *tg_batch_norm_layer_new(int64_t C, tg_dtype dtype) {
+  static const char fn[] = "tg_batch_norm_layer_new";
+  if (C < 1) {
+    tg__err(TG_ESHAPE, "%s: C is %lld; it must be >= 1", fn, (long long)C);
+    return NULL;
+  }
+  if (!tg__is_float(dtype)) {
+    tg__err(TG_EDTYPE, "%s: dtype is %s; it must be float32 or float64", fn,
+            tg_dtype_name(dtype));
+    return NULL;
+  }
+  tg_batch_norm_layer *l = tg__calloc(1, sizeof *l);
+  if (!l) {
+    tg__err(TG_ENOMEM, "%s: out of memory", fn);
+    return NULL;
+  }
+  l->momentum = TG_BATCH_NORM_MOMENTUM;
+  l->eps = TG_BATCH_NORM_EPS;
+  l->training = true;
+  if (!(l->gamma = tg_ones(dtype, 1, &C)) || !(l->beta = tg_zeros(dtype, 1, &C)) ||
+      !(l->mean = tg_zeros(dtype, 1, &C)) || !(l->var = tg_ones(dtype, 1, &C)) ||
+      tg_requires_grad(l->gamma, true) || tg_requires_grad(l->beta, true)) {
+    tg_batch_norm_layer_free(l); /* tg_ones or tg_zeros said why */
+    return NULL;
+  }
+  return l;
+}
+
+void tg_batch_norm_layer_free(tg_batch_norm_layer *l) {
+  if (!l) return;
+  tg_tensor_free(l->gamma);
+  tg_tensor_free(l->beta);
+  tg_tensor_free(l->mean);
+  tg_tensor_free(l->var);
+  tg__free(l);
+}
+
+int tg_batch_norm_layer_configure(tg_batch_norm_layer *l, double momentum,
+                                  double eps) {
+  static const char fn[] = "tg_batch_norm_layer_configure";
+  if (!l) return tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+  if (!(momentum >= 0 && momentum <= 1))
+    return tg__err(TG_EINVAL, "%s: momentum is %g; it must be in [0, 1]", fn,
+                   momentum);
+  if (!(eps > 0 && isfinite(eps)))
+    return tg__err(TG_EINVAL, "%s: eps is %g; it must be > 0 and finite", fn,
+                   eps);
+  l->momentum = momentum;
+  l->eps = eps;
+  return TG_OK;
+}
+
+tg_tensor *tg_batch_norm_layer_forward(tg_tape *t, tg_batch_norm_layer *l,
+                                       tg_tensor *x) {
+  static const char fn[] = "tg_batch_norm_layer_forward";
+  char sx[96];
+  if (!l) {
+    tg__err(TG_EINVAL, "%s: layer is NULL", fn);
+    return NULL;
+  }
+  if (!x) return NULL; /* an earlier op failed: keep its message */
+  if (tg__check_usable(fn, t, x, "x")) return NULL;
+  int64_t C = l->gamma->shape[0];
+  if ((x->ndim != 2 && x->ndim != 4) || x->shape[1] != C) {
+    tg__err(TG_ESHAPE, "%s: x is %s; the layer has %lld channels, so x must "
+            "be [N,%lld] or [N,%lld,H,W]", fn, tg__shape_str(x, sx),
+            (long long)C, (long long)C, (long long)C);
+    return NULL;
+  }
+  if (x->dtype != l->gamma->dtype) {
+    tg__err(TG_EDTYPE, "%s: x is %s; the layer is %s", fn,
+            tg_dtype_name(x->dtype), tg_dtype_name(l->gamma->dtype));
+    return NULL;
+  }
+  return tg_batch_norm(t, x, l->gamma, l->beta, l->mean, l->var, l->training,
+                       l->momentum, l->eps);
+}
+
+void tg_batch_norm_layer_set_training(tg_batch_norm_layer *l, bool training) {
+  if (l) l->training = training;
+}
+
+bool tg_batch_norm_layer_training(const tg_batch_norm_layer *l) {
+  return l && l->training;
+}
+
+int tg_batch_norm_layer_params(const tg_batch_norm_layer *l, tg_tensor **out) {
+  if (!l || !out) return 0;
+  out[0] = l->gamma;
+  out[1] = l->beta;
+  return 2;
+}
+
+int tg_batch_norm_layer_buffers(const tg_batch_norm_layer *l,
+                                tg_tensor **out) {
+  if (!l || !out) return 0;
+  out[0] = l->mean;
+  out[1] = l->var;
+  return 2;
+}
+
+/* --- dropout layer */
+
+struct tg_dropout_layer {
+  double p;
+  tg_rng rng;
+  bool training;
+};
+
+tg_dropout_layer *tg_dropout_layer_new(double p, uint64_t seed) {
+  if (!(p >= 0 && p < 1)) {
+    tg__err(TG_EINVAL, "tg_dropout_layer_new: p is %g; it must be in [0, 1)", p);
+    return NULL;
+  }
+  tg_dropout_layer *l = tg__calloc(1, sizeof *l);
+  if (!l) {
+    tg__err(TG_ENOMEM, "tg_dropout_layer_new: out of memory");
+    return NULL;
+  }
+  l->p = p;
+  l->training = true;
+  tg_rng_seed(&l->rng, seed);
+  return l;
+}
+
+void tg_dropout_layer_free(tg_dropout_layer *l) { tg__free(l); }
+
+tg_tensor *tg_dropout_layer_forward(tg_tape *t, tg_dropout_layer *l,
+                                    tg_tensor *x) {
+  if (!l) {
+    tg__err(TG_EINVAL, "tg_dropout_layer_forward: layer is NULL");
+    return NULL;
+  }
+  return tg_dropout(t, x, l->p, &l->rng, l->training);
+}
+
+void tg_dropout_layer_set_training(tg_dropout_layer *l, bool training) {
+  if (l) l->training = training;
+}
+
+bool tg_dropout_layer_training(const tg_dropout_layer *l) {
+  return l && l->training;
+}
+
+void tg_dropout_layer_seed(tg_dropout_layer *l, uint64_t seed) {
+  if (l) tg_rng_seed(&l->rng, seed);
 }
 
 /* --- minibatch iterator */
