@@ -151,13 +151,23 @@ static int check_hdr(tg_dist *d, const char *fn, const tg__dist_hdr *h, int q,
   return TG_OK;
 }
 
-/* One exchange through the transport; a failure breaks the job. */
-static int exchange(tg_dist *d, const char *fn) {
+/* One exchange through the transport; a failure breaks the job. mine is
+ * this rank's header, against which an early answer is checked. */
+static int exchange(tg_dist *d, const char *fn, const tg__dist_hdr *mine) {
   for (int q = 0; q < d->size; q++)
     if (q != d->rank) d->bytes += d->slen[q];
+  int early = -1;
   int rc = tg__transport_exchange(d->tp, fn, d->send, d->slen, d->recv,
-                                  d->rlen, d->timeout);
-  return rc ? broke(d, rc) : TG_OK;
+                                  d->rlen, d->timeout, mine, &early);
+  if (rc) return broke(d, rc);
+  if (early >= 0) {
+    tg__dist_hdr h;
+    memcpy(&h, d->recv[early], sizeof h);
+    rc = check_hdr(d, fn, &h, early, mine->kind, false, mine);
+    return broke(d, rc ? rc : tg__err(TG_EIO, "%s: rank %d of %d broke off the "
+                                      "exchange", fn, early, d->size));
+  }
+  return TG_OK;
 }
 
 /* Every rank sends its header (and, with extra, extra bytes after it) to
@@ -175,7 +185,7 @@ static int all_to_all(tg_dist *d, const char *fn, const tg__dist_hdr *h,
     d->send[q] = d->sbuf, d->slen[q] = peer ? TG__DIST_HDR + extra_n : 0;
     d->recv[q] = d->rbuf + (size_t)q * seg, d->rlen[q] = peer ? seg : 0;
   }
-  return exchange(d, fn);
+  return exchange(d, fn, h);
 }
 #endif
 
@@ -445,7 +455,7 @@ int tg_dist_broadcast(tg_dist *d, tg_tensor *const *tensors, int n) {
   } else {
     d->recv[0] = d->rbuf, d->rlen[0] = round64(len);
   }
-  if ((rc = exchange(d, fn))) goto out;
+  if ((rc = exchange(d, fn, &h))) goto out;
   if (d->rank != 0) {
     memcpy(&h0, d->rbuf, sizeof h0);
     if ((rc = check_hdr(d, fn, &h0, 0, K_BCAST_DATA, true, &h))) {
@@ -606,7 +616,7 @@ static int mean_fixed(tg_dist *d, const char *fn, tg_tensor *const *ps, int n,
     d->recv[q] = d->rbuf + (size_t)q * L.seg;
     d->rlen[q] = q == r ? 0 : L.seg;
   }
-  if ((rc = exchange(d, fn))) return rc;
+  if ((rc = exchange(d, fn, &h))) return rc;
   /* the rows behind every rank's grads, in a small fixed array when P is
    * small, else in the (unused) header space of the receive buffer */
   int64_t rows_small[64];
@@ -665,7 +675,7 @@ static int mean_fixed(tg_dist *d, const char *fn, tg_tensor *const *ps, int n,
     d->recv[q] = d->sbuf + (size_t)q * L.seg;
     d->rlen[q] = q == r ? 0 : L.seg;
   }
-  if ((rc = exchange(d, fn))) return rc;
+  if ((rc = exchange(d, fn, &h))) return rc;
   for (int q = 0; q < P; q++) {
     tg__dist_hdr hq;
     memcpy(&hq, d->sbuf + (size_t)q * L.seg, sizeof hq);

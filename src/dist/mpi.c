@@ -2,6 +2,7 @@
  * with --with-mpi): a private communicator that returns errors instead of
  * aborting, and exchanges of non-blocking sends and receives waited on with
  * a deadline, so a silent rank is named instead of hanging the job. */
+#include <math.h>
 #include <mpi.h>
 #include <sched.h>
 #include <string.h>
@@ -75,20 +76,36 @@ int tg__transport_init(tg__transport **tpp, int *argc, char ***argv, int *rank,
   return TG_OK;
 }
 
-/* Releases what is still open after a failure: receives are cancelled,
- * sends left to complete (or not) on their own. */
-static void drop(tg__transport *tp, int nreq) {
-  for (int k = 0; k < nreq; k++) {
-    if (tp->req[k] == MPI_REQUEST_NULL) continue;
-    if (!(k & 1)) MPI_Cancel(&tp->req[k]);
-    MPI_Request_free(&tp->req[k]);
+/* Releases what is still open after a failure: receives are cancelled;
+ * sends get up to linger seconds to go out (so the others hear what this
+ * rank has to say, rather than wait for it), then are left to MPI. */
+static void drop(tg__transport *tp, int nreq, double linger) {
+  for (int k = 0; k < nreq; k += 2)
+    if (tp->req[k] != MPI_REQUEST_NULL) {
+      MPI_Cancel(&tp->req[k]);
+      MPI_Request_free(&tp->req[k]);
+    }
+  double t0 = now();
+  for (bool open = true; open && now() - t0 < linger;) {
+    open = false;
+    for (int k = 1; k < nreq; k += 2) {
+      int flag = 1;
+      if (tp->req[k] != MPI_REQUEST_NULL &&
+          MPI_Test(&tp->req[k], &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        flag = 1; /* that peer is unreachable: nothing more to do for it */
+      if (!flag) open = true;
+    }
+    if (open) sched_yield();
   }
+  for (int k = 1; k < nreq; k += 2)
+    if (tp->req[k] != MPI_REQUEST_NULL) MPI_Request_free(&tp->req[k]);
 }
 
 /* Waits for the nreq requests until the deadline; spins while messages
  * arrive, then yields the core (more ranks than cores is common in tests,
  * and a rank spinning on a core another rank needs slows both). */
-static int wait_deadline(tg__transport *tp, const char *fn, int nreq, double timeout) {
+static int wait_deadline(tg__transport *tp, const char *fn, int nreq, double timeout,
+                         void *const *recv, const tg__dist_hdr *mine, int *early) {
   double t0 = now(), last = t0;
   int left = nreq, idle = 0;
   for (int k = 0; k < nreq; k++)
@@ -110,10 +127,21 @@ static int wait_deadline(tg__transport *tp, const char *fn, int nreq, double tim
         } else {
           mpi_err(fn, k & 1 ? "sending" : "receiving", rc, peer);
         }
-        drop(tp, nreq);
+        drop(tp, nreq, fmin(timeout, 1.0));
         return tg_last_status();
       }
       if (flag) left--, progress = true;
+      /* another exchange (tg_dist_fail's included) is known from the header
+       * at once: do not wait for the rest, which may never come */
+      if (flag && !(k & 1) && recv && mine) {
+        tg__dist_hdr h;
+        memcpy(&h, recv[k / 2], sizeof h);
+        if (h.kind != mine->kind || h.seq != mine->seq) {
+          *early = k / 2;
+          drop(tp, nreq, fmin(timeout, 1.0));
+          return TG_OK;
+        }
+      }
     }
     if (!left) break;
     double t = now();
@@ -126,7 +154,7 @@ static int wait_deadline(tg__transport *tp, const char *fn, int nreq, double tim
         if (tp->req[k] != MPI_REQUEST_NULL || tp->req[k + 1] != MPI_REQUEST_NULL)
           len += (size_t)snprintf(who + len, sizeof who - len, "%s%d", len ? ", " : "",
                                   tp->peer[k]);
-      drop(tp, nreq);
+      drop(tp, nreq, 0);
       return tg__err(TG_EIO, "%s: no word from rank %s of %d within %g s (it "
                      "stopped, is stuck, or exited early)", fn, who, tp->size, timeout);
     }
@@ -144,7 +172,8 @@ static int wait_deadline(tg__transport *tp, const char *fn, int nreq, double tim
 
 int tg__transport_exchange(tg__transport *tp, const char *fn, void *const *send,
                            const size_t *slen, void *const *recv,
-                           const size_t *rcap, double timeout) {
+                           const size_t *rcap, double timeout,
+                           const tg__dist_hdr *mine, int *early) {
   int nreq = 2 * tp->size;
   for (int k = 0; k < nreq; k++) tp->req[k] = MPI_REQUEST_NULL, tp->peer[k] = k / 2;
   /* the receives first, so messages land in place rather than in MPI's
@@ -153,7 +182,7 @@ int tg__transport_exchange(tg__transport *tp, const char *fn, void *const *send,
     if (q == tp->rank || !rcap[q]) continue;
     int rc = MPI_Irecv(recv[q], (int)rcap[q], MPI_BYTE, q, 7, tp->comm, &tp->req[2 * q]);
     if (rc != MPI_SUCCESS) {
-      drop(tp, nreq);
+      drop(tp, nreq, 0);
       return mpi_err(fn, "MPI_Irecv", rc, q);
     }
   }
@@ -163,11 +192,12 @@ int tg__transport_exchange(tg__transport *tp, const char *fn, void *const *send,
     if (q == tp->rank || !slen[q]) continue;
     int rc = MPI_Isend(send[q], (int)slen[q], MPI_BYTE, q, 7, tp->comm, &tp->req[2 * q + 1]);
     if (rc != MPI_SUCCESS) {
-      drop(tp, nreq);
+      drop(tp, nreq, fmin(timeout, 1.0));
       return mpi_err(fn, "MPI_Isend", rc, q);
     }
   }
-  return wait_deadline(tp, fn, nreq, timeout);
+  *early = -1;
+  return wait_deadline(tp, fn, nreq, timeout, recv, mine, early);
 }
 
 int tg__transport_allreduce(tg__transport *tp, const char *fn, void *buf,
@@ -194,7 +224,7 @@ int tg__transport_tell_all(tg__transport *tp, const void *buf, size_t n,
       MPI_Isend((void *)buf, (int)n, MPI_BYTE, q, 7, tp->comm, &tp->req[2 * q + 1]);
   char keep[1024];
   snprintf(keep, sizeof keep, "%s", tg_last_error());
-  int rc = wait_deadline(tp, "tg_dist_fail", nreq, timeout);
+  int rc = wait_deadline(tp, "tg_dist_fail", nreq, timeout, NULL, NULL, NULL);
   if (rc) tg__err(tg_last_status(), "%s", keep); /* the caller's message matters more */
   return rc;
 }

@@ -31,11 +31,14 @@ int tg__transport_init(tg__transport **tp, int *argc, char ***argv, int *rank,
  * when slen[q] is 0) and receives into recv[q] (up to rcap[q] bytes; none
  * when 0), waiting at most timeout seconds. On failure: a negative status
  * and a message naming fn and the ranks not heard from; the requests still
- * open are cancelled or released. */
+ * open are cancelled or released. A received header of another exchange
+ * than mine (kind, seq: tg_dist_fail's included) ends the wait at once: TG_OK
+ * with *early = that rank (else -1), whose header the caller then reads. */
 int tg__transport_exchange(tg__transport *tp, const char *fn,
                            void *const *send, const size_t *slen,
                            void *const *recv, const size_t *rcap,
-                           double timeout);
+                           double timeout, const tg__dist_hdr *mine,
+                           int *early);
 /* MPI_Allreduce(MPI_IN_PLACE, SUM) over count values: dtype 0 float,
  * 1 double, 2 int64. */
 int tg__transport_allreduce(tg__transport *tp, const char *fn, void *buf,

@@ -1,0 +1,86 @@
+#!/bin/sh
+# tests/mpi-dist.sh: the distributed API under mpirun (built --with-mpi):
+# tests/dist_worker's scenarios on 2 and 3 ranks (3 oversubscribes a
+# 2-core machine), and tapegrad-mnist data-parallel against one process.
+# Every mpirun runs under a timeout, so a hang fails the test.
+set -u
+mpirun=${MPIRUN:-mpirun}
+command -v "$mpirun" >/dev/null 2>&1 || { echo "SKIP: no mpirun"; exit 77; }
+# Open MPI refuses root without these, and more ranks than cores without
+# the last; one thread per rank keeps the ranks off each other's cores.
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM \
+  OMPI_MCA_rmaps_base_oversubscribe OMP_NUM_THREADS
+# no plugin that looks for network hardware this machine lacks, and shared
+# memory between the ranks of one machine
+OMPI_MCA_btl=self,vader,tcp
+export OMPI_MCA_btl
+dir=$(mktemp -d "${TMPDIR:-/tmp}/mpi-dist.XXXXXX") || exit 99
+trap 'rm -rf "$dir"' EXIT
+fails=0
+ok() { echo "ok: $1"; }
+bad() { echo "FAIL: $1"; fails=$((fails + 1)); }
+
+# run NAME SECONDS NP ARGS...: mpirun with a timeout; output in $dir/NAME,
+# status in $st, wall seconds in $secs
+run() {
+  name=$1 limit=$2 np=$3
+  shift 3
+  t0=$(date +%s)
+  timeout -k 5 "$limit" "$mpirun" -np "$np" "$@" >"$dir/$name" 2>&1
+  st=$?
+  secs=$(($(date +%s) - t0))
+  [ $st -eq 124 ] || [ $st -eq 137 ] && echo "(timed out after ${limit}s)" >>"$dir/$name"
+}
+# expect NAME N: no FAIL line, and N ok lines
+expect() {
+  nok=$(grep -c '^ok:' "$dir/$1")
+  if ! grep -q 'FAIL' "$dir/$1" && [ "$nok" -eq "$2" ]; then ok "$1 ($nok checks)"
+  else bad "$1: status $st, $nok ok lines of $2:"; cat "$dir/$1"; fi
+}
+
+w=./tests/dist_worker
+for np in 2 3; do
+  for how in fixed mpi; do
+    run train$np$how 60 $np $w train $how
+    [ $st -eq 0 ] || bad "train $np $how exited $st"
+    expect train$np$how $((3 * np))
+  done
+  run train${np}again 60 $np $w train fixed
+  h1=$(grep '^params:' "$dir/train${np}fixed")
+  h2=$(grep '^params:' "$dir/train${np}again")
+  if [ -n "$h1" ] && [ "$h1" = "$h2" ]; then ok "two runs on $np ranks: the same bits ($h1)"
+  else bad "two runs on $np ranks differ: '$h1' vs '$h2'"; fi
+  run seeds$np 60 $np $w seeds
+  [ $st -eq 0 ] || bad "seeds $np exited $st"
+  expect seeds$np $((3 * np))
+  run shapes$np 60 $np $w shapes
+  expect shapes$np "$np"
+  run mismatch$np 60 $np $w mismatch
+  expect mismatch$np "$np"
+done
+
+# A failure reported on rank 1 reaches every rank, named.
+run fail 60 3 $w fail
+expect fail 12
+
+# A rank that falls silent: the others name it after their 2 s timeout and
+# the job ends (mpirun stops the silent one when the others exit).
+run silent 40 3 $w silent
+if [ $st -ne 0 ] && [ $st -ne 124 ] && [ $secs -le 20 ]; then ok "silent rank: the job ended in ${secs}s"
+else bad "silent rank: status $st after ${secs}s"; cat "$dir/silent"; fi
+expect silent 2
+
+# A rank that exits mid-training without finalizing, with a failure status
+# or with 0: mpirun ends the job within seconds, and its message names the
+# process ([[job,1],1] is rank 1).
+for code in 3 0; do
+  run exit$code 40 3 $w exit $code
+  if [ $st -ne 0 ] && [ $st -ne 124 ] && [ $st -ne 137 ] && [ $secs -le 15 ] &&
+     grep -Eq '\[\[[0-9]+,[0-9]+\],1\]|rank 1 ' "$dir/exit$code"; then
+    ok "rank 1 exiting with $code mid-training ends the job in ${secs}s: $(grep -E -m1 '\[\[[0-9]+,[0-9]+\],1\]|rank 1 ' "$dir/exit$code" | sed 's/^ *//')"
+  else bad "rank 1 exiting with $code: status $st after ${secs}s"; cat "$dir/exit$code"; fi
+done
+
+[ $fails -eq 0 ]
