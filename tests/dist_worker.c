@@ -14,7 +14,9 @@
  *   fail               rank 1 reports a failure: every rank gets its message
  *   mismatch           rank 1 calls another exchange: every rank fails
  *   silent             rank 1 stops talking: the others time out naming it
- *   exit               rank 1 exits without finalizing mid-training */
+ *   exit               rank 1 exits without finalizing mid-training
+ *   compare A B        (one process) the parameters of two tapegrad-mnist
+ *                      checkpoints agree within 1e-6 relative */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,7 +219,44 @@ static int seeds(tg_dist *d) {
   return 0;
 }
 
+/* Every "layer..." tensor of checkpoint a against b's, per tensor the
+ * largest difference over the largest value. */
+static int compare(const char *a, const char *b) {
+  tg_checkpoint *ca = tg_checkpoint_open(a), *cb = tg_checkpoint_open(b);
+  if (!ca || !cb) {
+    printf("FAIL: %s\n", tg_last_error());
+    return 1;
+  }
+  double worst = 0;
+  int n = 0;
+  char name[32];
+  for (int l = 0; l < 3; l++)
+    for (int k = 0; k < 2; k++) {
+      snprintf(name, sizeof name, "layer%d.%s", l, k ? "bias" : "weight");
+      tg_tensor *x = tg_checkpoint_get(ca, name), *y = tg_checkpoint_get(cb, name);
+      if (!x && !y) continue;
+      if (!x || !y || tg_tensor_numel(x) != tg_tensor_numel(y)) {
+        printf("FAIL: %s differs in shape\n", name);
+        return 1;
+      }
+      double diff = 0, big = 0;
+      for (int64_t i = 0; i < tg_tensor_numel(x); i++) {
+        double u = tg_get(x, i), v = tg_get(y, i);
+        if (!(fabs(u - v) <= diff)) diff = fabs(u - v);
+        big = fmax(big, fabs(v));
+      }
+      if (!(diff / big <= worst)) worst = diff / big;
+      n++;
+    }
+  tg_checkpoint_close(ca);
+  tg_checkpoint_close(cb);
+  CHECK(n >= 4 && worst <= 1e-6, "%d parameters of %s within %.2g relative of %s",
+        n, a, worst, b);
+  return fails;
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && !strcmp(argv[1], "compare")) return compare(argv[2], argv[3]);
   tg_dist *d = tg_dist_init(&argc, &argv);
   if (!d) {
     printf("FAIL: tg_dist_init: %s\n", tg_last_error());

@@ -83,4 +83,36 @@ for code in 3 0; do
   else bad "rank 1 exiting with $code: status $st after ${secs}s"; cat "$dir/exit$code"; fi
 done
 
+# tapegrad-mnist data-parallel: the same training as one process within
+# 1e-6, on 2 and 3 ranks; batches of 30 over 50 images end with an uneven
+# batch of 20 (shards of 10 and 10, or 6, 7 and 7). Four steps: ReLU
+# networks carry rounding differences further each step (momentum 0.9 at
+# lr 0.05), past 1e-6 by the eighth.
+./tests/mkidx "$dir" 400 100 || exit 99
+m="./tapegrad-mnist --data $dir --limit 50 --batch 30 --threads 1 --seed 3 --graph deep --schedule none --epochs 2"
+$m --save "$dir/one.ck" >"$dir/one" 2>&1 || bad "one process: $(tail -n 3 "$dir/one")"
+for np in 2 3; do
+  run mnist$np 60 $np $m --save "$dir/mnist$np.ck"
+  if [ $st -eq 0 ] && grep -q "data-parallel over $np processes" "$dir/mnist$np" &&
+     [ "$(grep -c '^epoch' "$dir/mnist$np")" -eq 2 ]; then ok "tapegrad-mnist on $np ranks: rank 0 alone prints"
+  else bad "tapegrad-mnist on $np ranks: status $st"; cat "$dir/mnist$np"; fi
+  $w compare "$dir/mnist$np.ck" "$dir/one.ck" >"$dir/cmp$np" 2>&1
+  if [ $? -eq 0 ]; then ok "$(cat "$dir/cmp$np")"; else bad "$(cat "$dir/cmp$np")"; fi
+done
+# --resume under MPI with another P: 1 epoch on 3 ranks, then 1 more on 2,
+# against 2 epochs in one process
+run half 60 3 $m --epochs 1 --save "$dir/half.ck"
+run resumed 60 2 $m --resume "$dir/half.ck" --save "$dir/resumed.ck"
+$w compare "$dir/resumed.ck" "$dir/one.ck" >"$dir/cmpr" 2>&1
+if [ $? -eq 0 ] && grep -q 'resumed from' "$dir/resumed"; then ok "resumed on other ranks: $(cat "$dir/cmpr")"
+else bad "resume under MPI: $(cat "$dir/cmpr")"; cat "$dir/resumed"; fi
+run badbatch 60 3 $m --batch 20
+if [ $st -ne 0 ] && grep -q -- '--batch 20 does not split into 3 equal shards' "$dir/badbatch"; then
+  ok "a batch that does not split is refused"
+else bad "--batch 20 on 3 ranks: status $st"; cat "$dir/badbatch"; fi
+# a rank that cannot read its data stops every rank, named
+run nodata 60 2 ./tapegrad-mnist --data "$dir/none" --threads 1
+if [ $st -ne 0 ] && grep -q 'rank 0 of 2' "$dir/nodata"; then ok "missing data stops every rank: $(grep -m1 'rank 0 of 2' "$dir/nodata")"
+else bad "missing data under mpirun: status $st"; cat "$dir/nodata"; fi
+
 [ $fails -eq 0 ]

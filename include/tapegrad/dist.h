@@ -71,7 +71,8 @@ TG_API bool tg_dist_is_mpi(const tg_dist *d);
  * (> 0; default TG_DIST_TIMEOUT from the environment, else 60). */
 TG_API int tg_dist_set_timeout(tg_dist *d, double seconds);
 
-/* How tg_dist_mean_grads sums. */
+/* How tg_dist_mean_grads sums; the environment's TG_DIST_REDUCE=fixed|mpi
+ * sets it at tg_dist_init. */
 typedef enum {
   TG_DIST_REDUCE_FIXED = 0, /* rank order, bit-reproducible (default) */
   TG_DIST_REDUCE_MPI = 1    /* MPI_Allreduce; no status header, no timeout */

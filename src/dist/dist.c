@@ -212,6 +212,15 @@ tg_dist *tg_dist_init(int *argc, char ***argv) {
     }
     d->timeout = t;
   }
+  env = getenv("TG_DIST_REDUCE");
+  if (env && *env) {
+    if (!strcmp(env, "mpi")) d->reduce = TG_DIST_REDUCE_MPI;
+    else if (strcmp(env, "fixed")) {
+      tg__err(TG_EINVAL, "%s: TG_DIST_REDUCE is '%s'; it must be fixed or mpi", fn, env);
+      tg__free(d);
+      return NULL;
+    }
+  }
   bool launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") ||
                   getenv("PMI_RANK");
 #if TG_HAVE_MPI
