@@ -3,6 +3,7 @@
  * scenario prints "ok: ..." or "FAIL: ..." lines and exits 0 only when
  * every check of this rank held. Public API only.
  *
+ *   good               train fixed, train mpi and seeds in one job
  *   train [fixed|mpi]  k steps data-parallel vs a one-process run of the
  *                      same batches in this process: within 1e-6 relative;
  *                      prints the parameters' hash (equal run to run);
@@ -265,7 +266,11 @@ int main(int argc, char **argv) {
   rank_ = tg_dist_rank(d);
   int P = tg_dist_size(d), r = rank_;
   const char *what = argc > 1 ? argv[1] : "train";
-  if (!strcmp(what, "train")) {
+  if (!strcmp(what, "good")) {
+    if (train(d, false) || train(d, true) || tg_dist_set_reduce(d, TG_DIST_REDUCE_FIXED) ||
+        seeds(d))
+      fails++;
+  } else if (!strcmp(what, "train")) {
     if (train(d, argc > 2 && !strcmp(argv[2], "mpi"))) fails++;
   } else if (!strcmp(what, "seeds")) {
     if (seeds(d)) fails++;
@@ -333,7 +338,7 @@ int main(int argc, char **argv) {
      * give them a moment to print their checks */
     printf("rank %d of %d: %s\n", r, P, tg_last_error());
     fflush(stdout);
-    sleep(2);
+    sleep(1);
   }
   fflush(stdout);
   return fails ? 1 : rc ? 2 : 0;

@@ -97,7 +97,8 @@ TG_API int tg_dist_barrier(tg_dist *d);
  * not the grads). Every rank must pass tensors of the same dtypes and
  * shapes, in the same order: the ranks exchange a hash of them first, and a
  * rank whose list differs from rank 0's makes every rank fail with
- * TG_ESHAPE naming it. A one-process job checks the list and copies nothing. */
+ * TG_ESHAPE naming it (every rank knows, so the job stays usable, as after
+ * tg_dist_check). A one-process job checks the list and copies nothing. */
 TG_API int tg_dist_broadcast(tg_dist *d, tg_tensor *const *tensors, int n);
 /* Rank 0's optimizer to every rank: its parameters, its state buffers
  * (tg_optim_state: momentum, or Adam's two moments), its step count and its

@@ -439,14 +439,12 @@ int tg_dist_broadcast(tg_dist *d, tg_tensor *const *tensors, int n) {
       goto out;
     }
   }
-  /* every rank sees every header, so all agree on the first that differs */
+  /* every rank sees every header, so all agree on the first that differs,
+   * and the job stays usable (a clean finalize, for one) */
   for (int q = 1; q < d->size; q++) {
     tg__dist_hdr hq;
     memcpy(&hq, d->rbuf + (size_t)q * seg, sizeof hq);
-    if ((rc = check_hdr(d, fn, &hq, q, K_BCAST_HDR, true, &h0))) {
-      broke(d, rc);
-      goto out;
-    }
+    if ((rc = check_hdr(d, fn, &hq, q, K_BCAST_HDR, true, &h0))) goto out;
   }
   d->seq++;
   size_t len = TG__DIST_HDR + bytes;
