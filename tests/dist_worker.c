@@ -338,7 +338,7 @@ int main(int argc, char **argv) {
      * give them a moment to print their checks */
     printf("rank %d of %d: %s\n", r, P, tg_last_error());
     fflush(stdout);
-    sleep(1);
+    sleep(3);
   }
   fflush(stdout);
   return fails ? 1 : rc ? 2 : 0;
