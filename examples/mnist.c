@@ -6,7 +6,9 @@
  *            cross-entropy | log-likelihood
  *   mlp      784-100-10, sigmoid hidden, fused softmax-NLL
  *   deep     784-512-512-10, ReLU, fused softmax-NLL
- * Run with --help for the options. */
+ * Run with --help for the options. Under `mpirun -np P` it trains
+ * data-parallel (the hooks marked "dist"): each global batch split into P
+ * shards, the gradients averaged, rank 0 alone printing and writing. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -609,18 +611,86 @@ static uint64_t params_hash(const model *m) {
   return h;
 }
 
+/* --- dist: data-parallel training under mpirun. Every rank walks the same
+ * batches in the same order and trains on its shard, rows [B r/P, B (r+1)/P)
+ * of each; tg_dist_mean_grads weighs the shards by their rows, so the step
+ * is the whole batch's mean even when the last batch splits unevenly. */
+
+typedef struct {
+  tg_dist *d;
+  int rank, size;
+  tg_tensor *of[2], *x[2], *y[2]; /* row views of the batcher's two batch shapes */
+} dist_ctx;
+
+/* Rows [lo, hi) of a batch of rows rows for this rank. */
+static void dist_rows(const dist_ctx *c, int64_t rows, int64_t *lo, int64_t *hi) {
+  *lo = rows * c->rank / c->size;
+  *hi = rows * (c->rank + 1) / c->size;
+}
+
+/* Replaces *x, *y by this rank's shard of them: views made on the first
+ * batch of each shape (the batcher reuses its tensors), so a step allocates
+ * nothing. One process keeps the batch itself. */
+static int dist_shard(dist_ctx *c, tg_tensor **x, tg_tensor **y) {
+  if (c->size == 1) return 0;
+  int k = c->of[0] == *x ? 0 : c->of[1] == *x ? 1 : !c->of[0] ? 0 : 1;
+  if (c->of[k] != *x) {
+    int64_t lo, hi;
+    dist_rows(c, tg_tensor_dim(*y, 0), &lo, &hi);
+    tg_tensor_free(c->x[k]);
+    tg_tensor_free(c->y[k]);
+    c->x[k] = tg_rows(*x, lo, hi);
+    c->y[k] = tg_rows(*y, lo, hi);
+    c->of[k] = *x;
+    if (!c->x[k] || !c->y[k]) return -1;
+  }
+  *x = c->x[k], *y = c->y[k];
+  return 0;
+}
+
+static void dist_free(dist_ctx *c) {
+  for (int k = 0; k < 2; k++) tg_tensor_free(c->x[k]), tg_tensor_free(c->y[k]);
+}
+
+static int run(int argc, char **argv, dist_ctx *dc);
+
 int main(int argc, char **argv) {
+  dist_ctx dc = {0};
+  /* dist: one process without mpirun; under it, rank 0 alone prints */
+  if (!(dc.d = tg_dist_init(&argc, &argv))) {
+    fprintf(stderr, "tapegrad-mnist: %s\n", tg_last_error());
+    return 1;
+  }
+  dc.rank = tg_dist_rank(dc.d), dc.size = tg_dist_size(dc.d);
+  if (dc.rank > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+  int rc = run(argc, argv, &dc);
+  dist_free(&dc);
+  if (tg_dist_finalize(dc.d)) {
+    fprintf(stderr, "tapegrad-mnist: rank %d: %s\n", dc.rank, tg_last_error());
+    if (!rc) rc = 1;
+  }
+  return rc;
+}
+
+static int run(int argc, char **argv, dist_ctx *dc) {
   options o;
   int rc = parse_args(argc, argv, &o);
   if (rc) return rc < 0 ? 0 : rc;
+  if (o.batch % dc->size) {
+    fprintf(stderr, "tapegrad-mnist: --batch %ld does not split into %d equal "
+            "shards (one per process): give a multiple of %d\n", o.batch,
+            dc->size, dc->size);
+    return 2;
+  }
   if (o.threads && tg_set_num_threads(o.threads)) {
     fprintf(stderr, "%s\n", tg_last_error());
     return 2;
   }
 
   tg_tensor *train_x = NULL, *train_y = NULL, *test_x = NULL, *test_y = NULL;
-  if (tg_mnist_load(o.data_dir, "train", &train_x, &train_y) ||
-      tg_mnist_load(o.data_dir, "t10k", &test_x, &test_y)) {
+  rc = tg_mnist_load(o.data_dir, "train", &train_x, &train_y);
+  if (!rc) rc = tg_mnist_load(o.data_dir, "t10k", &test_x, &test_y);
+  if (tg_dist_check(dc->d, rc, tg_last_error())) { /* dist: a rank that failed stops all */
     fprintf(stderr, "%s\n", tg_last_error());
     fprintf(stderr, "(fetch the data with scripts/fetch-%s, or give --data DIR)\n",
             !strcmp(o.dataset, "fashion") ? "fashion-mnist" : "mnist");
@@ -646,12 +716,17 @@ int main(int argc, char **argv) {
   tg_optim *opt = NULL;
   tg_batcher *batches = tg_batcher_new(train_x, train_y, o.batch, o.seed + 1);
   tg_batcher *test_eval = tg_batcher_new(test_x, test_y, EVAL_BATCH, 0);
-  int64_t rem = n_train % o.batch;
-  tg_tensor *onehot = tg_zeros(TG_F32, TG_SHAPE(o.batch < n_train ? o.batch : n_train, CLASSES));
+  int64_t rem = n_train % o.batch, lo, hi, full_rows;
+  dist_rows(dc, o.batch < n_train ? o.batch : n_train, &lo, &hi); /* dist: a shard's rows */
+  full_rows = hi - lo;
+  dist_rows(dc, rem, &lo, &hi);
+  rem = hi - lo;
+  tg_tensor *onehot = tg_zeros(TG_F32, TG_SHAPE(full_rows, CLASSES));
   tg_tensor *onehot_rem = rem ? tg_zeros(TG_F32, TG_SHAPE(rem, CLASSES)) : NULL;
   tg_tape *t = tg_tape_new();
   epoch_stats *stats = calloc((size_t)o.epochs, sizeof *stats);
   int status = 1;
+  bool agreed = false; /* dist: every rank knows of the failure already */
   if (!batches || !test_eval || !onehot || (rem && !onehot_rem) ||
       !t || !stats || model_init(&m, &o, &rng))
     goto fail;
@@ -684,38 +759,56 @@ int main(int argc, char **argv) {
   if (!o.quiet)
     printf("%s; %lld training images, %d epochs, %d threads, seed %llu\n", title,
            (long long)n_train, o.epochs, tg_get_num_threads(), (unsigned long long)o.seed);
+  if (!o.quiet && dc->size > 1)
+    printf("data-parallel over %d processes: shards of %ld images\n", dc->size,
+           o.batch / dc->size);
 
   int start = 0;
   if (o.resume_path) {
-    if ((start = resume(&o, &m, opt, stats)) < 0) goto fail_quiet;
+    /* dist: rank 0 reads the checkpoint; the broadcast below copies it */
+    if (dc->rank == 0) start = resume(&o, &m, opt, stats);
+    double s0 = start;
+    if (tg_dist_check(dc->d, start < 0 ? TG_EFORMAT : TG_OK, "cannot resume from the checkpoint") ||
+        tg_dist_sum(dc->d, &s0, 1)) {
+      if (start >= 0) fprintf(stderr, "%s\n", tg_last_error());
+      agreed = true;
+      goto fail_quiet;
+    }
+    start = (int)s0;
     for (int e = 0; e < start; e++) tg_batcher_shuffle(batches); /* replay the order */
     if (!o.quiet)
       printf("resumed from %s after epoch %d\n", o.resume_path, start);
   }
+  if (tg_dist_broadcast_optim(dc->d, opt)) goto fail; /* dist: every rank as rank 0 */
   for (int e = start; e < o.epochs; e++) {
     double lr = !strcmp(o.schedule, "step") ? tg_lr_step(o.lr, e, (o.epochs + 2) / 3, 0.1)
                 : !strcmp(o.schedule, "cosine") ? tg_lr_cosine(o.lr, e, o.epochs, 0)
                                                 : o.lr;
     tg_optim_set_lr(opt, lr);
     tg_batcher_shuffle(batches);
-    double t0 = now(), last_draw = 0, loss_sum = 0;
+    double t0 = now(), last_draw = 0, loss_sum = 0, comm0 = tg_dist_comm_seconds(dc->d);
     int64_t done = 0, correct = 0;
     tg_tensor *x, *y;
     while ((rc = tg_batcher_next(batches, &x, &y)) == 1) {
+      if (dist_shard(dc, &x, &y)) goto fail;
       int64_t rows = tg_tensor_dim(y, 0);
       tg_tensor *oh = rows == tg_tensor_dim(onehot, 0) ? onehot : onehot_rem;
-      if (m.cost != COST_LOG_LIKELIHOOD) one_hot(oh, y);
-      tg_tensor *z = logits(t, &m, x);
-      tg_tensor *loss = cost(t, &m, z, y, oh);
-      if (!loss || tg_backward(t, loss) || tg_optim_step(opt) ||
+      tg_tensor *z = NULL, *loss = NULL;
+      if (rows) { /* dist: a shard of an uneven last batch may be empty */
+        if (m.cost != COST_LOG_LIKELIHOOD) one_hot(oh, y);
+        z = logits(t, &m, x);
+        loss = cost(t, &m, z, y, oh);
+        if (!loss || tg_backward(t, loss)) goto fail;
+      }
+      if (tg_dist_mean_grads(dc->d, params, np, rows) || tg_optim_step(opt) ||
           tg_optim_zero_grad(opt))
         goto fail;
-      if (o.dot_path && e == start && done == 0 &&
+      if (o.dot_path && dc->rank == 0 && e == start && done == 0 &&
           write_dot(o.dot_path, t))
         goto fail_quiet;
-      double acc = tg_accuracy(z, y);
+      double acc = rows ? tg_accuracy(z, y) : 0;
       if (acc < 0) goto fail;
-      loss_sum += tg_get(loss, 0) * (double)rows;
+      if (rows) loss_sum += tg_get(loss, 0) * (double)rows;
       correct += (int64_t)llround(acc * (double)rows);
       done += rows;
       tg_tape_clear(t);
@@ -725,6 +818,10 @@ int main(int argc, char **argv) {
       }
     }
     if (rc < 0) goto fail;
+    /* dist: the epoch's totals over every rank's shards */
+    double tot[3] = {loss_sum, (double)correct, (double)done};
+    if (tg_dist_sum(dc->d, tot, 3)) goto fail;
+    loss_sum = tot[0], correct = (int64_t)tot[1], done = (int64_t)tot[2];
     double secs = now() - t0;
     if (tty) fprintf(stderr, "\r%*s\r", 90, "");
     epoch_stats *s = &stats[e];
@@ -742,8 +839,11 @@ int main(int argc, char **argv) {
              e + 1, s->train_loss, 100 * s->train_acc, 100 * s->test_acc, secs,
              s->samples_per_s);
     fflush(stdout);
-    if (o.log_path && write_csv(o.log_path, stats, e + 1)) goto fail_quiet;
-    if (o.save_path && save_checkpoint(&o, &m, opt, stats, e + 1)) goto fail;
+    if (dc->size > 1 && !o.quiet)
+      printf("          communication %.2f s of the epoch's %.1f s on rank 0\n",
+             tg_dist_comm_seconds(dc->d) - comm0, secs);
+    if (dc->rank == 0 && o.log_path && write_csv(o.log_path, stats, e + 1)) goto fail_quiet;
+    if (dc->rank == 0 && o.save_path && save_checkpoint(&o, &m, opt, stats, e + 1)) goto fail;
   }
 
   int64_t confusion[CLASSES * CLASSES] = {0};
@@ -755,7 +855,8 @@ int main(int argc, char **argv) {
   }
   if (!o.quiet) printf("parameters: xxh3 %016llx\n", (unsigned long long)params_hash(&m));
   printf("test accuracy: %.2f%%\n", 100 * test_acc);
-  if (o.plot_path && write_svg(o.plot_path, stats, o.epochs, title)) goto fail_quiet;
+  if (dc->rank == 0 && o.plot_path && write_svg(o.plot_path, stats, o.epochs, title))
+    goto fail_quiet;
   status = 0;
   goto done;
 
@@ -763,6 +864,10 @@ fail:
   fprintf(stderr, "%s\n", tg_last_error());
 fail_quiet:
   status = 1;
+  /* dist: the other ranks hear of it at their next exchange (a no-op when
+   * an exchange already failed) */
+  if (!agreed)
+    tg_dist_fail(dc->d, TG_EIO, *tg_last_error() ? tg_last_error() : "tapegrad-mnist stopped");
 done:
   free(stats);
   tg_tape_free(t);

@@ -31,6 +31,7 @@
 #include "tapegrad/optim.h"
 #include "tapegrad/nn.h"
 #include "tapegrad/checkpoint.h"
+#include "tapegrad/dist.h"
 
 #define TG_VERSION "0.1.0"
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/check-layers.sh: the layering rules of DESIGN.md, checked by grep.
 # Each layer includes only the layers below it:
-#   base < kernels < engine < io, ops < train (public API only above).
+#   base < kernels < engine < io, ops < train, dist (public API only above).
 top=${srcdir:-.}
 cd "$top" || exit 1
 fail=0
@@ -43,6 +43,9 @@ for f in src/train/*.[ch]; do
   grep -nE -- '->(nodes|n_nodes|chunks|arena|headers|grad_enabled|check_finite|bw_pass)\b' "$f" |
     sed "s|^|$f:|" | grep . && bad "$f (a training helper) reads the tape's fields"
 done
+# the distributed API: the public API, the base layer's allocator and
+# errors, and its own message layer
+for f in src/dist/*.[ch]; do only_includes "$f" transport.h ../base/base.h config.h; done
 for f in ops/*.[ch]; do
   only_includes "$f" op.h ops.def unary.h softmax_row.h ../src/engine/engine.h ../src/kernels/vmath.h
   # ops never touch files
@@ -50,7 +53,7 @@ for f in ops/*.[ch]; do
   grep -nE '\b(fopen|open|fwrite|tg__afile_[a-z]+|tg__src_[a-z]+)\(' "$f" |
     sed "s|^|$f:|" | grep . && bad "$f (an op) touches files"
 done
-for f in examples/*.[ch] bench/train.c; do only_includes "$f" tapegrad.h charlm.h; done
+for f in examples/*.[ch] bench/train.c bench/dist.c; do only_includes "$f" tapegrad.h charlm.h; done
 # bench/gemm measures a kernel: the kernels' header and nothing else private.
 only_includes bench/gemm.c kernels.h bench.h
 # bench/conv measures an op through the public API.
