@@ -8,7 +8,9 @@
 #include <time.h>
 #include <xxhash.h>
 
+#ifdef HAVE_CONFIG_H
 #include "config.h"
+#endif
 #include "transport.h"
 
 enum { MAGIC = 0x74676473 };

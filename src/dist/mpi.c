@@ -8,7 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef HAVE_CONFIG_H
 #include "config.h"
+#endif
 #include "transport.h"
 
 struct tg__transport {
