@@ -414,6 +414,9 @@ static int create_locked(char *tmp, size_t xpos) {
     memcpy(tmp + xpos, "XXXXXX", 6);
     int fd = mkstemp(tmp);
     if (fd < 0) return -1;
+    /* A program this process starts meanwhile would hold the lock too, and
+     * keep a dead save's file from being removed while it runs. */
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
     int rc;
     while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
     }
@@ -479,7 +482,7 @@ int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
   }
   /* The lock must outlast the close that commit checks for errors before
    * the rename: a second descriptor on the same open file keeps it. */
-  a->lock_fd = dup(a->fd);
+  a->lock_fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
   if (a->lock_fd < 0) afile_fail(a, "cannot duplicate a descriptor", errno);
   /* mkstemp makes the file private (0600). */
   else if (fchmod(a->fd, mode) != 0)
