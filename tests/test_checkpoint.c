@@ -953,6 +953,157 @@ START_TEST(kill_during_save) {
 }
 END_TEST
 
+/* The temporary files of P(target) in test_dir(): counted, and the first
+ * one's name copied to first (when given). */
+static int count_tmps(const char *target, char *first, size_t n) {
+  char prefix[256];
+  snprintf(prefix, sizeof prefix, "%s.tg-tmp.", target);
+  DIR *d = opendir(test_dir());
+  ck_assert_ptr_nonnull(d);
+  struct dirent *e;
+  int k = 0;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+      if (k++ == 0 && first) snprintf(first, n, "%s", e->d_name);
+    }
+  closedir(d);
+  return k;
+}
+
+static bool exists(const char *name) {
+  struct stat st;
+  return lstat(P(name), &st) == 0;
+}
+
+/* A save removes what killed saves of the same target left, and nothing
+ * else: not the temporary file of a save still under way (in another
+ * process, or in this one as another thread would hold it), not files of
+ * other targets whose names look alike. */
+START_TEST(stale_temps_removed) {
+  tg_tensor *a = tg_ones(TG_F32, TG_SHAPE(8));
+  const char *n = "a";
+  ck_assert_int_eq(tg_save(P("tmp.st"), &n, &a, 1, NULL), TG_OK);
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), 0);
+
+  /* A writer that dies mid-save, three times over. */
+  for (int i = 0; i < 3; i++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+      tg_tensor_free(a); /* (for a leak checker watching the child) */
+      tg__afile w;
+      if (tg__afile_open(&w, "writer", P("tmp.st"))) _exit(3);
+      tg__afile_write(&w, "half a file", 11);
+      if (tg__afile_write(&w, "", 0)) _exit(4);
+      kill(getpid(), SIGKILL);
+      _exit(5);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    /* each writer removed the one before it had left */
+    ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), 1);
+  }
+  char name[256];
+  ck_assert_int_eq(count_tmps("tmp.st", name, sizeof name), 1);
+  char pidpart[32];
+  snprintf(pidpart, sizeof pidpart, ".tg-tmp.%ld.", (long)getpid());
+  ck_assert_msg(strstr(name, ".tg-tmp.") && !strstr(name, pidpart),
+                "%s: not named after its writer", name);
+
+  /* two more, as writers long gone would have left them */
+  put("tmp.st.tg-tmp.1.AbCd12", "x", 1);
+  put("tmp.st.tg-tmp.4242424242.zzzzzz", "x", 1);
+
+  /* Look-alikes of other targets, or not made by a save at all. */
+  const char *alike[] = {
+      "tmp.st.tg-tmp.12.abcdef.st", "tmp.st.tg-tmp..abcdef",
+      "tmp.st.tg-tmp.12.abcde",     "tmp.st.tg-tmp.x2.abcdef",
+      "xtmp.st.tg-tmp.12.abcdef",   "tmp.s.tg-tmp.12.abcdef",
+      "tmp.st.abc123",              "tmp.st.tg-tmp.12.abc-ef",
+  };
+  for (size_t i = 0; i < sizeof alike / sizeof *alike; i++) put(alike[i], "x", 1);
+  put("victim", "keep me", 7);
+  ck_assert_int_eq(symlink("victim", P("tmp.st.tg-tmp.7.linkto")), 0);
+  ck_assert_int_eq(mkdir(P("tmp.st.tg-tmp.8.folder"), 0700), 0);
+
+  /* A save under way in another process: it holds its temporary file
+   * while the parent saves, then finishes. */
+  int go[2], ready[2];
+  ck_assert_int_eq(pipe(go), 0);
+  ck_assert_int_eq(pipe(ready), 0);
+  fflush(NULL);
+  pid_t live = fork();
+  ck_assert_int_ge(live, 0);
+  if (live == 0) {
+    tg_tensor_free(a);
+    close(go[1]);
+    close(ready[0]);
+    tg__afile w;
+    if (tg__afile_open(&w, "writer", P("live.st"))) _exit(3);
+    char c = 1;
+    if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1) _exit(4);
+    tg__afile_write(&w, "live", 4);
+    _exit(tg__afile_commit(&w) ? 5 : 0);
+  }
+  close(go[0]);
+  close(ready[1]);
+  char c;
+  ck_assert_int_eq(read(ready[0], &c, 1), 1);
+  /* the five look-alikes that share the prefix, the link, the folder */
+  const int odd = 5 + 2;
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), 3 + odd);
+  ck_assert_int_eq(tg_save(P("live.st"), &n, &a, 1, NULL), TG_OK);
+  ck_assert_int_eq(count_tmps("live.st", NULL, 0), 1); /* the child's */
+  ck_assert_int_eq(tg_save(P("tmp.st"), &n, &a, 1, NULL), TG_OK);
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), odd);
+
+  /* and one in this process, as another thread would hold it */
+  tg__afile mine;
+  ck_assert_int_eq(tg__afile_open(&mine, "mine", P("tmp.st")), TG_OK);
+  char mine_name[256];
+  snprintf(mine_name, sizeof mine_name, "%s", strrchr(mine.tmp, '/') + 1);
+  put("tmp.st.tg-tmp.1.AbCd12", "x", 1);
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), odd + 2);
+  ck_assert_int_eq(tg_npy_save(P("tmp.st"), a), TG_OK);
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), odd + 1);
+  ck_assert(exists(mine_name));
+  ck_assert(exists("tmp.st.tg-tmp.7.linkto"));
+  ck_assert(exists("tmp.st.tg-tmp.8.folder"));
+  for (size_t i = 0; i < sizeof alike / sizeof *alike; i++)
+    ck_assert_msg(exists(alike[i]), "%s was removed", alike[i]);
+  size_t vlen;
+  unsigned char *v = slurp(P("victim"), &vlen);
+  ck_assert_uint_eq(vlen, 7);
+  free(v);
+
+  /* Both live saves finish, their files never taken from under them. */
+  ck_assert_int_eq(write(go[1], &c, 1), 1);
+  close(go[1]);
+  close(ready[0]);
+  int st;
+  ck_assert_int_eq(waitpid(live, &st, 0), live);
+  ck_assert(WIFEXITED(st));
+  ck_assert_int_eq(WEXITSTATUS(st), 0);
+  size_t llen;
+  unsigned char *l = slurp(P("live.st"), &llen);
+  ck_assert_uint_eq(llen, 4);
+  ck_assert_int_eq(memcmp(l, "live", 4), 0);
+  free(l);
+  ck_assert_int_eq(count_tmps("live.st", NULL, 0), 0);
+  ck_assert_int_eq(tg__afile_write(&mine, "mine", 4), TG_OK);
+  ck_assert_int_eq(tg__afile_commit(&mine), TG_OK);
+  ck_assert_int_eq(count_tmps("tmp.st", NULL, 0), odd);
+
+  unlink(P("tmp.st.tg-tmp.7.linkto"));
+  rmdir(P("tmp.st.tg-tmp.8.folder"));
+  for (size_t i = 0; i < sizeof alike / sizeof *alike; i++) unlink(P(alike[i]));
+  unlink(P("victim"));
+  tg_tensor_free(a);
+}
+END_TEST
+
 /* --- .npy */
 
 /* A .npy file by hand: version, header text (padded as given), data. */
@@ -1327,6 +1478,7 @@ int main(void) {
   tcase_add_test(safe, save_onto_non_regular);
   tcase_add_test(safe, save_alloc_failure);
   tcase_add_test(safe, kill_during_save);
+  tcase_add_test(safe, stale_temps_removed);
   suite_add_tcase(s, safe);
   int rc = run_suite(s);
   remove_tree(test_dir());

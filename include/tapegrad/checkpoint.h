@@ -10,7 +10,9 @@
  *
  * Saving never damages an existing file: the new one is written beside it,
  * flushed to disk and renamed over it, so a crash or a full disk leaves the
- * old file whole (and at worst a stray "<path>.XXXXXX" temporary file).
+ * old file whole (and at worst a stray "<path>.tg-tmp.<pid>.XXXXXX"
+ * temporary file, which the next save of the same path removes; one that a
+ * live save is writing, in any process or thread, is never removed).
  * Loading treats the file as hostile: every size, offset, shape and dtype is
  * checked against what the file really holds before anything is allocated
  * or written to the caller's tensors.

@@ -69,7 +69,15 @@ static int ferr(const st_ctx *c, int status, const char *fmt, ...) {
  * not race) and they call the allocator current at each call, so a later
  * tg_set_allocator is followed too. Every cJSON object tapegrad makes lives
  * within one call, so none outlives a change of allocator. */
-static void *json_malloc(size_t n) { return tg__malloc(n); }
+/* cJSON's parser says only that it failed: a header it could not finish
+ * for want of memory would be reported as malformed. Its failed
+ * allocations are counted here (per thread, as parses are) to tell. */
+static _Thread_local unsigned long json_oom;
+static void *json_malloc(size_t n) {
+  void *p = tg__malloc(n);
+  if (!p) json_oom++;
+  return p;
+}
 static void json_free(void *p) { tg__free(p); }
 static void json_hooks_install(void) {
   cJSON_Hooks h = {json_malloc, json_free};
@@ -483,7 +491,10 @@ static int parse_header(const st_ctx *c, const char *text, size_t len,
     return ferr(c, TG_EFORMAT, "the header does not start with '{': it is not a "
                 "JSON object");
   const char *end = NULL;
+  unsigned long oom = json_oom;
   cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+  if (!root && json_oom != oom)
+    return ferr(c, TG_ENOMEM, "out of memory while parsing the header");
   if (!root) {
     size_t at = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
     return ferr(c, TG_EFORMAT, "the header is not valid JSON (near byte %zu of "

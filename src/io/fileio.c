@@ -2,11 +2,13 @@
  * over a regular file, a gzip'd file or stream, or a memory buffer (for the
  * fuzzers), byte-order helpers, a UTF-8 check, and a writer that replaces a
  * file atomically. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -299,9 +301,20 @@ size_t tg__utf8_check(const unsigned char *s, size_t n) {
 
 /* --- atomic replacement: a temporary file beside the target, written,
  * flushed to disk, then renamed over it; the folder is synced so the rename
- * itself survives a power cut. */
+ * itself survives a power cut.
+ *
+ * A save killed before its rename leaves its temporary file behind, so each
+ * save first removes those of the same target whose writer is gone. The
+ * temporary file is "<target>.tg-tmp.<pid>.XXXXXX" and its writer holds an
+ * exclusive flock on it until the rename is done. A dead writer's lock is
+ * gone with it; a live one's is held, whether it is another process or
+ * another thread of this one (flock belongs to the open file, not to the
+ * process, unlike fcntl's locks). So a file is removed only when its lock
+ * can be taken: whoever wrote it cannot rename it any more. The pid in the
+ * name is for the person who finds such a file. */
 
 #define AFILE_BUF ((size_t)1 << 16)
+#define TMP_MARK ".tg-tmp."
 
 static int afile_fail(tg__afile *a, const char *what, int errnum) {
   if (a->rc) return a->rc;
@@ -333,11 +346,96 @@ static void afile_free(tg__afile *a) {
   a->dir = NULL;
 }
 
+/* name is base TMP_MARK <digits> "." and six letters or digits (what
+ * mkstemp puts in place of XXXXXX), and nothing more: a temporary file of
+ * this target, not of another whose name merely starts the same way. */
+static bool is_tmp_of(const char *name, const char *base, size_t blen) {
+  if (strncmp(name, base, blen) != 0) return false;
+  name += blen;
+  if (strncmp(name, TMP_MARK, sizeof TMP_MARK - 1) != 0) return false;
+  name += sizeof TMP_MARK - 1;
+  size_t d = 0;
+  while (name[d] >= '0' && name[d] <= '9') d++;
+  if (d == 0 || name[d] != '.') return false;
+  name += d + 1;
+  for (int i = 0; i < 6; i++) {
+    char c = name[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+          (c >= 'A' && c <= 'Z')))
+      return false;
+  }
+  return name[6] == '\0';
+}
+
+/* Removes the temporary files of path that a killed save left in dir.
+ * Best effort: a folder that cannot be listed, a file that cannot be
+ * opened or is locked, is left as it is, and the save goes on. */
+static void remove_stale_tmps(const char *dir, const char *path) {
+  const char *slash = strrchr(path, '/');
+  const char *base = slash ? slash + 1 : path;
+  size_t blen = strlen(base);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  int lfd = dup(dfd); /* closedir closes the one fdopendir takes */
+  DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+  if (!d) {
+    if (lfd >= 0) close(lfd);
+    close(dfd);
+    return;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!is_tmp_of(e->d_name, base, blen)) continue;
+    int fd = openat(dfd, e->d_name,
+                    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st, now;
+    /* Locked: the lock holder then either renames or removes the file, or
+     * dies, which frees the lock for the next save. Once locked here, the
+     * name must still be this file: a writer may have renamed it into
+     * place between the listing and the open. */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        fstatat(dfd, e->d_name, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+        now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+      unlinkat(dfd, e->d_name, 0);
+    close(fd);
+  }
+  closedir(d);
+  close(dfd);
+}
+
+/* Creates a->tmp (a template ending in XXXXXX) and locks it. A cleaner may
+ * take the lock between the creation and our flock and remove the file;
+ * then our lock comes on an unlinked file, which is noticed and the file
+ * made again under a new name. Returns the descriptor, or -1 with errno. */
+static int create_locked(char *tmp, size_t xpos) {
+  for (int tries = 0; tries < 100; tries++) {
+    memcpy(tmp + xpos, "XXXXXX", 6);
+    int fd = mkstemp(tmp);
+    if (fd < 0) return -1;
+    /* A program this process starts meanwhile would hold the lock too, and
+     * keep a dead save's file from being removed while it runs. */
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    int rc;
+    while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+    }
+    /* A file system without flock: no cleaner can lock it either, so
+     * nobody removes it under us. */
+    if (rc != 0) return fd;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_nlink > 0) return fd;
+    close(fd);
+  }
+  errno = EAGAIN;
+  return -1;
+}
+
 int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
   memset(a, 0, sizeof *a);
   a->fn = fn;
   a->path = path;
-  a->fd = -1;
+  a->fd = a->lock_fd = -1;
   /* Only a regular file is replaced: renaming over a FIFO, a device or a
    * socket would silently turn it into a file. And a file whose owner may
    * not write it is left alone even by root, whom the rename would not
@@ -359,16 +457,21 @@ int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
    * rename has put the new file in place, commit must not fail for want
    * of memory. */
   size_t n = strlen(path);
-  a->tmp = tg__malloc(n + 8);
+  char pid[24];
+  int pn = snprintf(pid, sizeof pid, "%ld.", (long)getpid());
+  size_t tn = n + sizeof TMP_MARK - 1 + (size_t)pn + 7;
+  a->tmp = tg__malloc(tn);
   a->buf = tg__malloc(AFILE_BUF);
   a->dir = folder_of(path);
   if (!a->tmp || !a->buf || !a->dir) {
     afile_free(a);
     return a->rc = tg__err(TG_ENOMEM, "%s: %s: out of memory", fn, path);
   }
-  memcpy(a->tmp, path, n);
-  memcpy(a->tmp + n, ".XXXXXX", 8);
-  a->fd = mkstemp(a->tmp);
+  snprintf(a->tmp, tn, "%s" TMP_MARK "%sXXXXXX", path, pid);
+  /* Before making our own, so that a save killed at any moment leaves at
+   * most one temporary file of this target. */
+  remove_stale_tmps(a->dir, path);
+  a->fd = create_locked(a->tmp, tn - 7);
   if (a->fd < 0) {
     int e = errno;
     char eb[128];
@@ -377,8 +480,15 @@ int tg__afile_open(tg__afile *a, const char *fn, const char *path) {
     afile_free(a);
     return a->rc;
   }
+  /* The lock must outlast the close that commit checks for errors before
+   * the rename: a second descriptor on the same open file keeps it. */
+  a->lock_fd = fcntl(a->fd, F_DUPFD_CLOEXEC, 0);
+  if (a->lock_fd < 0) afile_fail(a, "cannot duplicate a descriptor", errno);
   /* mkstemp makes the file private (0600). */
-  if (fchmod(a->fd, mode) != 0) afile_fail(a, "cannot set the file mode", errno);
+  else if (fchmod(a->fd, mode) != 0)
+    afile_fail(a, "cannot set the file mode", errno);
+  /* The callers give up when open fails: nothing may stay behind. */
+  if (a->rc) tg__afile_abort(a);
   return a->rc;
 }
 
@@ -434,8 +544,11 @@ int tg__afile_write_le(tg__afile *a, const void *p, size_t n, size_t elem) {
 
 void tg__afile_abort(tg__afile *a) {
   if (a->fd >= 0) close(a->fd);
+  /* removed while still locked, so no cleaner can meanwhile take it for a
+   * dead save's and remove another file of the same name */
   if (a->tmp) unlink(a->tmp);
-  a->fd = -1;
+  if (a->lock_fd >= 0) close(a->lock_fd);
+  a->fd = a->lock_fd = -1;
   afile_free(a);
 }
 
@@ -454,6 +567,8 @@ int tg__afile_commit(tg__afile *a) {
     tg__afile_abort(a);
     return rc;
   }
+  close(a->lock_fd); /* the file is in place: nothing left to guard */
+  a->lock_fd = -1;
 
   /* The folder's entry must reach the disk too. */
   int rc = TG_OK;

@@ -45,18 +45,20 @@ void tg__bswap(void *p, size_t n_elems, size_t elem);
  * when there is none. */
 size_t tg__utf8_check(const unsigned char *s, size_t n);
 
-/* Writes path.XXXXXX beside path, then commit: flush, fsync, close, rename
+/* Writes path.tg-tmp.<pid>.XXXXXX beside path, holding an flock on it,
+ * after removing the ones of path whose writer died (their lock could be
+ * taken; fileio.c says why that is safe); then commit: flush, fsync, close, rename
  * over path, fsync the folder. open refuses a path that exists and is not
  * a regular file, or whose mode gives its owner no write permission (TG_EIO,
  * path untouched), and makes every allocation commit needs. The first error
  * sticks (TG_EIO with a message); commit then removes the temporary file
  * and returns it, leaving path untouched. After the rename commit fails
  * only if the folder cannot be synced, and says the file is in place.
- * abort removes the temporary file. */
+ * abort removes the temporary file; open does so itself when it fails. */
 typedef struct {
   const char *fn, *path;
   char *tmp, *dir; /* the temporary file; the folder to sync */
-  int fd;
+  int fd, lock_fd; /* lock_fd: the same open file, holding the flock */
   unsigned char *buf;
   size_t used;
   int rc;
