@@ -161,8 +161,7 @@ static int decimals(double step) {
   return d < 0 ? 0 : d > 9 ? 9 : d;
 }
 
-static int check_charts(const char *fn, FILE *f, const tg_chart *c, int n) {
-  if (!f) return tg__err(TG_EINVAL, "%s: the stream is NULL", fn);
+static int check_charts(const char *fn, const tg_chart *c, int n) {
   if (!c || n < 1 || n > MAX_CHARTS)
     return tg__err(TG_EINVAL, "%s: %d charts%s; give 1 to %d", fn, n,
                    c ? "" : " at NULL", MAX_CHARTS);
@@ -269,7 +268,8 @@ static void panel(FILE *f, const tg_chart *c, double x0, double y0, double pw, d
 }
 
 int tg_chart_svg(FILE *f, const char *title, const tg_chart *charts, int n_charts) {
-  int rc = check_charts("tg_chart_svg", f, charts, n_charts);
+  if (!f) return tg__err(TG_EINVAL, "tg_chart_svg: the stream is NULL");
+  int rc = check_charts("tg_chart_svg", charts, n_charts);
   if (rc) return rc;
   /* one panel 540 wide; more, 360 each, side by side */
   const double left = 70, gap = 80, top = 60, ph = 260;
@@ -296,7 +296,7 @@ int tg_chart_svg(FILE *f, const char *title, const tg_chart *charts, int n_chart
 int tg_chart_svg_save(const char *path, const char *title, const tg_chart *charts,
                       int n_charts) {
   /* arguments first, so a bad call leaves no file */
-  int rc = check_charts("tg_chart_svg_save", stdout, charts, n_charts);
+  int rc = check_charts("tg_chart_svg_save", charts, n_charts);
   if (rc) return rc;
   tg_textfile *tf = tg_textfile_open(path);
   if (!tf) return tg_last_status();
