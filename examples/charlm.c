@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "charlm.h"
+#include "cli.h"
 
 #define PROG "tapegrad-charlm"
 
@@ -66,47 +66,9 @@ static void usage(FILE *f) {
 }
 
 static int bad(const char *what, const char *arg) {
-  fprintf(stderr, PROG ": invalid %s: '%s'\n", what, arg);
+  invalid_option(PROG, what, arg);
   usage(stderr);
   return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
-  *out = v;
-  return 0;
-}
-
-/* The folder an output goes into must exist and be writable, checked
- * before any training. */
-static int check_output(const char *opt, const char *path) {
-  char dir[4096];
-  const char *slash = strrchr(path, '/');
-  if (!*path || (slash && !slash[1]) || strlen(path) >= sizeof dir) {
-    fprintf(stderr, PROG ": %s '%s': it names no file\n", opt, path);
-    return 2;
-  }
-  if (!slash) strcpy(dir, ".");
-  else if (slash == path) strcpy(dir, "/");
-  else memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = '\0';
-  struct stat st;
-  if (stat(dir, &st) || !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK)) {
-    fprintf(stderr, PROG ": %s '%s': cannot write into the folder '%s'\n", opt, path, dir);
-    return 2;
-  }
-  return 0;
 }
 
 /* Returns 0 to go on, -1 to stop with success (--help), or the exit status. */
@@ -228,7 +190,7 @@ static int parse_args(int argc, char **argv, options *o) {
   const char *outs[][2] = {{"--log", o->log_path}, {"--plot", o->plot_path},
                            {"--save", o->save_path}};
   for (int i = 0; i < 3; i++)
-    if (outs[i][1] && check_output(outs[i][0], outs[i][1])) return 2;
+    if (outs[i][1] && check_output(PROG, outs[i][0], outs[i][1])) return 2;
   return 0;
 }
 
@@ -300,20 +262,10 @@ static uint8_t *load_text(const char *path, const options *o, size_t *n) {
   return buf;
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void progress(long step, long steps, double tok_per_s, double eta) {
-  const int width = 30;
-  int filled = (int)(width * step / steps);
-  fprintf(stderr, "\rstep %ld/%ld [", step, steps);
-  for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
-  fprintf(stderr, "] %3d%%  %8.0f tokens/s  ETA %6.0fs ", (int)(100 * step / steps),
-          tok_per_s, eta);
-  fflush(stderr);
+  char label[64];
+  snprintf(label, sizeof label, "step %ld/%ld", step, steps);
+  tg_progress(stderr, label, step, steps, tok_per_s, "tokens", eta);
 }
 
 /* The mean loss over eval_batches batches from a fixed stream (the same
@@ -338,76 +290,36 @@ static double evaluate(tg_tape *t, charlm *m, const uint8_t *text, size_t n,
   return sum / (double)batches;
 }
 
-/* --- outputs: written beside their place and renamed, so a reader never
- * sees half a file. */
-
-static FILE *open_out(const char *path, char *tmp, size_t cap) {
-  snprintf(tmp, cap, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) fprintf(stderr, PROG ": cannot write %s: %s\n", tmp, strerror(errno));
-  return f;
-}
-
-static int close_out(FILE *f, const char *tmp, const char *path) {
-  int err = ferror(f);
-  if (fclose(f) || err || rename(tmp, path)) {
-    fprintf(stderr, PROG ": cannot write %s: %s\n", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
-}
+/* --- outputs: replaced atomically (tg_textfile), so a reader never sees
+ * half a file. */
 
 static int write_csv(const char *path, const eval_row *r, int n) {
-  char tmp[4200];
-  FILE *f = open_out(path, tmp, sizeof tmp);
-  if (!f) return -1;
-  fprintf(f, "step,train_loss,val_loss,tokens_per_s,seconds\n");
-  for (int i = 0; i < n; i++)
-    fprintf(f, "%.0f,%.6f,%.6f,%.0f,%.3f\n", r[i].step, r[i].train, r[i].val,
-            r[i].tokens_per_s, r[i].seconds);
-  return close_out(f, tmp, path);
+  tg_textfile *tf = tg_textfile_open(path);
+  if (tf) {
+    FILE *f = tg_textfile_stream(tf);
+    fprintf(f, "step,train_loss,val_loss,tokens_per_s,seconds\n");
+    for (int i = 0; i < n; i++)
+      fprintf(f, "%.0f,%.6f,%.6f,%.0f,%.3f\n", r[i].step, r[i].train, r[i].val,
+              r[i].tokens_per_s, r[i].seconds);
+    if (!tg_textfile_commit(tf)) return 0;
+  }
+  fprintf(stderr, PROG ": cannot write %s: %s\n", path, tg_last_error());
+  return -1;
 }
 
 /* Train and validation loss against the step, in nats per byte. */
 static int write_svg(const char *path, const eval_row *r, int n, const char *title) {
-  char tmp[4200];
-  FILE *f = open_out(path, tmp, sizeof tmp);
-  if (!f) return -1;
-  const double W = 640, H = 400, x0 = 70, y0 = 50, pw = 520, ph = 280;
-  double top = 0, last = n ? r[n - 1].step : 1;
-  for (int i = 0; i < n; i++) top = fmax(top, fmax(r[i].train, r[i].val));
-  top = top > 0 ? ceil(top) : 1;
-  if (last <= 0) last = 1;
-  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' "
-             "font-family='sans-serif' font-size='12'>\n"
-             "<rect width='100%%' height='100%%' fill='white'/>\n"
-             "<text x='%g' y='24' font-size='14' text-anchor='middle'>%s</text>\n"
-             "<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#444'/>\n",
-          W, H, W / 2, title, x0, y0, pw, ph);
-  for (int k = 0; k <= 4; k++) {
-    double y = y0 + ph - ph * k / 4, x = x0 + pw * k / 4;
-    fprintf(f, "<line x1='%g' x2='%g' y1='%g' y2='%g' stroke='#ddd'/>"
-               "<text x='%g' y='%g' text-anchor='end'>%.2f</text>\n",
-            x0, x0 + pw, y, y, x0 - 6, y + 4, top * k / 4);
-    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>%.0f</text>\n", x, y0 + ph + 18,
-            last * k / 4);
+  double *v = malloc(3 * (size_t)(n > 0 ? n : 1) * sizeof *v);
+  int rc = -1;
+  if (v) {
+    for (int i = 0; i < n; i++) v[i] = r[i].step, v[n + i] = r[i].train, v[2 * n + i] = r[i].val;
+    const tg_series loss[] = {{"train", v, v + n, n, 1}, {"validation", v, v + 2 * n, n, 1}};
+    const tg_chart chart = {NULL, "step", "loss (nats per byte)", loss, 2, true};
+    rc = tg_chart_svg_save(path, title, &chart, 1);
+    free(v);
   }
-  fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>step</text>\n"
-             "<text x='18' y='%g' transform='rotate(-90 18 %g)' text-anchor='middle'>"
-             "loss (nats per byte)</text>\n",
-          x0 + pw / 2, y0 + ph + 40, y0 + ph / 2, y0 + ph / 2);
-  const char *color[2] = {"#1f77b4", "#d62728"}, *label[2] = {"train", "validation"};
-  for (int s = 0; s < 2; s++) {
-    fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", color[s]);
-    for (int i = 0; i < n; i++)
-      fprintf(f, "%.1f,%.1f ", x0 + pw * r[i].step / last,
-              y0 + ph - ph * fmax(0, s ? r[i].val : r[i].train) / top);
-    fprintf(f, "'/>\n<text x='%g' y='%g' fill='%s'>%s</text>\n", x0 + pw - 90,
-            y0 + 20 + 16 * s, color[s], label[s]);
-  }
-  fprintf(f, "</svg>\n");
-  return close_out(f, tmp, path);
+  if (rc) fprintf(stderr, PROG ": cannot write %s: %s\n", path, tg_last_error());
+  return rc ? -1 : 0;
 }
 
 /* --- checkpoints: parameters, AdamW's moments, the evaluations so far, the
@@ -581,12 +493,6 @@ out:
   return step;
 }
 
-static uint64_t params_hash(const charlm *m) {
-  uint64_t h = 0;
-  for (int i = 0; i < m->n_params; i++) h = h * 31 + tg_tensor_hash(m->params[i]);
-  return h;
-}
-
 /* --- sampling: the prompt (or a newline), then n bytes, each drawn from the
  * softmax of the last position's logits divided by the temperature (the
  * likeliest byte at temperature 0), the window cut to the context. */
@@ -721,7 +627,7 @@ int main(int argc, char **argv) {
     if (start < 0) goto fail_quiet;
     if (!o->quiet && o->steps) printf("resumed from %s at step %ld\n", o->resume_path, start);
   }
-  bool tty = !o->quiet && isatty(STDERR_FILENO);
+  bool tty = !o->quiet && tg_progress_visible(stderr);
   const uint64_t eval_seed = o->seed ^ 0x5eed5eed5eedULL;
   double t0 = now(), last_draw = 0, t_eval = t0;
   long tokens_since = 0;
@@ -768,7 +674,7 @@ int main(int argc, char **argv) {
       r->val = evaluate(t, &m, val, n_val, o->eval_batches, eval_seed + 1, x, y);
       if (isnan(r->train) || isnan(r->val)) goto fail;
       n_rows++;
-      if (tty) fprintf(stderr, "\r%*s\r", 100, "");
+      if (tty) tg_progress_clear(stderr);
       if (!o->quiet)
         printf("step %6ld  train %.4f  val %.4f  lr %.3g  %.0f tokens/s\n", step, r->train,
                r->val, tg_optim_lr(opt), r->tokens_per_s);
@@ -786,7 +692,7 @@ int main(int argc, char **argv) {
     printf("final: train %.4f  val %.4f nats per byte\n", rows[n_rows - 1].train,
            rows[n_rows - 1].val);
   if (!o->quiet) {
-    printf("parameters: xxh3 %016" PRIx64 "\n", params_hash(&m));
+    printf("parameters: xxh3 %016" PRIx64 "\n", tg_tensors_hash(m.params, m.n_params));
     /* the arena keeps its high-water mark: the memory of the largest step */
     printf("tape arena: %.1f MiB\n", (double)tg_tape_arena_bytes(t) / (1 << 20));
   }

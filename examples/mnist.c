@@ -9,16 +9,14 @@
  * Run with --help for the options. Under `mpirun -np P` it trains
  * data-parallel (the hooks marked "dist"): each global batch split into P
  * shards, the gradients averaged, rank 0 alone printing and writing. */
-#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "cli.h"
 #include "tapegrad.h"
 
 enum { CLASSES = 10, EVAL_BATCH = 1000, MAX_LAYERS = 3 };
@@ -76,62 +74,9 @@ static void usage(FILE *f, const char *prog) {
 }
 
 static int bad(const char *prog, const char *what, const char *arg) {
-  fprintf(stderr, "%s: invalid %s: '%s'\n", prog, what, arg);
+  invalid_option(prog, what, arg);
   usage(stderr, prog);
   return 2;
-}
-
-static int parse_long(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !(v >= lo && v <= hi)) return -1;
-  *out = v;
-  return 0;
-}
-
-static int pick(const char *s, const char *const *names, int n) {
-  for (int i = 0; i < n; i++)
-    if (!strcmp(s, names[i])) return i;
-  return -1;
-}
-
-/* An output file (opt names its option) must be writable into its folder,
- * checked before the data is loaded, so a mistyped folder fails at once
- * instead of after the first epoch has trained. Returns 0 or 2. */
-static int check_output(const char *prog, const char *opt, const char *path) {
-  const char *slash = strrchr(path, '/');
-  size_t n = !slash ? 1 : slash == path ? 1 : (size_t)(slash - path);
-  char *dir = malloc(n + 1);
-  if (!dir) {
-    fprintf(stderr, "%s: out of memory\n", prog);
-    return 2;
-  }
-  if (!slash) strcpy(dir, ".");
-  else memcpy(dir, path, n), dir[n] = '\0';
-  struct stat st;
-  int rc = 0;
-  const char *why = NULL;
-  if (!*path || (slash && !slash[1])) why = "it names no file";
-  else if (stat(dir, &st) != 0) why = strerror(errno);
-  else if (!S_ISDIR(st.st_mode)) why = "it is not a folder";
-  else if (access(dir, W_OK | X_OK) != 0) why = strerror(errno);
-  if (why) {
-    fprintf(stderr, "%s: %s '%s': cannot write into the folder '%s': %s\n",
-            prog, opt, path, dir, why);
-    rc = 2;
-  }
-  free(dir);
-  return rc;
 }
 
 /* Returns 0 to go on, or the exit status. */
@@ -273,12 +218,6 @@ static int parse_args(int argc, char **argv, options *o) {
   return 0;
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int model_init(model *m, const options *o, tg_rng *rng) {
   int64_t sizes[MAX_LAYERS + 1];
   if (!strcmp(o->graph, "nielsen")) {
@@ -331,15 +270,11 @@ static tg_tensor *cost(tg_tape *t, const model *m, tg_tensor *z, tg_tensor *y,
 
 static void progress(int epoch, int epochs, int64_t done, int64_t total,
                      double elapsed) {
-  const int width = 30;
-  int filled = (int)(width * done / total);
+  char label[64];
   double rate = elapsed > 0 ? (double)done / elapsed : 0;
-  double eta = rate > 0 ? (double)(total - done) / rate : 0;
-  fprintf(stderr, "\repoch %d/%d [", epoch, epochs);
-  for (int i = 0; i < width; i++) fputc(i < filled ? '#' : '.', stderr);
-  fprintf(stderr, "] %3d%%  %7.0f samples/s  ETA %5.1fs ", (int)(100 * done / total),
-          rate, eta);
-  fflush(stderr);
+  snprintf(label, sizeof label, "epoch %d/%d", epoch, epochs);
+  tg_progress(stderr, label, done, total, rate, "samples",
+              rate > 0 ? (double)(total - done) / rate : 0);
 }
 
 /* Accuracy over a whole set, with recording off; fills the confusion matrix
@@ -367,108 +302,50 @@ static double evaluate(tg_tape *t, const model *m, tg_batcher *b,
   return rows ? (double)correct_rows / (double)rows : 0;
 }
 
-/* Writes to path.tmp and renames, so a reader never sees half a file. */
-static FILE *open_atomic(const char *path, char *tmp, size_t cap) {
-  snprintf(tmp, cap, "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (!f) fprintf(stderr, "cannot write %s: %s\n", tmp, strerror(errno));
-  return f;
-}
-
-static int close_atomic(FILE *f, const char *tmp, const char *path) {
-  int bad_write = ferror(f);
-  if (fclose(f) || bad_write || rename(tmp, path)) {
-    fprintf(stderr, "cannot write %s: %s\n", path, strerror(errno));
-    remove(tmp);
-    return -1;
-  }
-  return 0;
+/* Outputs are replaced atomically (tg_textfile): a reader never sees half a
+ * file. */
+static int write_failed(const char *path) {
+  fprintf(stderr, "cannot write %s: %s\n", path, tg_last_error());
+  return -1;
 }
 
 /* The graph one training step recorded, for dot -Tsvg. */
 static int write_dot(const char *path, const tg_tape *t) {
-  char tmp[4096];
-  FILE *f = open_atomic(path, tmp, sizeof tmp);
-  if (!f) return -1;
-  if (tg_tape_dot(t, f)) {
-    fprintf(stderr, "cannot write %s: %s\n", path, tg_last_error());
-    fclose(f);
-    remove(tmp);
-    return -1;
+  tg_textfile *tf = tg_textfile_open(path);
+  if (!tf) return write_failed(path);
+  if (tg_tape_dot(t, tg_textfile_stream(tf))) {
+    tg_textfile_abort(tf);
+    return write_failed(path);
   }
-  return close_atomic(f, tmp, path);
+  return tg_textfile_commit(tf) ? write_failed(path) : 0;
 }
 
 static int write_csv(const char *path, const epoch_stats *s, int n) {
-  char tmp[4096];
-  FILE *f = open_atomic(path, tmp, sizeof tmp);
-  if (!f) return -1;
+  tg_textfile *tf = tg_textfile_open(path);
+  if (!tf) return write_failed(path);
+  FILE *f = tg_textfile_stream(tf);
   fprintf(f, "epoch,train_loss,train_accuracy,test_accuracy,seconds,samples_per_s\n");
   for (int i = 0; i < n; i++)
     fprintf(f, "%d,%.6f,%.4f,%.4f,%.3f,%.0f\n", i + 1, s[i].train_loss,
             100 * s[i].train_acc, 100 * s[i].test_acc, s[i].seconds,
             s[i].samples_per_s);
-  return close_atomic(f, tmp, path);
+  return tg_textfile_commit(tf) ? write_failed(path) : 0;
 }
 
-/* An SVG line chart a browser shows: loss on the left, accuracy on the
- * right, epochs along the bottom. */
+/* Loss on the left, accuracy in percent on the right, against the epoch. */
 static int write_svg(const char *path, const epoch_stats *s, int n,
                      const char *title) {
-  char tmp[4096];
-  FILE *f = open_atomic(path, tmp, sizeof tmp);
-  if (!f) return -1;
-  const double W = 900, H = 380, pw = 360, ph = 260, top = 60;
-  const double lefts[2] = {70, 510};
-  double maxloss = 0, minacc = 1;
-  for (int i = 0; i < n; i++) {
-    maxloss = fmax(maxloss, s[i].train_loss);
-    minacc = fmin(minacc, fmin(s[i].train_acc, s[i].test_acc));
-  }
-  if (maxloss <= 0) maxloss = 1;
-  minacc = floor(minacc * 20) / 20; /* to a 5% step below the lowest */
-  if (minacc >= 1) minacc = 0.95;
-  fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' "
-             "font-family='sans-serif' font-size='12'>\n", W, H);
-  fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
-  fprintf(f, "<text x='%g' y='24' font-size='16' text-anchor='middle'>%s</text>\n", W / 2, title);
-  const char *names[2] = {"train loss", "accuracy (%)"};
-  for (int p = 0; p < 2; p++) {
-    double x0 = lefts[p];
-    fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='none' stroke='#444'/>\n",
-            x0, top, pw, ph);
-    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>%s</text>\n", x0 + pw / 2, top - 8, names[p]);
-    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>epoch</text>\n", x0 + pw / 2, top + ph + 36);
-    for (int k = 0; k <= 4; k++) { /* y ticks */
-      double frac = k / 4.0, y = top + ph - frac * ph;
-      double v = p == 0 ? frac * maxloss : 100 * (minacc + frac * (1 - minacc));
-      fprintf(f, "<line x1='%g' x2='%g' y1='%g' y2='%g' stroke='#ddd'/>\n", x0, x0 + pw, y, y);
-      fprintf(f, "<text x='%g' y='%g' text-anchor='end'>%.*f</text>\n", x0 - 6, y + 4,
-              p == 0 ? 3 : 1, v);
-    }
-    for (int i = 0; i < n; i++) { /* x ticks */
-      if (n > 12 && (i + 1) % ((n + 9) / 10) && i + 1 != n) continue;
-      double x = x0 + (n > 1 ? pw * i / (n - 1) : pw / 2);
-      fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>%d</text>\n", x, top + ph + 18, i + 1);
-    }
-    int series = p == 0 ? 1 : 2;
-    const char *colors[2] = {"#1f77b4", "#d62728"};
-    const char *labels[2] = {"train", "test"};
-    for (int sidx = 0; sidx < series; sidx++) {
-      fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[sidx]);
-      for (int i = 0; i < n; i++) {
-        double v = p == 0 ? s[i].train_loss / maxloss
-                          : ((sidx ? s[i].test_acc : s[i].train_acc) - minacc) / (1 - minacc);
-        fprintf(f, "%.1f,%.1f ", x0 + (n > 1 ? pw * i / (n - 1) : pw / 2), top + ph - fmax(0, v) * ph);
-      }
-      fprintf(f, "'/>\n");
-      if (p == 1)
-        fprintf(f, "<text x='%g' y='%g' fill='%s'>%s</text>\n", x0 + pw - 50,
-                top + ph - 30 + 16 * sidx, colors[sidx], labels[sidx]);
-    }
-  }
-  fprintf(f, "</svg>\n");
-  return close_atomic(f, tmp, path);
+  double *v = malloc(3 * (size_t)(n > 0 ? n : 1) * sizeof *v);
+  if (!v) return write_failed(path);
+  for (int i = 0; i < n; i++)
+    v[i] = s[i].train_loss, v[n + i] = 100 * s[i].train_acc, v[2 * n + i] = 100 * s[i].test_acc;
+  const tg_series loss[] = {{"train", NULL, v, n, 1}};
+  const tg_series accs[] = {{"train", NULL, v + n, n, 1}, {"test", NULL, v + 2 * n, n, 1}};
+  const tg_chart charts[] = {{"train loss", "epoch", NULL, loss, 1, true},
+                             {"accuracy (%)", "epoch", NULL, accs, 2, false}};
+  int rc = tg_chart_svg_save(path, title, charts, 2);
+  free(v);
+  return rc ? write_failed(path) : 0;
 }
 
 /* --- checkpoints: the parameters, the optimizer's state, the finished
@@ -599,16 +476,6 @@ static int resume(const options *o, const model *m, tg_optim *opt,
 out:
   tg_checkpoint_close(ck);
   return epochs_done;
-}
-
-/* One hash over every parameter's bits: equal runs print equal hashes. */
-static uint64_t params_hash(const model *m) {
-  uint64_t h = 0;
-  for (int i = 0; i < m->n; i++) {
-    h = h * 31 + tg_tensor_hash(tg_dense_weight(m->layer[i]));
-    h = h * 31 + tg_tensor_hash(tg_dense_bias(m->layer[i]));
-  }
-  return h;
 }
 
 /* --- dist: data-parallel training under mpirun. Every rank walks the same
@@ -746,7 +613,7 @@ static int run(int argc, char **argv, dist_ctx *dc) {
   }
   if (!opt) goto fail;
 
-  bool tty = !o.quiet && isatty(STDERR_FILENO);
+  bool tty = !o.quiet && tg_progress_visible(stderr);
   char title[256], extra[96] = "";
   if (o.momentum > 0 && strcmp(o.optimizer, "adam"))
     snprintf(extra, sizeof extra, " momentum %g", o.momentum);
@@ -823,7 +690,7 @@ static int run(int argc, char **argv, dist_ctx *dc) {
     if (tg_dist_sum(dc->d, tot, 3)) goto fail;
     loss_sum = tot[0], correct = (int64_t)tot[1], done = (int64_t)tot[2];
     double secs = now() - t0;
-    if (tty) fprintf(stderr, "\r%*s\r", 90, "");
+    if (tty) tg_progress_clear(stderr);
     epoch_stats *s = &stats[e];
     s->train_loss = loss_sum / (double)done;
     s->train_acc = (double)correct / (double)done;
@@ -853,7 +720,8 @@ static int run(int argc, char **argv, dist_ctx *dc) {
     printf("\ntest confusion matrix (rows: true class, columns: predicted)\n");
     tg_confusion_print(stdout, confusion, CLASSES);
   }
-  if (!o.quiet) printf("parameters: xxh3 %016llx\n", (unsigned long long)params_hash(&m));
+  if (!o.quiet) printf("parameters: xxh3 %016llx\n",
+                      (unsigned long long)tg_tensors_hash(params, np));
   printf("test accuracy: %.2f%%\n", 100 * test_acc);
   if (dc->rank == 0 && o.plot_path && write_svg(o.plot_path, stats, o.epochs, title))
     goto fail_quiet;

@@ -32,6 +32,7 @@
 #include "tapegrad/nn.h"
 #include "tapegrad/checkpoint.h"
 #include "tapegrad/dist.h"
+#include "tapegrad/report.h"
 
 #define TG_VERSION "0.1.0"
 

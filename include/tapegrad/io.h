@@ -1,5 +1,5 @@
 /* tapegrad/io.h: loading data sets: IDX files (the MNIST format), plain or
- * gzip'd. */
+ * gzip'd; and replacing a file atomically. */
 #ifndef TAPEGRAD_IO_H
 #define TAPEGRAD_IO_H
 
@@ -39,6 +39,18 @@ TG_API tg_tensor *tg_idx_load(const char *path, tg_dtype dtype);
  * tg_idx_load). */
 TG_API int tg_mnist_load(const char *dir, const char *split,
                          tg_tensor **images, tg_tensor **labels);
+
+/* Replaces path with the n bytes at data, atomically: they go to a
+ * temporary file beside path (path.XXXXXX), which is flushed to disk and
+ * renamed over path, and the folder is synced; a reader sees the old file
+ * or the new one, never a part. The same code saves checkpoints. A path that
+ * exists and is not a regular file, or that its owner may not write, is
+ * left alone. data may be NULL when n is 0. Allocates nothing that
+ * outlives the call. Returns TG_OK, or TG_EINVAL (path NULL or empty, data
+ * NULL with n > 0), TG_ENOMEM, or TG_EIO with a message naming the path and
+ * the step that failed; on error path is untouched and no temporary file is
+ * left behind. */
+TG_API int tg_write_file_atomic(const char *path, const void *data, size_t n);
 
 #ifdef __cplusplus
 }

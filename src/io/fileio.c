@@ -585,3 +585,19 @@ int tg__afile_commit(tg__afile *a) {
   afile_free(a);
   return rc;
 }
+
+int tg_write_file_atomic(const char *path, const void *data, size_t n) {
+  static const char fn[] = "tg_write_file_atomic";
+  if (!path || !*path)
+    return tg__err(TG_EINVAL, "%s: the path is %s", fn, path ? "empty" : "NULL");
+  if (!data && n > 0)
+    return tg__err(TG_EINVAL, "%s: %s: data is NULL for %zu bytes", fn, path, n);
+  tg__afile a;
+  int rc = tg__afile_open(&a, fn, path);
+  if (rc) {
+    tg__afile_abort(&a);
+    return rc;
+  }
+  if (n) tg__afile_write(&a, data, n);
+  return tg__afile_commit(&a);
+}
