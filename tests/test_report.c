@@ -317,6 +317,17 @@ START_TEST(output_check) {
   ck_assert_int_eq(mkdir(P("afolder"), 0755), 0);
   ck_assert_int_eq(tg_output_check(P("afolder")), TG_EIO);
   ck_assert_error_has(TG_EIO, "the path is a folder");
+  /* an existing target must be a regular file its owner may write, as the
+   * atomic replace requires: a device, a FIFO or a 0444 file fails now */
+  ck_assert_int_eq(tg_output_check(P("plain")), TG_OK);
+  ck_assert_int_eq(tg_output_check("/dev/null"), TG_EIO);
+  ck_assert_error_has(TG_EIO, "tg_output_check", "/dev/null", "not a regular file");
+  ck_assert_int_eq(mkfifo(P("fifo"), 0644), 0);
+  ck_assert_int_eq(tg_output_check(P("fifo")), TG_EIO);
+  ck_assert_error_has(TG_EIO, "not a regular file");
+  ck_assert_int_eq(chmod(P("plain"), 0444), 0);
+  ck_assert_int_eq(tg_output_check(P("plain")), TG_EIO);
+  ck_assert_error_has(TG_EIO, "read-only", "0444");
 }
 END_TEST
 

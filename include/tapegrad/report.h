@@ -21,9 +21,12 @@ extern "C" {
  * a mistyped folder fails at once rather than after the first epoch: the
  * path must name a file (not be empty nor end in '/'), its folder must
  * exist, be a folder, and be writable and searchable, and path itself must
- * not be a folder. Nothing is created. Returns TG_OK; TG_EINVAL when path is
- * NULL or names no file; TG_EIO otherwise, with a message of the form
- * "tg_output_check: cannot write into the folder 'DIR': REASON". */
+ * not be a folder. An existing path must be a regular file with its
+ * owner's write bit set (the rule of the atomic replace, which leaves a
+ * device, a FIFO or a read-only file as it is). Nothing is created. Returns
+ * TG_OK; TG_EINVAL when path is NULL or names no file; TG_EIO otherwise,
+ * with a message of the form "tg_output_check: cannot write into the folder
+ * 'DIR': REASON" or "tg_output_check: 'PATH' is not a regular file ...". */
 TG_API int tg_output_check(const char *path);
 
 /* --- text files replaced atomically: write with stdio, then commit.

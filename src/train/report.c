@@ -39,6 +39,14 @@ int tg_output_check(const char *path) {
   int rc = TG_OK;
   if (why)
     rc = tg__err(TG_EIO, "%s: cannot write into the folder '%s': %s", fn, dir, why);
+  /* The same rule as the atomic replace at the end of a run (a device, a
+   * FIFO or a read-only file is never replaced), checked now so that the
+   * run does not train first and fail then. */
+  else if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+    rc = tg__err(TG_EIO, "%s: '%s' is not a regular file; it would be left as it is", fn, path);
+  else if (stat(path, &st) == 0 && !(st.st_mode & S_IWUSR))
+    rc = tg__err(TG_EIO, "%s: '%s' is read-only (mode %04o); it would be left as it is", fn,
+                 path, (unsigned)(st.st_mode & 07777));
   tg__free(dir);
   return rc;
 }
