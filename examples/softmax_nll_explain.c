@@ -10,7 +10,6 @@
  * This program builds the cost both ways on the tape and prints every piece;
  * with --svg FILE it also draws row 0 as four bar charts side by side: a, y,
  * the composed dC/da (one bar) and dC/dz (every bar). */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,17 +54,14 @@ static void panel(FILE *f, double x0, const char *title, const char *note,
   }
 }
 
-/* Row 0 as an SVG, written to a temporary file renamed over path. */
+/* Row 0 as an SVG, replaced atomically (tg_textfile): a reader never sees
+ * half a picture, and a device or read-only file is left as it is. */
 static int write_svg(const char *path, const double *a, const double *y,
                      const double *da, const double *dz, int target) {
-  char tmp[4096];
-  if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-    fprintf(stderr, "softmax_nll_explain: path too long: %s\n", path);
-    return 1;
-  }
-  FILE *f = fopen(tmp, "w");
+  tg_textfile *tf = tg_textfile_open(path);
+  FILE *f = tg_textfile_stream(tf);
   if (!f) {
-    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, strerror(errno));
+    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, tg_last_error());
     return 1;
   }
   fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='920' height='360' "
@@ -78,10 +74,8 @@ static int write_svg(const char *path, const double *a, const double *y,
   fprintf(f, "<text x='460' y='345' font-size='12' text-anchor='middle' fill='#333'>"
              "Row 0 of the batch; the target class in red. dC/da has one non-zero "
              "bar, dC/dz has all of them.</text>\n</svg>\n");
-  int bad = ferror(f);
-  if (fclose(f) || bad || rename(tmp, path)) {
-    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, strerror(errno));
-    remove(tmp);
+  if (tg_textfile_commit(tf)) {
+    fprintf(stderr, "softmax_nll_explain: cannot write %s: %s\n", path, tg_last_error());
     return 1;
   }
   return 0;
