@@ -34,4 +34,8 @@ $prog --svg >/dev/null 2>&1
 $prog --svg "$dir/none/g.svg" >/dev/null 2>"$dir/err" && fail "writing into a missing folder succeeded"
 grep -q "cannot write" "$dir/err" || fail "no message for an unwritable path"
 [ ! -e "$dir/none" ] || fail "left something behind"
+mkfifo "$dir/fifo"
+$prog --svg "$dir/fifo" >/dev/null 2>"$dir/err" && fail "writing over a FIFO succeeded"
+grep -q "not a regular file" "$dir/err" || fail "no message for a FIFO target"
+[ -p "$dir/fifo" ] || fail "the FIFO was replaced"
 echo "explain-svg: ok"
