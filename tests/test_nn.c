@@ -1242,6 +1242,9 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("nn");
   TCase *tc = tcase_create("layers");
+  /* The convolution checked against plain loops takes seconds under the
+   * sanitizers on a busy machine; Check's default is 4. */
+  tcase_set_timeout(tc, 60);
   tcase_add_test(tc, activations);
   tcase_add_loop_test(tc, dense_init, 0, 2);
   tcase_add_loop_test(tc, dense_forward_and_backward, 0, 2);
