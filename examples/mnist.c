@@ -439,7 +439,9 @@ static void add_l2(const model *m) {
   for (int i = 0; i < m->n; i++) w[n++] = tg_dense_weight(m->layer[i]);
   for (int i = 0; i < n; i++) {
     const float *p = tg_tensor_f32(w[i]);
-    float *g = tg_tensor_f32(tg_tensor_grad(w[i]));
+    tg_tensor *gt = tg_tensor_grad(w[i]);
+    if (!gt) continue; /* no gradient yet: nothing to add to */
+    float *g = tg_tensor_f32(gt);
     float c = (float)m->l2;
     for (int64_t j = 0, k = tg_tensor_numel(w[i]); j < k; j++) g[j] += c * p[j];
   }
