@@ -121,6 +121,19 @@ run nodata 60 2 ./tapegrad-mnist --data "$dir/none" --threads 1
 if [ $st -ne 0 ] && grep -q 'rank 0 of 2' "$dir/nodata"; then ok "missing data stops every rank: $(grep -m1 'rank 0 of 2' "$dir/nodata")"
 else bad "missing data under mpirun: status $st"; cat "$dir/nodata"; fi
 
+# --graph cnn with dropout and batch norm on 2 ranks (each normalises its
+# shard and draws its own masks): 1 epoch, then resumed to 2 on 2 ranks,
+# equal to 2 epochs on 2 ranks, batch norm's running statistics included
+c="./tapegrad-mnist --data $dir --limit 80 --batch 20 --threads 1 --seed 3 --graph cnn --batch-norm 1 --schedule none"
+run cnn2 90 2 $c --epochs 2
+run cnnhalf 90 2 $c --epochs 1 --save "$dir/cnn.ck"
+run cnnres 90 2 $c --epochs 2 --resume "$dir/cnn.ck"
+h1=$(grep xxh3 "$dir/cnn2" | tr '\n' ' ')
+h2=$(grep xxh3 "$dir/cnnres" | tr '\n' ' ')
+if [ "$(grep -c xxh3 "$dir/cnn2")" -eq 2 ] && [ "$h1" = "$h2" ] && grep -q 'resumed from' "$dir/cnnres"; then
+  ok "cnn on 2 ranks: 1 + 1 resumed epochs equal 2 ($h1)"
+else bad "cnn under MPI: '$h1' vs '$h2'"; cat "$dir/cnnres"; fi
+
 # the summary in Check's words, so totals over the suite count these checks
 echo "$((100 * oks / (oks + fails)))%: Checks: $((oks + fails)), Failures: $fails, Errors: 0"
 [ $fails -eq 0 ]
