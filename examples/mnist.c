@@ -797,6 +797,13 @@ static int run(int argc, char **argv, dist_ctx *dc) {
     tg_tensor_free(train_x);
     tg_tensor_free(train_y);
     train_x = x, train_y = y;
+    if (!x || !y) {
+      fprintf(stderr, "%s\n", tg_last_error());
+      tg_tensor_free(val_x), tg_tensor_free(val_y), tg_batcher_free(val_eval);
+      tg_tensor_free(train_x), tg_tensor_free(train_y);
+      tg_tensor_free(test_x), tg_tensor_free(test_y);
+      return 1;
+    }
   }
   int64_t n_train = tg_tensor_dim(train_x, 0);
 
