@@ -318,6 +318,38 @@ void tg_dist_abort(tg_dist *d, int exit_code) {
 
 /* --- status */
 
+#if TG_HAVE_MPI
+/* One header from every rank, checked: the body of tg_dist_check (kind
+ * K_CHECK, this rank's status and why) and of tg_dist_barrier (K_BARRIER,
+ * TG_OK). In a check, a failure a rank reports is the exchange's answer,
+ * not a broken job. */
+static int exchange_status(tg_dist *d, const char *fn, int kind, int status,
+                           const char *why) {
+  double t0 = now();
+  d->seq++;
+  tg__dist_hdr h = header(d, kind, status);
+  snprintf(h.why, sizeof h.why, "%s", why);
+  int rc = all_to_all(d, fn, &h, NULL, 0);
+  size_t seg = round64(TG__DIST_HDR);
+  for (int q = 0; !rc && q < d->size; q++) {
+    tg__dist_hdr hq;
+    memcpy(&hq, d->rbuf + (size_t)q * seg, sizeof hq);
+    if (kind == K_CHECK && hq.magic == MAGIC && hq.kind == K_CHECK &&
+        hq.seq == d->seq && hq.status < 0) {
+      char theirs[TG__DIST_WHY];
+      memcpy(theirs, hq.why, sizeof theirs);
+      theirs[sizeof theirs - 1] = '\0';
+      rc = tg__err(hq.status, "rank %d of %d: %s", q, d->size, theirs);
+      break;
+    }
+    if (q != d->rank && (rc = check_hdr(d, fn, &hq, q, kind, false, &h)))
+      broke(d, rc);
+  }
+  d->comm_s += now() - t0;
+  return rc;
+}
+#endif
+
 int tg_dist_check(tg_dist *d, int status, const char *why) {
   static const char fn[] = "tg_dist_check";
   int rc = usable(d, fn);
@@ -329,27 +361,7 @@ int tg_dist_check(tg_dist *d, int status, const char *why) {
   if (!d->mpi || d->size == 1)
     return status ? tg__err(status, "rank 0 of 1: %s", own) : TG_OK;
 #if TG_HAVE_MPI
-  double t0 = now();
-  d->seq++;
-  tg__dist_hdr h = header(d, K_CHECK, status);
-  memcpy(h.why, own, sizeof h.why);
-  rc = all_to_all(d, fn, &h, NULL, 0);
-  size_t seg = round64(TG__DIST_HDR);
-  for (int q = 0; !rc && q < d->size; q++) {
-    tg__dist_hdr hq;
-    memcpy(&hq, d->rbuf + (size_t)q * seg, sizeof hq);
-    /* a failure reported here is this exchange's answer, not a broken job */
-    if (hq.magic == MAGIC && hq.kind == K_CHECK && hq.seq == d->seq && hq.status < 0) {
-      memcpy(own, hq.why, sizeof own);
-      own[sizeof own - 1] = '\0';
-      rc = tg__err(hq.status, "rank %d of %d: %s", q, d->size, own);
-      break;
-    }
-    if (q != d->rank && (rc = check_hdr(d, fn, &hq, q, K_CHECK, false, &h)))
-      broke(d, rc);
-  }
-  d->comm_s += now() - t0;
-  return rc;
+  return exchange_status(d, fn, K_CHECK, status, own);
 #else
   return TG_OK;
 #endif
@@ -360,18 +372,7 @@ int tg_dist_barrier(tg_dist *d) {
   int rc = usable(d, fn);
   if (rc || !d->mpi || d->size == 1) return rc;
 #if TG_HAVE_MPI
-  double t0 = now();
-  d->seq++;
-  tg__dist_hdr h = header(d, K_BARRIER, TG_OK);
-  rc = all_to_all(d, fn, &h, NULL, 0);
-  for (int q = 0; !rc && q < d->size; q++) {
-    tg__dist_hdr hq;
-    memcpy(&hq, d->rbuf + (size_t)q * round64(TG__DIST_HDR), sizeof hq);
-    if (q != d->rank && (rc = check_hdr(d, fn, &hq, q, K_BARRIER, false, &h)))
-      broke(d, rc);
-  }
-  d->comm_s += now() - t0;
-  return rc;
+  return exchange_status(d, fn, K_BARRIER, TG_OK, "");
 #else
   return TG_OK;
 #endif
