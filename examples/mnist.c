@@ -481,15 +481,21 @@ static int write_dot(const char *path, const tg_tape *t) {
   return tg_textfile_commit(tf) ? write_failed(path) : 0;
 }
 
-static int write_csv(const char *path, const epoch_stats *s, int n) {
+/* A run with a validation split (nielsen-cnn) gets a last column with its
+ * accuracy, the figure the best epoch is chosen by. */
+static int write_csv(const char *path, const epoch_stats *s, int n, bool val) {
   tg_textfile *tf = tg_textfile_open(path);
   if (!tf) return write_failed(path);
   FILE *f = tg_textfile_stream(tf);
-  fprintf(f, "epoch,train_loss,train_accuracy,test_accuracy,seconds,samples_per_s\n");
-  for (int i = 0; i < n; i++)
-    fprintf(f, "%d,%.6f,%.4f,%.4f,%.3f,%.0f\n", i + 1, s[i].train_loss,
+  fprintf(f, "epoch,train_loss,train_accuracy,test_accuracy,seconds,samples_per_s%s\n",
+          val ? ",val_accuracy" : "");
+  for (int i = 0; i < n; i++) {
+    fprintf(f, "%d,%.6f,%.4f,%.4f,%.3f,%.0f", i + 1, s[i].train_loss,
             100 * s[i].train_acc, 100 * s[i].test_acc, s[i].seconds,
             s[i].samples_per_s);
+    if (val) fprintf(f, ",%.4f", 100 * s[i].val_acc);
+    fputc('\n', f);
+  }
   return tg_textfile_commit(tf) ? write_failed(path) : 0;
 }
 
@@ -953,7 +959,7 @@ static int run(int argc, char **argv, dist_ctx *dc) {
     if (dc->size > 1 && !o.quiet)
       printf("          communication %.2f s of the epoch's %.1f s on rank 0\n",
              tg_dist_comm_seconds(dc->d) - comm0, secs);
-    if (dc->rank == 0 && o.log_path && write_csv(o.log_path, stats, e + 1)) goto fail_quiet;
+    if (dc->rank == 0 && o.log_path && write_csv(o.log_path, stats, e + 1, val_eval != NULL)) goto fail_quiet;
     if (dc->rank == 0 && o.save_path && save_checkpoint(&o, &m, opt, stats, e + 1)) goto fail;
   }
 

@@ -140,11 +140,17 @@ else bad "cnn resume without batch norm gave status $st: $(tail -n 2 "$dir/other
 
 # --graph nielsen-cnn trains a step: the last sixth of the 600 images is
 # its validation set, and it reports the test accuracy at the best epoch.
-$prog --graph nielsen-cnn --data "$dir" --limit 100 --epochs 1 --threads 1 >"$dir/ncnn" 2>&1 ||
-  bad "nielsen-cnn: $(tail -n 3 "$dir/ncnn")"
+$prog --graph nielsen-cnn --data "$dir" --limit 100 --epochs 1 --threads 1 \
+  --log "$dir/ncnn.csv" >"$dir/ncnn" 2>&1 || bad "nielsen-cnn: $(tail -n 3 "$dir/ncnn")"
 if grep -q '100 training images' "$dir/ncnn" && grep -q '^epoch  1 .* val [0-9.]*%' "$dir/ncnn" &&
    grep -q '^best validation accuracy .* at epoch 1: test accuracy' "$dir/ncnn"; then
   ok "nielsen-cnn trains with a validation split"
 else bad "nielsen-cnn output: $(tail -n 3 "$dir/ncnn")"; fi
+# its CSV log carries the validation accuracy, the same as the epoch line's
+val=$(sed -n 's/^epoch  1 .* val \([0-9.]*\)%.*/\1/p' "$dir/ncnn")
+if head -n 1 "$dir/ncnn.csv" | grep -q ',val_accuracy$' &&
+   awk -F, -v v="$val" 'NR == 2 { d = $7 - v; exit !(NF == 7 && d < 0.006 && d > -0.006) }' "$dir/ncnn.csv"; then
+  ok "nielsen-cnn's CSV log has the validation accuracy"
+else bad "nielsen-cnn CSV: $(cat "$dir/ncnn.csv") (epoch line: $val)"; fi
 
 [ $fails -eq 0 ]
