@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,7 +25,7 @@ typedef struct {
   const char *data_dir, *log_path, *plot_path, *save_path, *resume_path, *prompt;
   long steps, stop_at, batch, warmup, eval_every, eval_batches, sample;
   double lr, min_lr, weight_decay, clip, temperature;
-  int threads, quiet, builtin;
+  int threads, quiet, builtin, profile;
   uint64_t seed;
 } options;
 
@@ -62,6 +63,7 @@ static void usage(FILE *f) {
           "  --sample N                    generate N bytes at the end\n"
           "  --prompt TEXT                 start of the sample (at most --context bytes)\n"
           "  --temperature X               >= 0; 0 picks the likeliest byte (default 1)\n"
+          "  --profile                     time each op; print where a step's time and memory go\n"
           "  --quiet  --help\n");
 }
 
@@ -83,7 +85,7 @@ static int parse_args(int argc, char **argv, options *o) {
   enum { O_LAYERS = 256, O_HEADS, O_WIDTH, O_CONTEXT, O_VOCAB, O_UNTIED, O_DROPOUT,
          O_STEPS, O_STOP, O_BATCH, O_LR, O_MINLR, O_WARMUP, O_WD, O_CLIP, O_EVERY, O_EVB,
          O_SEED, O_THREADS, O_DATA, O_BUILTIN, O_LOG, O_PLOT, O_SAVE, O_RESUME,
-         O_SAMPLE, O_PROMPT, O_TEMP, O_QUIET, O_HELP };
+         O_SAMPLE, O_PROMPT, O_TEMP, O_QUIET, O_PROFILE, O_HELP };
   static const struct option longopts[] = {
       {"layers", required_argument, 0, O_LAYERS}, {"heads", required_argument, 0, O_HEADS},
       {"width", required_argument, 0, O_WIDTH}, {"context", required_argument, 0, O_CONTEXT},
@@ -101,6 +103,7 @@ static int parse_args(int argc, char **argv, options *o) {
       {"save", required_argument, 0, O_SAVE}, {"resume", required_argument, 0, O_RESUME},
       {"sample", required_argument, 0, O_SAMPLE}, {"prompt", required_argument, 0, O_PROMPT},
       {"temperature", required_argument, 0, O_TEMP}, {"quiet", no_argument, 0, O_QUIET},
+      {"profile", no_argument, 0, O_PROFILE},
       {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
   int c;
   long v;
@@ -143,6 +146,7 @@ static int parse_args(int argc, char **argv, options *o) {
     case O_RESUME: o->resume_path = a; break;
     case O_PROMPT: o->prompt = a; break;
     case O_QUIET: o->quiet = 1; break;
+    case O_PROFILE: o->profile = 1; break;
     case O_HELP: usage(stdout); return -1;
     default:
       fprintf(stderr, PROG ": unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -551,6 +555,50 @@ static int sample(charlm *m, tg_tape *t, const options *o) {
   return rc;
 }
 
+/* --- --profile: the steps after the first (the arena grows in the first),
+ * their kernels timed by the tape, the optimizer's step by the clock here. */
+typedef struct {
+  long steps;
+  double step_s, optim_s;
+} step_profile;
+
+static bool is_product(const char *op) {
+  return !strcmp(op, "matmul") || !strcmp(op, "matmul_ex") || !strcmp(op, "linear");
+}
+
+static int print_profile(const tg_tape *t, const step_profile *p) {
+  tg_profile_entry e[TG_PROFILE_MAX_ENTRIES];
+  int n = tg_tape_profile(t, e, TG_PROFILE_MAX_ENTRIES);
+  if (n < 0) return -1;
+  if (!p->steps) {
+    printf("profile: no step after the first to time\n");
+    return 0;
+  }
+  printf("profile: totals over steps 2 to %ld (%ld steps)\n", p->steps + 1, p->steps);
+  if (tg_tape_profile_print(t, stdout)) return -1;
+  double mm = 0, att = 0, rest = 0;
+  for (int i = 0; i < n; i++) {
+    double s = e[i].forward_seconds + e[i].backward_seconds;
+    if (is_product(e[i].op))
+      mm += s;
+    else if (e[i].region && !strcmp(e[i].region, "attention"))
+      att += s;
+    else
+      rest += s;
+  }
+  const double all = p->step_s, outside = all - mm - att - rest - p->optim_s;
+  printf("profile: step %.1f ms: matmuls %.1f%%, attention (other ops) %.1f%%, rest %.1f%%, "
+         "optimizer %.1f%%, outside kernels %.1f%%\n", 1e3 * all / (double)p->steps,
+         100 * mm / all, 100 * att / all, 100 * rest / all, 100 * p->optim_s / all,
+         100 * outside / all);
+  struct rusage ru;
+  double rss = getrusage(RUSAGE_SELF, &ru) ? NAN : (double)ru.ru_maxrss / 1024; /* KiB */
+  printf("profile: memory: tape arena peak %.1f MiB of %.1f MiB held; process peak RSS "
+         "%.1f MiB\n", (double)tg_tape_arena_peak(t) / (1 << 20),
+         (double)tg_tape_arena_bytes(t) / (1 << 20), rss);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   options opts, *o = &opts;
   int rc = parse_args(argc, argv, o);
@@ -632,13 +680,18 @@ int main(int argc, char **argv) {
   double t0 = now(), last_draw = 0, t_eval = t0;
   long tokens_since = 0;
   const long last = o->stop_at ? o->stop_at : o->steps;
+  step_profile prof = {0};
   for (long step = start + 1; step <= last; step++) {
     if (tg_optim_set_lr(opt, tg_lr_warmup_cosine(o->lr, step, o->warmup, o->steps,
                                                  o->min_lr)))
       goto fail;
     charlm_batch(train, n_train, &batch_rng, x, y);
+    /* on for the step only: evaluations are not part of it */
+    if (o->profile && tg_tape_set_profile(t, true)) goto fail;
+    const double s0 = o->profile ? now() : 0;
     tg_tensor *loss = charlm_loss(t, &m, x, y, &drop_rng, true);
     if (!loss || tg_backward(t, loss)) goto fail;
+    const double s1 = o->profile ? now() : 0;
     double norm = tg_optim_clip_grad_norm(opt, o->clip);
     if (norm < 0) goto fail;
     if (!isfinite(tg_get(loss, 0)) || !isfinite(norm)) {
@@ -647,7 +700,18 @@ int main(int argc, char **argv) {
       goto fail_quiet;
     }
     if (tg_optim_step(opt) || tg_optim_zero_grad(opt)) goto fail;
+    const double s2 = o->profile ? now() : 0;
     tg_tape_clear(t);
+    if (o->profile) {
+      tg_tape_set_profile(t, false);
+      if (step == start + 1) {
+        tg_tape_profile_reset(t);
+      } else {
+        prof.steps++;
+        prof.step_s += now() - s0;
+        prof.optim_s += s2 - s1;
+      }
+    }
     tokens_since += B * T;
     double tn = now();
     if (tty && tn - last_draw > 0.1) {
@@ -696,6 +760,7 @@ int main(int argc, char **argv) {
     /* the arena keeps its high-water mark: the memory of the largest step */
     printf("tape arena: %.1f MiB\n", (double)tg_tape_arena_bytes(t) / (1 << 20));
   }
+  if (o->profile && print_profile(t, &prof)) goto fail;
   if (o->sample && sample(&m, t, o)) goto fail_quiet;
   status = 0;
   goto done;

@@ -149,6 +149,9 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
   for (int i = 0; i < c->layers; i++) {
     const charlm_block *b = &m->block[i];
     tg_tensor *h = tg_layer_norm(t, x, b->ln1_w, b->ln1_b, 1e-5);
+    /* Labels for tapegrad-charlm --profile: from the projection to heads
+     * through their merge back into rows. */
+    tg_tape_region(t, "attention");
     tg_tensor *qkv = tg_linear(t, h, b->w_qkv, b->b_qkv, TG_ACT_NONE);
     tg_tensor *q = heads(t, qkv, 0, B, T, H, D);
     tg_tensor *k = heads(t, qkv, C, B, T, H, D);
@@ -159,10 +162,13 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
     tg_tensor *y = tg_matmul_ex(t, att, v, false, false); /* [B,H,T,D] */
     y = tg_reshape(t, tg_permute(t, y, (const int[]){0, 2, 1, 3}), TG_SHAPE(N, C));
     y = tg_linear(t, y, b->w_proj, b->b_proj, TG_ACT_NONE);
+    tg_tape_region(t, NULL);
     x = tg_add(t, x, tg_dropout(t, y, p, drop, training));
     h = tg_layer_norm(t, x, b->ln2_w, b->ln2_b, 1e-5);
+    tg_tape_region(t, "mlp");
     tg_tensor *f = tg_gelu(t, tg_linear(t, h, b->w_fc, b->b_fc, TG_ACT_NONE));
     f = tg_linear(t, f, b->w_out, b->b_out, TG_ACT_NONE);
+    tg_tape_region(t, NULL);
     x = tg_add(t, x, tg_dropout(t, f, p, drop, training));
   }
   x = tg_layer_norm(t, x, m->lnf_w, m->lnf_b, 1e-5);

@@ -2,7 +2,7 @@
 # tests/charlm-cli.sh: tapegrad-charlm as a user runs it: a short training
 # run on the built-in text whose loss must fall far below chance, a run
 # stopped and resumed that ends bit-identical to one in a go, the log and
-# plot, seeded sampling, and bad input (options, a prompt longer than the
+# plot, seeded sampling, --profile, and bad input (options, a prompt longer than the
 # context, bytes outside the vocabulary, missing data, a FIFO, a corrupt
 # checkpoint, a model shape that is not the checkpoint's): each a clear
 # message and a non-zero exit.
@@ -81,6 +81,18 @@ h0=$(grep '^parameters: xxh3' "$dir/a")
 if [ -n "$h1" ] && [ "$h1" = "$h2" ] && [ "$h0" != "$h1" ] && grep -q 'resumed from .* at step 150' "$dir/b"; then
   ok "stop and resume is bit-identical ($h1)"
 else bad "resume: '$h1' vs '$h2' (stopped: '$h0')"; fi
+
+# --profile prints the table, the shares and the memory, and trains the
+# same parameters as a run without it (no timing is checked). Steps 2 to
+# 200 of 2 layers make 199 x 2 x 2 attention products.
+# shellcheck disable=SC2086
+"$prog" $run --profile >"$dir/prof" 2>&1 || bad "--profile: $(tail -n 2 "$dir/prof")"
+hp=$(grep '^parameters: xxh3' "$dir/prof")
+if grep -q '^region  *op  *fwd calls' "$dir/prof" && grep -q '^attention  *matmul_ex  *796 ' "$dir/prof" &&
+   grep -qE '^profile: step [0-9.]+ ms: matmuls [0-9.]+%, attention \(other ops\) [0-9.]+%, rest [0-9.]+%, optimizer [0-9.]+%' "$dir/prof" &&
+   grep -qE '^profile: memory: tape arena peak [0-9.]+ MiB .* peak RSS [0-9.]+ MiB' "$dir/prof" &&
+   [ "$hp" = "$h1" ]; then ok "--profile prints the shares and memory, same parameters"
+else bad "--profile: '$hp' vs '$h1': $(grep '^profile' "$dir/prof")"; fi
 
 # A resumed run with other settings is refused, naming what differs.
 # shellcheck disable=SC2086

@@ -61,6 +61,10 @@ TG_API bool tg_tape_set_check_finite(tg_tape *t, bool enabled);
 TG_API size_t tg_tape_nodes(const tg_tape *t);
 /* Bytes of arena memory the tape holds (in use or kept for reuse). */
 TG_API size_t tg_tape_arena_bytes(const tg_tape *t);
+/* The most arena bytes in use at once between two clears, over the tape's
+ * life: a training step's tape memory (its results, saved state and
+ * gradients), whichever step was largest. */
+TG_API size_t tg_tape_arena_peak(const tg_tape *t);
 /* Writes the recorded graph to f as Graphviz DOT (render it with
  * `dot -Tsvg`): one box per recorded op, labelled with its name and its
  * result's shape and dtype, an arrow from each input; parameters are filled
@@ -68,6 +72,59 @@ TG_API size_t tg_tape_arena_bytes(const tg_tape *t);
  * drawn (those with an input that needs a gradient). Returns TG_OK,
  * TG_EINVAL for a NULL argument, TG_EIO when writing fails, TG_ENOMEM. */
 TG_API int tg_tape_dot(const tg_tape *t, FILE *f);
+
+/* --- Profiling: where a step's time goes, per region and op.
+ *
+ *   tg_tape_set_profile(t, true);
+ *   tg_tape_region(t, "attention");   ... ops ...   tg_tape_region(t, NULL);
+ *   tg_backward(t, loss);
+ *   tg_tape_profile_print(t, stdout);
+ *
+ * On, the op door times each op's forward kernel and tg_backward times each
+ * recorded node's backward (its kernel and the zeroing of the gradients it
+ * is first to write), with CLOCK_MONOTONIC, into totals per (region, op):
+ * the region is the label current when the op was applied. What is not
+ * inside a kernel (the door's checks, the tape's bookkeeping, code between
+ * ops) is in no entry. Off (the default), each op pays one flag test. Only
+ * turning it on allocates (once, a fixed table): a profiled step allocates
+ * nothing. A node recorded while profiling was off is not timed in backward.
+ * Like the rest of the tape, none of this is for several threads at once. */
+#define TG_PROFILE_MAX_REGIONS 32  /* distinct labels a tape remembers */
+#define TG_PROFILE_MAX_ENTRIES 256 /* distinct (region, op) pairs */
+
+/* Profiling on or off. Totals are kept across off and on (see
+ * tg_tape_profile_reset). Returns TG_OK, TG_EINVAL for a NULL tape,
+ * TG_ENOMEM. */
+TG_API int tg_tape_set_profile(tg_tape *t, bool enabled);
+/* Labels the ops applied from now on with label (NULL: no region), until
+ * the next call; labels are told apart by their text. The tape keeps the
+ * pointer, so label must outlive it (a string literal). Works whether
+ * profiling is on or not, and survives tg_tape_clear. Returns TG_OK,
+ * TG_EINVAL for a NULL tape, or TG_ERANGE when label would be the tape's
+ * TG_PROFILE_MAX_REGIONS + 1st distinct one (the region is then none). */
+TG_API int tg_tape_region(tg_tape *t, const char *label);
+
+/* One (region, op) pair's totals. */
+typedef struct {
+  const char *region; /* the label given to tg_tape_region; NULL: none */
+  const char *op;     /* the op's name, as tg_tape_dot labels it */
+  long long forward_calls, backward_calls;
+  double forward_seconds, backward_seconds;
+} tg_profile_entry;
+
+/* Copies up to cap entries (those with a call since the last reset, in the
+ * order their pairs were first seen) to out, and returns how many there are
+ * in all (more than cap: some were left out), or TG_EINVAL for a NULL tape,
+ * a negative cap, or a NULL out with cap > 0. An op applied when the
+ * table holds TG_PROFILE_MAX_ENTRIES pairs and its pair is new fails with
+ * TG_ERANGE. */
+TG_API int tg_tape_profile(const tg_tape *t, tg_profile_entry *out, int cap);
+/* Sets every total to zero (the labels and pairs are kept). */
+TG_API void tg_tape_profile_reset(tg_tape *t);
+/* Writes the totals to f as a table, largest first, with each entry's share
+ * of the timed total. Returns TG_OK, TG_EINVAL for a NULL argument, TG_EIO
+ * when writing fails. */
+TG_API int tg_tape_profile_print(const tg_tape *t, FILE *f);
 
 #ifdef __cplusplus
 }

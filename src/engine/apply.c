@@ -85,6 +85,8 @@ tg_tensor *tg__apply_n(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
       break;
     }
   if (op->rule(fn, in, args, &os)) return NULL;
+  int slot = 0;
+  if (t->profile && (slot = tg__prof_slot(t, op, fn)) < 0) return NULL;
   tg_tensor *y = tg__emit(t, op, os.dtype, os.ndim, os.shape, in, n);
   if (!y) return NULL;
   tg_node own, *nd = tg__node_of(y);
@@ -97,6 +99,7 @@ tg_tensor *tg__apply_n(tg_tape *t, const tg_opdef *op, tg_tensor *const *in,
     nd = &own;
   }
   nd->args = *args;
-  if (op->forward(t, nd)) return NULL;
+  nd->prof = slot;
+  if (slot ? tg__prof_forward(t, nd, slot) : op->forward(t, nd)) return NULL;
   return tg__done(t, y, fn);
 }

@@ -106,6 +106,7 @@ struct tg_node {
   tg_tensor *out;
   tg_opargs args;
   void *saved; /* what forward kept for backward, in the tape's arena */
+  int prof;    /* 1 + its profile entry, or 0: not timed in backward */
 };
 
 struct tg_tape {
@@ -123,6 +124,13 @@ struct tg_tape {
   uint64_t bw_pass;    /* bumped by every backward */
   bool grad_enabled;
   bool check_finite;
+  bool profile;        /* time kernels into prof (profile.c) */
+  size_t in_use, peak; /* arena bytes handed out since the clear; their most */
+  struct tg__prof *prof; /* allocated when profiling is first turned on */
+  /* Region labels, kept for the tape's life so that a node's region stays
+   * an index; region is 1 + the current label's, 0 for none. */
+  const char *regions[TG_PROFILE_MAX_REGIONS];
+  int n_regions, region;
 };
 
 /* apply.c: the door every op goes through. in has n entries (op->n_in,
@@ -152,6 +160,17 @@ tg_node *tg__node_of(tg_tensor *out);
 /* The finite check, when the tape asks for it: out, or NULL with
  * TG_ENONFINITE. */
 tg_tensor *tg__done(tg_tape *t, tg_tensor *out, const char *fn);
+
+/* profile.c. The entry for op in the current region, 1-based, or -1 with a
+ * message naming fn when the table is full. */
+int tg__prof_slot(tg_tape *t, const tg_opdef *op, const char *fn);
+/* n's forward (slot from tg__prof_slot), timed into its entry. */
+int tg__prof_forward(tg_tape *t, tg_node *n, int slot);
+/* Adds one backward of the node whose entry is slot, started at start
+ * (tg__prof_now). */
+double tg__prof_now(void);
+void tg__prof_backward(tg_tape *t, int slot, double start);
+void tg__prof_free(tg_tape *t);
 
 /* Whether n is on the tape (backward will run it). */
 static inline bool tg__recorded(const tg_node *n) { return n->out->node >= 0; }

@@ -34,6 +34,7 @@ void tg_tape_free(tg_tape *t) {
   for (size_t i = 0; i < t->n_hblocks; i++) tg__free(t->headers[i]);
   tg__free(t->headers);
   tg__free(t->nodes);
+  tg__prof_free(t);
   tg__free(t);
   tg__gemm_release();
 }
@@ -61,9 +62,15 @@ void tg_tape_clear(tg_tape *t) {
     }
   }
   t->cur = t->used = 0;
+  t->in_use = 0;
   t->h_used = 0;
   t->n_nodes = 0;
   t->gen++;
+}
+
+static void note_use(tg_tape *t, size_t n) {
+  t->in_use += n;
+  if (t->in_use > t->peak) t->peak = t->in_use;
 }
 
 void *tg__arena_alloc(tg_tape *t, size_t n) {
@@ -72,12 +79,14 @@ void *tg__arena_alloc(tg_tape *t, size_t n) {
   if (t->n_chunks && n <= t->chunk_cap[t->cur] - t->used) {
     void *p = t->chunks[t->cur] + t->used;
     t->used += n;
+    note_use(t, n);
     return p;
   }
   /* Move to the next kept chunk if it fits, else append a new one. */
   if (t->cur + 1 < t->n_chunks && n <= t->chunk_cap[t->cur + 1]) {
     t->cur++;
     t->used = n;
+    note_use(t, n);
     return t->chunks[t->cur];
   }
   size_t last = t->n_chunks ? t->chunk_cap[t->n_chunks - 1] : 0;
@@ -97,6 +106,7 @@ void *tg__arena_alloc(tg_tape *t, size_t n) {
   t->chunk_cap[t->n_chunks] = cap;
   t->cur = t->n_chunks++;
   t->used = n;
+  note_use(t, n);
   return mem;
 }
 
@@ -122,6 +132,8 @@ size_t tg_tape_arena_bytes(const tg_tape *t) {
     for (size_t i = 0; i < t->n_chunks; i++) total += t->chunk_cap[i];
   return total;
 }
+
+size_t tg_tape_arena_peak(const tg_tape *t) { return t ? t->peak : 0; }
 
 /* A tape tensor is usable only on its own tape and before its clear. */
 int tg__check_alive(const char *fn, const tg_tensor *x, const char *what) {
@@ -342,11 +354,14 @@ static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
   for (int64_t k = out->node; k >= 0; k--) {
     tg_node *nd = &t->nodes[k];
     if (nd->out->bw_pass != t->bw_pass) continue;
+    const int slot = t->profile ? nd->prof : 0;
+    const double start = slot ? tg__prof_now() : 0;
     for (int i = 0; i < nd->n_in; i++) {
       tg_tensor *x = nd->in[i];
       if (x && (x->flags & TG__NEEDS_GRAD) && (rc = touch_grad(t, x))) return rc;
     }
     nd->op->backward(nd);
+    if (slot) tg__prof_backward(t, slot, start);
   }
   return TG_OK;
 }
