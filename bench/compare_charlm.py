@@ -355,6 +355,11 @@ def main():
         import pyreexec
         pyreexec.reexec_with(["torch", "numpy"], __file__, ["python3-torch", "python3-numpy"])
     if a.long:
+        for f in (a.text, a.val):
+            if not os.path.isfile(f):
+                sys.exit(f"compare_charlm.py: {f}: no such file (give --text / --val)")
+        if a.eval_every < 1 or a.eval_batches < 1 or a.threads < 1:
+            sys.exit("compare_charlm.py: --eval-every, --eval-batches and --threads must be >= 1")
         ok = long_run(a)
         say("the bar was met" if ok else "the bar was missed")
         sys.exit(0 if ok else 1)
