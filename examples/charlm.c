@@ -1,7 +1,9 @@
 /* examples/charlm.c: tapegrad-charlm, trains the GPT-style character model
  * of charlm.h on a text (the Brown corpus from scripts/fetch-brown, or a
  * built-in line), reports train and validation loss, and samples text from
- * it. Run with --help for the options. */
+ * it. Run with --help for the options. Under mpirun it trains
+ * data-parallel (the hooks marked "dist"): each batch split into P shards,
+ * the gradients averaged, rank 0 alone printing and writing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -212,34 +214,36 @@ static uint8_t *builtin_text(size_t *n) {
   return t;
 }
 
+enum { ERR_LEN = 160 };
+
 /* Reads a whole regular file (a FIFO or device is refused unread: it could
  * block forever), checking that it has more than context bytes and that
- * every byte is a token. NULL with a message on error. */
-static uint8_t *load_text(const char *path, const options *o, size_t *n) {
+ * every byte is a token. NULL with the message in err on error (err is
+ * what every rank of a job hears of it). */
+static uint8_t *load_text(const char *path, const options *o, size_t *n, char *err) {
   int fd = open(path, O_RDONLY | O_NONBLOCK);
   struct stat st;
   if (fd < 0 || fstat(fd, &st)) {
-    fprintf(stderr, PROG ": cannot read %s: %s\n", path, strerror(errno));
-    fprintf(stderr, "(fetch the Brown corpus with scripts/fetch-brown, or give --data-dir)\n");
+    snprintf(err, ERR_LEN, PROG ": cannot read %s: %s", path, strerror(errno));
     if (fd >= 0) close(fd);
     return NULL;
   }
   if (!S_ISREG(st.st_mode)) {
-    fprintf(stderr, PROG ": %s: not a regular file\n", path);
+    snprintf(err, ERR_LEN, PROG ": %s: not a regular file", path);
     close(fd);
     return NULL;
   }
   if ((uint64_t)st.st_size <= (uint64_t)o->model.context ||
       (uint64_t)st.st_size > ((uint64_t)1 << 40)) {
-    fprintf(stderr, PROG ": %s holds %lld bytes; it needs more than the context (%d) "
-            "and at most 2^40\n", path, (long long)st.st_size, o->model.context);
+    snprintf(err, ERR_LEN, PROG ": %s holds %lld bytes; it needs more than the context (%d) "
+            "and at most 2^40", path, (long long)st.st_size, o->model.context);
     close(fd);
     return NULL;
   }
   size_t size = (size_t)st.st_size, got = 0;
   uint8_t *buf = malloc(size);
   if (!buf) {
-    fprintf(stderr, PROG ": out of memory for %s (%zu bytes)\n", path, size);
+    snprintf(err, ERR_LEN, PROG ": out of memory for %s (%zu bytes)", path, size);
     close(fd);
     return NULL;
   }
@@ -251,14 +255,14 @@ static uint8_t *load_text(const char *path, const options *o, size_t *n) {
   }
   close(fd);
   if (got != size) {
-    fprintf(stderr, PROG ": %s: read %zu of its %zu bytes\n", path, got, size);
+    snprintf(err, ERR_LEN, PROG ": %s: read %zu of its %zu bytes", path, got, size);
     free(buf);
     return NULL;
   }
   for (size_t i = 0; i < size; i++)
     if (buf[i] >= o->model.vocab) {
-      fprintf(stderr, PROG ": %s: byte %zu is 0x%02x, outside the vocabulary of %d "
-              "bytes (see --vocab)\n", path, i, buf[i], o->model.vocab);
+      snprintf(err, ERR_LEN, PROG ": %s: byte %zu is 0x%02x, outside the vocabulary of %d "
+              "bytes (see --vocab)", path, i, buf[i], o->model.vocab);
       free(buf);
       return NULL;
     }
@@ -272,22 +276,28 @@ static void progress(long step, long steps, double tok_per_s, double eta) {
   tg_progress(stderr, label, step, steps, tok_per_s, "tokens", eta);
 }
 
-/* The mean loss over eval_batches batches from a fixed stream (the same
- * windows at every evaluation), recording and dropout off. NaN on error. */
+/* This rank's share of the mean loss over eval_batches batches from a fixed
+ * stream (the same windows at every evaluation), recording and dropout off:
+ * every rank draws the whole batches into x, y and scores its shard xs, ys
+ * of them (x, y themselves in one process), each batch's shard loss
+ * weighed by its share of the batch, so the ranks' results sum (tg_dist_sum)
+ * to the mean over the whole batches. NaN on error. */
 static double evaluate(tg_tape *t, charlm *m, const uint8_t *text, size_t n,
-                       long batches, uint64_t seed, tg_tensor *x, tg_tensor *y) {
+                       long batches, uint64_t seed, tg_tensor *x, tg_tensor *y,
+                       tg_tensor *xs, tg_tensor *ys) {
   tg_rng rng;
   tg_rng_seed(&rng, seed);
   bool was = tg_tape_set_grad(t, false);
+  const double w = (double)tg_tensor_dim(xs, 0) / (double)tg_tensor_dim(x, 0);
   double sum = 0;
   for (long b = 0; b < batches; b++) {
     charlm_batch(text, n, &rng, x, y);
-    tg_tensor *loss = charlm_loss(t, m, x, y, NULL, false);
+    tg_tensor *loss = charlm_loss(t, m, xs, ys, NULL, false);
     if (!loss) {
       tg_tape_set_grad(t, was);
       return NAN;
     }
-    sum += tg_get(loss, 0);
+    sum += tg_get(loss, 0) * w;
     tg_tape_clear(t);
   }
   tg_tape_set_grad(t, was);
@@ -599,43 +609,91 @@ static int print_profile(const tg_tape *t, const step_profile *p) {
   return 0;
 }
 
+/* --- dist: data-parallel training under mpirun. Every rank draws the same
+ * batches as one process, trains on its shard, sequences [B r/P, B (r+1)/P)
+ * of each, and averages the shards' gradients with tg_dist_mean_grads
+ * before clipping, so every rank clips and steps with the same gradient. */
+
+typedef struct {
+  tg_dist *d;
+  int rank, size;
+} dist_ctx;
+
+/* The two random streams as int32 words, so tg_dist_broadcast can copy
+ * rank 0's (resumed) streams to every rank. */
+static void rngs_pack(const tg_rng *a, const tg_rng *b, int32_t *w) {
+  for (int i = 0; i < 4; i++) {
+    w[2 * i] = (int32_t)(uint32_t)a->s[i], w[2 * i + 1] = (int32_t)(uint32_t)(a->s[i] >> 32);
+    w[8 + 2 * i] = (int32_t)(uint32_t)b->s[i];
+    w[8 + 2 * i + 1] = (int32_t)(uint32_t)(b->s[i] >> 32);
+  }
+}
+
+static void rngs_unpack(const int32_t *w, tg_rng *a, tg_rng *b) {
+  for (int i = 0; i < 4; i++) {
+    a->s[i] = (uint64_t)(uint32_t)w[2 * i] | (uint64_t)(uint32_t)w[2 * i + 1] << 32;
+    b->s[i] = (uint64_t)(uint32_t)w[8 + 2 * i] | (uint64_t)(uint32_t)w[8 + 2 * i + 1] << 32;
+  }
+}
+
+static int run(int argc, char **argv, dist_ctx *dc);
+
 int main(int argc, char **argv) {
+  dist_ctx dc = {0};
+  /* dist: one process without mpirun; under it, rank 0 alone prints */
+  if (!(dc.d = tg_dist_init(&argc, &argv))) {
+    fprintf(stderr, PROG ": %s\n", tg_last_error());
+    return 1;
+  }
+  dc.rank = tg_dist_rank(dc.d), dc.size = tg_dist_size(dc.d);
+  if (dc.rank > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+  int rc = run(argc, argv, &dc);
+  if (tg_dist_finalize(dc.d)) {
+    fprintf(stderr, PROG ": rank %d: %s\n", dc.rank, tg_last_error());
+    if (!rc) rc = 1;
+  }
+  return rc;
+}
+
+static int run(int argc, char **argv, dist_ctx *dc) {
   options opts, *o = &opts;
   int rc = parse_args(argc, argv, o);
   if (rc) return rc < 0 ? 0 : rc;
+  if (o->batch % dc->size) {
+    fprintf(stderr, PROG ": --batch %ld does not split into %d equal shards (one per "
+            "process): give a multiple of %d\n", o->batch, dc->size, dc->size);
+    return 2;
+  }
   if (o->threads && tg_set_num_threads(o->threads)) {
     fprintf(stderr, PROG ": %s\n", tg_last_error());
     return 2;
   }
   uint8_t *train = NULL, *val = NULL;
   size_t n_train = 0, n_val = 0;
+  char err[ERR_LEN] = "";
   if (o->builtin) {
     train = builtin_text(&n_train);
     val = builtin_text(&n_val);
-    if (!train || !val) {
-      fprintf(stderr, PROG ": out of memory\n");
-      free(train);
-      free(val);
-      return 1;
-    }
-    if (n_train <= (size_t)o->model.context) {
-      fprintf(stderr, PROG ": the built-in text is %zu bytes, no longer than the context\n",
-              n_train);
-      free(train);
-      free(val);
-      return 1;
-    }
+    if (!train || !val)
+      snprintf(err, sizeof err, PROG ": out of memory");
+    else if (n_train <= (size_t)o->model.context)
+      snprintf(err, sizeof err, PROG ": the built-in text is %zu bytes, no longer than "
+               "the context", n_train);
   } else {
     char path[4200];
     snprintf(path, sizeof path, "%s/train.txt", o->data_dir);
-    train = load_text(path, o, &n_train);
+    train = load_text(path, o, &n_train, err);
     snprintf(path, sizeof path, "%s/val.txt", o->data_dir);
-    if (train) val = load_text(path, o, &n_val);
-    if (!train || !val) {
-      free(train);
-      free(val);
-      return 1;
-    }
+    if (train) val = load_text(path, o, &n_val, err);
+  }
+  /* dist: a rank that cannot read its text stops every rank, named */
+  if (tg_dist_check(dc->d, *err ? TG_EIO : TG_OK, err)) {
+    fprintf(stderr, "%s\n", dc->size > 1 ? tg_last_error() : err);
+    if (strstr(dc->size > 1 ? tg_last_error() : err, "cannot read"))
+      fprintf(stderr, "(fetch the Brown corpus with scripts/fetch-brown, or give --data-dir)\n");
+    free(train);
+    free(val);
+    return 1;
   }
   size_t train_bytes = n_train;
 
@@ -645,14 +703,23 @@ int main(int argc, char **argv) {
   tg_rng_seed(&drop_rng, o->seed + 2);
   charlm m;
   int status = 1;
+  bool agreed = false; /* dist: every rank knows of the failure already */
   const int64_t B = o->batch, T = o->model.context;
+  /* dist: this rank's sequences [lo, hi) of each batch, as views */
+  const int64_t lo = B * dc->rank / dc->size, hi = B * (dc->rank + 1) / dc->size;
   tg_tensor *x = tg_zeros(TG_I32, TG_SHAPE(B, T)), *y = tg_zeros(TG_I32, TG_SHAPE(B * T));
+  tg_tensor *xs = NULL, *ys = NULL, *rng_words = NULL;
   tg_tape *t = tg_tape_new();
   tg_optim *opt = NULL;
   int max_rows = (int)(o->steps / o->eval_every + 2), n_rows = 0;
   eval_row *rows = calloc((size_t)max_rows, sizeof *rows);
   if (charlm_init(&m, &o->model, &init)) goto fail_quiet;
   if (!x || !y || !t || !rows) goto fail;
+  if (dc->size > 1) {
+    if (!(xs = tg_rows(x, lo, hi)) || !(ys = tg_rows(y, lo * T, hi * T))) goto fail;
+    m.shard_first = lo, m.shard_of = B;
+  }
+  tg_tensor *xb = xs ? xs : x, *yb = ys ? ys : y;
   tg_adam_config ac = TG_ADAMW_DEFAULTS;
   ac.lr = o->lr;
   ac.weight_decay = o->weight_decay;
@@ -669,13 +736,32 @@ int main(int argc, char **argv) {
            "seed %" PRIu64 "\n", title, (double)charlm_numel(&m) / 1e6,
            o->builtin ? "built-in text" : o->data_dir, n_train, n_val, o->steps, o->warmup,
            o->min_lr, o->weight_decay, o->clip, m.cfg.dropout, tg_get_num_threads(), o->seed);
+  if (!o->quiet && dc->size > 1)
+    printf("data-parallel over %d processes: shards of %ld sequences\n", dc->size,
+           o->batch / dc->size);
   long start = 0;
   if (o->resume_path) {
-    start = resume(o, &m, opt, train_bytes, &rows, &n_rows, &max_rows, &batch_rng, &drop_rng);
-    if (start < 0) goto fail_quiet;
+    /* dist: rank 0 reads the checkpoint; the broadcasts below copy it */
+    if (dc->rank == 0)
+      start = resume(o, &m, opt, train_bytes, &rows, &n_rows, &max_rows, &batch_rng, &drop_rng);
+    double s0 = (double)start;
+    if (tg_dist_check(dc->d, start < 0 ? TG_EFORMAT : TG_OK, "cannot resume from the checkpoint") ||
+        tg_dist_sum(dc->d, &s0, 1)) {
+      if (start >= 0) fprintf(stderr, PROG ": %s\n", tg_last_error());
+      agreed = true;
+      goto fail_quiet;
+    }
+    start = (long)s0;
     if (!o->quiet && o->steps) printf("resumed from %s at step %ld\n", o->resume_path, start);
   }
-  bool tty = !o->quiet && tg_progress_visible(stderr);
+  if (dc->size > 1) { /* dist: every rank as rank 0, streams included */
+    if (!(rng_words = tg_zeros(TG_I32, TG_SHAPE(16)))) goto fail;
+    rngs_pack(&batch_rng, &drop_rng, tg_tensor_i32(rng_words));
+    if (tg_dist_broadcast(dc->d, &rng_words, 1) || tg_dist_broadcast_optim(dc->d, opt))
+      goto fail;
+    rngs_unpack(tg_tensor_i32(rng_words), &batch_rng, &drop_rng);
+  }
+  bool tty = !o->quiet && dc->rank == 0 && tg_progress_visible(stderr);
   const uint64_t eval_seed = o->seed ^ 0x5eed5eed5eedULL;
   double t0 = now(), last_draw = 0, t_eval = t0;
   long tokens_since = 0;
@@ -689,8 +775,10 @@ int main(int argc, char **argv) {
     /* on for the step only: evaluations are not part of it */
     if (o->profile && tg_tape_set_profile(t, true)) goto fail;
     const double s0 = o->profile ? now() : 0;
-    tg_tensor *loss = charlm_loss(t, &m, x, y, &drop_rng, true);
+    tg_tensor *loss = charlm_loss(t, &m, xb, yb, &drop_rng, true);
     if (!loss || tg_backward(t, loss)) goto fail;
+    /* dist: the whole batch's mean gradient, then clipped: the same on every rank */
+    if (tg_dist_mean_grads(dc->d, m.params, m.n_params, hi - lo)) goto fail;
     const double s1 = o->profile ? now() : 0;
     double norm = tg_optim_clip_grad_norm(opt, o->clip);
     if (norm < 0) goto fail;
@@ -734,20 +822,26 @@ int main(int argc, char **argv) {
       r->step = (double)step;
       r->tokens_per_s = (double)tokens_since / secs;
       r->seconds = (n_rows ? rows[n_rows - 1].seconds : 0) + secs;
-      r->train = evaluate(t, &m, train, n_train, o->eval_batches, eval_seed, x, y);
-      r->val = evaluate(t, &m, val, n_val, o->eval_batches, eval_seed + 1, x, y);
-      if (isnan(r->train) || isnan(r->val)) goto fail;
+      /* dist: each rank scores its shards; the sum is the whole batches' mean */
+      double ev[2];
+      ev[0] = evaluate(t, &m, train, n_train, o->eval_batches, eval_seed, x, y, xb, yb);
+      ev[1] = evaluate(t, &m, val, n_val, o->eval_batches, eval_seed + 1, x, y, xb, yb);
+      if (isnan(ev[0]) || isnan(ev[1])) goto fail;
+      if (tg_dist_sum(dc->d, ev, 2)) goto fail;
+      r->train = ev[0], r->val = ev[1];
       n_rows++;
       if (tty) tg_progress_clear(stderr);
       if (!o->quiet)
         printf("step %6ld  train %.4f  val %.4f  lr %.3g  %.0f tokens/s\n", step, r->train,
                r->val, tg_optim_lr(opt), r->tokens_per_s);
       fflush(stdout);
-      if (o->log_path && write_csv(o->log_path, rows, n_rows)) goto fail_quiet;
-      if (o->plot_path && write_svg(o->plot_path, rows, n_rows, title)) goto fail_quiet;
-      if (o->save_path && save_checkpoint(o, &m, opt, rows, n_rows, train_bytes, step,
-                                          &batch_rng, &drop_rng))
-        goto fail_quiet;
+      if (dc->rank == 0) {
+        if (o->log_path && write_csv(o->log_path, rows, n_rows)) goto fail_quiet;
+        if (o->plot_path && write_svg(o->plot_path, rows, n_rows, title)) goto fail_quiet;
+        if (o->save_path && save_checkpoint(o, &m, opt, rows, n_rows, train_bytes, step,
+                                            &batch_rng, &drop_rng))
+          goto fail_quiet;
+      }
       tokens_since = 0;
       t_eval = now();
     }
@@ -760,18 +854,25 @@ int main(int argc, char **argv) {
     /* the arena keeps its high-water mark: the memory of the largest step */
     printf("tape arena: %.1f MiB\n", (double)tg_tape_arena_bytes(t) / (1 << 20));
   }
-  if (o->profile && print_profile(t, &prof)) goto fail;
-  if (o->sample && sample(&m, t, o)) goto fail_quiet;
+  if (o->profile && dc->rank == 0 && print_profile(t, &prof)) goto fail;
+  if (o->sample && dc->rank == 0 && sample(&m, t, o)) goto fail_quiet;
   status = 0;
   goto done;
 fail:
   fprintf(stderr, PROG ": %s\n", tg_last_error());
 fail_quiet:
   status = 1;
+  /* dist: the other ranks hear of it at their next exchange (a no-op when
+   * an exchange already failed, and in one process) */
+  if (!agreed)
+    tg_dist_fail(dc->d, TG_EIO, *tg_last_error() ? tg_last_error() : PROG " stopped");
 done:
   tg_tape_free(t);
   tg_optim_free(opt);
   charlm_free(&m);
+  tg_tensor_free(xs);
+  tg_tensor_free(ys);
+  tg_tensor_free(rng_words);
   tg_tensor_free(x);
   tg_tensor_free(y);
   free(rows);

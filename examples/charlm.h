@@ -54,6 +54,10 @@ typedef struct {
   char (*names)[CHARLM_NAME_LEN];
   const char **name_ptrs;
   tg_tensor **masks; /* masks[T]: int32 [T,T], 1 on and below the diagonal */
+  /* A shard of a batch (data-parallel training): the tokens given to
+   * charlm_logits are sequences [shard_first, shard_first + B) of a batch
+   * of shard_of; 0 (charlm_init's) for a whole batch. See charlm_logits. */
+  int64_t shard_first, shard_of;
 } charlm;
 
 /* A message for a config that cannot be built, or NULL when it is fine. */
@@ -72,7 +76,16 @@ int64_t charlm_numel(const charlm *m);
  * training with a rate > 0). When tok is not NULL it receives the token
  * embeddings [B,T,C] on the tape, whose grad tg_backward fills. The masks
  * of each T are made on first use (so the first step allocates, later
- * ones do not). NULL and a message on error. */
+ * ones do not). NULL and a message on error.
+ * With m->shard_of > 0 the dropout masks are drawn as if the whole batch
+ * of shard_of sequences were there: before each mask drop skips the draws
+ * of the sequences before the shard, after it those of the ones after, so
+ * drop ends where a whole batch leaves it, and every sequence gets the
+ * mask it would get in the whole batch. tg_dropout draws two elements per
+ * 64-bit number, so that holds when shard_first x T x C and shard_first x
+ * H x T x T are even (always when the shards' B is even, or T x C and H x
+ * T x T are); a shard starting mid-number gets other masks, drop still
+ * ending in the whole batch's state. */
 tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
                          tg_rng *drop, bool training, tg_tensor **tok);
 /* The mean next-token loss: softmax_nll(logits, targets int32 [B*T]). */

@@ -127,6 +127,23 @@ static tg_tensor *heads(tg_tape *t, tg_tensor *qkv, int64_t c0, int64_t B,
   return tg_permute(t, x, (const int[]){0, 2, 1, 3});
 }
 
+/* tg_dropout on a shard, drawing as a whole batch would (see charlm.h):
+ * the mask of x's per (elements per sequence) starts after the draws of
+ * the sequences before the shard, and the draws of those after it follow. */
+static tg_tensor *shard_dropout(tg_tape *t, const charlm *m, tg_tensor *x, double p,
+                                tg_rng *drop, bool training, int64_t B) {
+  if (!x || !training || p == 0 || !drop || m->shard_of <= 0)
+    return tg_dropout(t, x, p, drop, training);
+  const uint64_t per = (uint64_t)(tg_tensor_numel(x) / B);
+  const uint64_t before = (uint64_t)m->shard_first * per / 2,
+                 mine = ((uint64_t)B * per + 1) / 2,
+                 all = ((uint64_t)m->shard_of * per + 1) / 2;
+  for (uint64_t i = 0; i < before; i++) tg_rng_next(drop);
+  tg_tensor *y = tg_dropout(t, x, p, drop, training);
+  for (uint64_t i = before + mine; i < all; i++) tg_rng_next(drop);
+  return y;
+}
+
 tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
                          tg_rng *drop, bool training, tg_tensor **tok) {
   const charlm_config *c = &m->cfg;
@@ -138,12 +155,18 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
   const int64_t B = tg_tensor_dim(tokens, 0), T = tg_tensor_dim(tokens, 1);
   const int64_t C = c->width, H = c->heads, D = C / H, N = B * T;
   const double p = c->dropout;
+  if (m->shard_of > 0 && (m->shard_first < 0 || B > m->shard_of - m->shard_first)) {
+    fprintf(stderr, "charlm: a shard of %lld sequences from sequence %lld does not fit "
+            "in a batch of %lld\n", (long long)B, (long long)m->shard_first,
+            (long long)m->shard_of);
+    return NULL;
+  }
   tg_tensor *mask = mask_for(m, T);
   if (!mask) return NULL;
   tg_tensor *e = tg_embedding(t, m->wte, tokens);
   if (tok) *tok = e;
   tg_tensor *x = tg_add(t, e, tg_slice(t, m->wpe, 0, 0, T, 1));
-  x = tg_dropout(t, x, p, drop, training);
+  x = shard_dropout(t, m, x, p, drop, training, B);
   x = tg_reshape(t, x, TG_SHAPE(N, C));
   tg_tensor *neg = tg_const(t, c->dtype, -1e9);
   for (int i = 0; i < c->layers; i++) {
@@ -158,18 +181,18 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
     tg_tensor *v = heads(t, qkv, 2 * C, B, T, H, D);
     tg_tensor *att = tg_scale(t, tg_matmul_ex(t, q, k, false, true), 1 / sqrt((double)D));
     att = tg_softmax_axis(t, tg_where(t, mask, att, neg), -1);
-    att = tg_dropout(t, att, p, drop, training);
+    att = shard_dropout(t, m, att, p, drop, training, B);
     tg_tensor *y = tg_matmul_ex(t, att, v, false, false); /* [B,H,T,D] */
     y = tg_reshape(t, tg_permute(t, y, (const int[]){0, 2, 1, 3}), TG_SHAPE(N, C));
     y = tg_linear(t, y, b->w_proj, b->b_proj, TG_ACT_NONE);
     tg_tape_region(t, NULL);
-    x = tg_add(t, x, tg_dropout(t, y, p, drop, training));
+    x = tg_add(t, x, shard_dropout(t, m, y, p, drop, training, B));
     h = tg_layer_norm(t, x, b->ln2_w, b->ln2_b, 1e-5);
     tg_tape_region(t, "mlp");
     tg_tensor *f = tg_gelu(t, tg_linear(t, h, b->w_fc, b->b_fc, TG_ACT_NONE));
     f = tg_linear(t, f, b->w_out, b->b_out, TG_ACT_NONE);
     tg_tape_region(t, NULL);
-    x = tg_add(t, x, tg_dropout(t, f, p, drop, training));
+    x = tg_add(t, x, shard_dropout(t, m, f, p, drop, training, B));
   }
   x = tg_layer_norm(t, x, m->lnf_w, m->lnf_b, 1e-5);
   return c->tied ? tg_matmul_ex(t, x, m->wte, false, true) : tg_matmul(t, x, m->head);

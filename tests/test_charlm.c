@@ -2,8 +2,9 @@
  * whole: its gradient against central differences in float64 (tied and
  * untied output, with dropout masks held fixed), its causal mask (a later
  * token changes neither the loss at an earlier position nor, by a single
- * bit, the gradient flowing back to it), and a training step that
- * allocates nothing once the tape has grown. */
+ * bit, the gradient flowing back to it), a training step that
+ * allocates nothing once the tape has grown, and the dropout masks of a
+ * shard of a batch (data-parallel training) against the whole batch's. */
 #include "testutil.h"
 
 #include "examples/charlm.h"
@@ -168,6 +169,68 @@ START_TEST(step_allocates_nothing) {
 }
 END_TEST
 
+/* A batch's shards with dropout on: each shard's logits are the whole
+ * batch's rows of it (its sequences got the same masks), and the dropout
+ * rng ends where the whole batch leaves it. _i 0: 4 sequences of an even
+ * T x C and H x T x T, shards of 2, every mask exact. _i 1: 3 sequences
+ * with T x C = 15 and H x T x T = 25, shards of 1: the shards at 0 and 2
+ * start on a 64-bit draw and get their masks, the one at 1 starts mid-draw
+ * and gets others, the rng still ending in step. */
+START_TEST(shard_dropout_masks) {
+  const int64_t NB = _i ? 3 : 4, per = _i ? 1 : 2, TT = _i ? 5 : T;
+  charlm_config cfg = tiny(true, 0.5);
+  if (_i) cfg.width = 3, cfg.heads = 1, cfg.context = TT;
+  charlm m;
+  tg_rng rng, drop;
+  tg_rng_seed(&rng, 7);
+  ck_assert_int_eq(charlm_init(&m, &cfg, &rng), 0);
+  tg_tensor *tokens = tg_zeros(TG_I32, TG_SHAPE(NB, TT));
+  tg_tensor *targets = tg_zeros(TG_I32, TG_SHAPE(NB * TT));
+  fill_tokens(tokens, targets, &rng);
+  tg_tape *t = tg_tape_new();
+  tg_rng_seed(&drop, 11);
+  tg_tensor *z = charlm_logits(t, &m, tokens, &drop, true, NULL);
+  ck_assert_msg(z != NULL, "%s", tg_last_error());
+  const tg_rng after = drop;
+  const int64_t row = TT * V; /* logits per sequence */
+  double *full = malloc((size_t)(NB * row) * sizeof *full);
+  ck_assert_ptr_nonnull(full);
+  for (int64_t i = 0; i < NB * row; i++) full[i] = tg_get(z, i);
+  tg_tape_clear(t);
+  m.shard_of = NB;
+  for (int64_t lo = 0; lo < NB; lo += per) {
+    tg_tensor *xs = tg_rows(tokens, lo, lo + per);
+    ck_assert_ptr_nonnull(xs);
+    m.shard_first = lo;
+    tg_rng_seed(&drop, 11);
+    tg_tensor *zs = charlm_logits(t, &m, xs, &drop, true, NULL);
+    ck_assert_msg(zs != NULL, "%s", tg_last_error());
+    double diff = 0;
+    for (int64_t i = 0; i < per * row; i++)
+      diff = fmax(diff, fabs(tg_get(zs, i) - full[lo * row + i]));
+    if (_i == 0 || lo % 2 == 0) /* 15 lo and 25 lo even: on a draw */
+      ck_assert_msg(diff < 1e-12, "shard at %lld: its logits differ by %g", (long long)lo, diff);
+    else
+      ck_assert_msg(diff > 1e-3, "shard at %lld: the same logits (%g) from a mid-draw start",
+                    (long long)lo, diff);
+    ck_assert_msg(!memcmp(&drop, &after, sizeof drop), "shard at %lld: the rng is "
+                  "not where the whole batch leaves it", (long long)lo);
+    tg_tape_clear(t);
+    tg_tensor_free(xs);
+  }
+  /* a shard that does not fit in the batch is refused */
+  m.shard_first = NB - per + 1;
+  tg_tensor *xs = tg_rows(tokens, 0, per);
+  ck_assert_ptr_null(charlm_logits(t, &m, xs, &drop, true, NULL));
+  tg_tensor_free(xs);
+  free(full);
+  tg_tape_free(t);
+  tg_tensor_free(tokens);
+  tg_tensor_free(targets);
+  charlm_free(&m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("charlm");
   TCase *tc = tcase_create("model");
@@ -175,6 +238,7 @@ int main(void) {
   tcase_add_loop_test(tc, whole_model_gradcheck, 0, 2);
   tcase_add_loop_test(tc, causal_mask, 0, 2);
   tcase_add_test(tc, step_allocates_nothing);
+  tcase_add_loop_test(tc, shard_dropout_masks, 0, 2);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
