@@ -329,12 +329,17 @@ static int backward(tg_tape *t, tg_tensor *out, const tg_tensor *gout,
 
   t->bw_pass++;
   if ((rc = touch_grad(t, out))) return rc;
-  for (int64_t i = 0; i < out->numel; i++) {
-    double g = gout ? tg_get(gout, i) : 1.0;
-    if (out->dtype == TG_F32)
-      ((float *)out->grad)[i] += (float)g;
-    else
-      ((double *)out->grad)[i] += g;
+  /* gout has out's dtype (checked above): a typed loop, not tg_get per
+   * element, whose checks cost more than a whole backward pass of a
+   * convolution with a large output. */
+  if (out->dtype == TG_F32) {
+    float *dst = out->grad;
+    const float *src = gout ? gout->data : NULL;
+    for (int64_t i = 0; i < out->numel; i++) dst[i] += src ? src[i] : 1.0f;
+  } else {
+    double *dst = out->grad;
+    const double *src = gout ? gout->data : NULL;
+    for (int64_t i = 0; i < out->numel; i++) dst[i] += src ? src[i] : 1.0;
   }
 
   /* Nodes after the output's cannot reach it. A node runs only if its
