@@ -1,6 +1,7 @@
 /* ops/conv2d.c: 2-D convolution (cross-correlation, as PyTorch's conv2d) of
  * x[N,C,H,W] with w[K,C/G,R,S] and an optional bias b[K], NCHW, in G groups.
- * Every product goes through the built-in GEMM on im2col columns.
+ * Every product goes through the built-in GEMM on im2col columns; a deep
+ * forward (conv2 of the CNN) as y^T = col^T w^T over a few images at once.
  *
  * Per image n and group g, with P = Ho*Wo and CRS = (C/G)*R*S:
  *   col[CRS,P]  = im2col(x[n, g's channels])       (zeros where padded)
@@ -12,15 +13,17 @@
  * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
  *
  * Memory per call, from the tape's arena (nothing from the heap):
- *   nbuf * CRS * P elements of x's dtype, the column buffers (none for the
- *   1x1 case above), where nbuf = min(N, threads) when the batch is split
- *   over threads (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1
- *   otherwise; backward reuses them. When that same size condition holds
- *   and w needs a gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS
- *   elements for the weight gradient's partial sums. For the CNN's conv2,
- *   x[64,32,14,14] w[64,32,5,5] pad 2 in f32 on two threads:
- *   2 * 800 * 196 * 4 bytes = 1.2 MiB of columns and 8 * 64 * 800 * 4 =
- *   1.6 MiB of partial sums.
+ *   nbuf buffers of x's dtype (none for the 1x1 case above), where
+ *   nbuf = min(N, threads) when the batch is split over threads
+ *   (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1 otherwise; each
+ *   CRS * P elements of columns, or, where the forward runs transposed over
+ *   nb images (CRS >= CONV_T_MIN_CRS), (CRS + Kg) * nb * P; backward
+ *   reuses them. When that same size condition holds and w needs a
+ *   gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS elements for the
+ *   weight gradient's partial sums. For the CNN's conv2, x[64,32,14,14]
+ *   w[64,32,5,5] pad 2 in f32 on two threads (nb = 3):
+ *   2 * (800 + 64) * 588 * 4 bytes = 3.9 MiB of buffers and
+ *   8 * 64 * 800 * 4 = 1.6 MiB of partial sums.
  *
  * Threads: forward and the input gradient split the batch (each image's
  * work is independent, so a result never depends on the split); the GEMM
@@ -58,7 +61,7 @@ typedef struct {
  * images per product beyond it. */
 #define CONV_COL_MAX (4.0 * 1024 * 1024)
 
-/* What forward keeps: the column buffers, nbuf of CRS*P elements, and
+/* What forward keeps: the column buffers, nbuf of buf_elems, and
  * room for the weight gradient's nchunk partial sums of K*CRS (NULL when
  * the weight gradient goes straight into dw). */
 typedef struct {
