@@ -1,6 +1,7 @@
 /* ops/conv2d.c: 2-D convolution (cross-correlation, as PyTorch's conv2d) of
  * x[N,C,H,W] with w[K,C/G,R,S] and an optional bias b[K], NCHW, in G groups.
- * Every product goes through the built-in GEMM on im2col columns.
+ * Every product goes through the built-in GEMM on im2col columns; a deep
+ * forward (conv2 of the CNN) as y^T = col^T w^T over a few images at once.
  *
  * Per image n and group g, with P = Ho*Wo and CRS = (C/G)*R*S:
  *   col[CRS,P]  = im2col(x[n, g's channels])       (zeros where padded)
@@ -12,15 +13,17 @@
  * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
  *
  * Memory per call, from the tape's arena (nothing from the heap):
- *   nbuf * CRS * P elements of x's dtype, the column buffers (none for the
- *   1x1 case above), where nbuf = min(N, threads) when the batch is split
- *   over threads (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1
- *   otherwise; backward reuses them. When that same size condition holds
- *   and w needs a gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS
- *   elements for the weight gradient's partial sums. For the CNN's conv2,
- *   x[64,32,14,14] w[64,32,5,5] pad 2 in f32 on two threads:
- *   2 * 800 * 196 * 4 bytes = 1.2 MiB of columns and 8 * 64 * 800 * 4 =
- *   1.6 MiB of partial sums.
+ *   nbuf buffers of x's dtype (none for the 1x1 case above), where
+ *   nbuf = min(N, threads) when the batch is split over threads
+ *   (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1 otherwise; each
+ *   CRS * P elements of columns, or, where the forward runs transposed over
+ *   nb images (CRS >= CONV_T_MIN_CRS), (CRS + Kg) * nb * P; backward
+ *   reuses them. When that same size condition holds and w needs a
+ *   gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS elements for the
+ *   weight gradient's partial sums. For the CNN's conv2, x[64,32,14,14]
+ *   w[64,32,5,5] pad 2 in f32 on two threads (nb = 3):
+ *   2 * (800 + 64) * 588 * 4 bytes = 3.9 MiB of buffers and
+ *   8 * 64 * 800 * 4 = 1.6 MiB of partial sums.
  *
  * Threads: forward and the input gradient split the batch (each image's
  * work is independent, so a result never depends on the split); the GEMM
@@ -44,9 +47,21 @@ typedef struct {
   int64_t N, C, H, W, K, R, S, Ho, Wo, G, Cg, Kg, P, CRS;
   int64_t sh, sw, ph, pw, dh, dw;
   bool direct; /* 1x1, stride 1, no padding: x is the column matrix */
+  int64_t nb;  /* images per forward product, 0 for one per image */
 } geom;
 
-/* What forward keeps: the column buffers, nbuf of CRS*P elements, and
+/* A forward product at least this deep (C R S) runs transposed over the
+ * columns of nb images: conv2 (800 deep) gains 10-15% so; conv1 (25
+ * deep, 32 output channels) loses half, and stays one product per image. */
+#define CONV_T_MIN_CRS 256
+/* Rows (nb * P) one transposed product should have at least: three of
+ * conv2's images (P = 196) measured best, against one or eight. */
+#define CONV_COLS 512
+/* The most elements a column buffer may have (16 MiB of f32): fewer
+ * images per product beyond it. */
+#define CONV_COL_MAX (4.0 * 1024 * 1024)
+
+/* What forward keeps: the column buffers, nbuf of buf_elems, and
  * room for the weight gradient's nchunk partial sums of K*CRS (NULL when
  * the weight gradient goes straight into dw). */
 typedef struct {
@@ -67,6 +82,28 @@ static void geom_of(const tg_node *n, geom *g) {
   g->CRS = g->Cg * g->R * g->S;
   g->direct = g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 &&
               g->ph == 0 && g->pw == 0;
+  g->nb = 0;
+  if (!g->direct && g->P > 0 && g->CRS >= CONV_T_MIN_CRS) {
+    g->nb = (CONV_COLS + g->P - 1) / g->P;
+    if (g->nb > g->N) g->nb = g->N;
+    while (g->nb > 1 && (double)g->nb * (double)g->P * (double)g->CRS >
+                            CONV_COL_MAX)
+      g->nb--;
+    if (g->nb < 1) g->nb = 1;
+  }
+}
+
+/* Elements of one thread's buffer: the columns [CRS, nb*P] and, for the
+ * transposed forward, its product [nb*P, Kg]. Backward uses the columns
+ * of one image. */
+static size_t buf_elems(const geom *g) {
+  size_t cols = (size_t)((g->nb ? g->nb : 1) * g->P);
+  return (size_t)g->CRS * cols + (g->nb ? (size_t)g->Kg * cols : 0);
+}
+
+/* Where a thread's buffer of buf_elems keeps the transposed product. */
+static char *ybuf_of(const geom *g, char *buf, size_t elem) {
+  return buf && g->nb ? buf + (size_t)(g->CRS * g->nb * g->P) * elem : NULL;
 }
 
 /* Threads for the batch split: 1 when it does not pay. */
@@ -104,34 +141,36 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
 
 #define KERNELS(T, S_)                                                        \
   /* col[(c,r,s), (oh,ow)] = x[c, oh*sh-ph+r*dh, ow*sw-pw+s*dw], 0 outside.   \
-   * x is one image's group of channels [Cg,H,W]. */                          \
+   * x is one image's group of channels [Cg,H,W]; col's rows are ld apart,  \
+   * so the columns of several images can sit side by side. */              \
   static void im2col_##S_(const geom *g, const T *restrict x,                \
-                          T *restrict col) {                                 \
+                          T *restrict col, int64_t ld) {                     \
     for (int64_t c = 0; c < g->Cg; c++)                                      \
       for (int64_t r = 0; r < g->R; r++)                                     \
         for (int64_t s = 0; s < g->S; s++) {                                 \
           int64_t woff = s * g->dw - g->pw, lo, hi;                          \
           valid_range(woff, g->sw, g->W, g->Wo, &lo, &hi);                   \
           const T *xc = x + c * g->H * g->W;                                 \
-          for (int64_t oh = 0; oh < g->Ho; oh++, col += g->Wo) {             \
+          T *cr = col + ((c * g->R + r) * g->S + s) * ld;                    \
+          for (int64_t oh = 0; oh < g->Ho; oh++, cr += g->Wo) {              \
             int64_t ih = oh * g->sh - g->ph + r * g->dh;                     \
             if (ih < 0 || ih >= g->H) {                                      \
-              memset(col, 0, (size_t)g->Wo * sizeof(T));                     \
+              memset(cr, 0, (size_t)g->Wo * sizeof(T));                      \
               continue;                                                      \
             }                                                                \
             const T *xr = xc + ih * g->W + woff;                             \
-            for (int64_t ow = 0; ow < lo; ow++) col[ow] = 0;                 \
+            for (int64_t ow = 0; ow < lo; ow++) cr[ow] = 0;                  \
             if (g->sw == 1)                                                  \
-              memcpy(col + lo, xr + lo, (size_t)(hi - lo) * sizeof(T));      \
+              memcpy(cr + lo, xr + lo, (size_t)(hi - lo) * sizeof(T));       \
             else                                                             \
-              for (int64_t ow = lo; ow < hi; ow++) col[ow] = xr[ow * g->sw]; \
-            for (int64_t ow = hi; ow < g->Wo; ow++) col[ow] = 0;             \
+              for (int64_t ow = lo; ow < hi; ow++) cr[ow] = xr[ow * g->sw];  \
+            for (int64_t ow = hi; ow < g->Wo; ow++) cr[ow] = 0;              \
           }                                                                  \
         }                                                                    \
   }                                                                          \
   /* The adjoint of im2col: dx[c, ih, iw] += dcol at every place im2col     \
    * read it from. */                                                        \
-  static void col2im_##S_(const geom *g, const T *restrict col,              \
+  static void col2im_##S_(const geom *g, const T *restrict col, int64_t ld,  \
                           T *restrict dx) {                                  \
     for (int64_t c = 0; c < g->Cg; c++)                                      \
       for (int64_t r = 0; r < g->R; r++)                                     \
@@ -139,30 +178,54 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
           int64_t woff = s * g->dw - g->pw, lo, hi;                          \
           valid_range(woff, g->sw, g->W, g->Wo, &lo, &hi);                   \
           T *dc = dx + c * g->H * g->W;                                      \
-          for (int64_t oh = 0; oh < g->Ho; oh++, col += g->Wo) {             \
+          const T *cr = col + ((c * g->R + r) * g->S + s) * ld;              \
+          for (int64_t oh = 0; oh < g->Ho; oh++, cr += g->Wo) {              \
             int64_t ih = oh * g->sh - g->ph + r * g->dh;                     \
             if (ih < 0 || ih >= g->H) continue;                              \
             T *dr = dc + ih * g->W + woff;                                   \
             if (g->sw == 1) {                                                \
               TG__SIMD                                                       \
-              for (int64_t ow = lo; ow < hi; ow++) dr[ow] += col[ow];        \
+              for (int64_t ow = lo; ow < hi; ow++) dr[ow] += cr[ow];         \
             } else {                                                         \
-              for (int64_t ow = lo; ow < hi; ow++) dr[ow * g->sw] += col[ow];\
+              for (int64_t ow = lo; ow < hi; ow++) dr[ow * g->sw] += cr[ow]; \
             }                                                                \
           }                                                                  \
         }                                                                    \
   }                                                                          \
-  /* Forward for images [n0, n1), col a buffer of CRS*P (unused when        \
-   * direct). */                                                             \
+  /* Forward for images [n0, n1). Where the products are deep (g->nb >   \
+   * 0), nb images at a time: y^T = col^T w_g^T, [m*P, CRS] . [CRS, Kg],   \
+   * whose m*P rows fill the kernel's tiles and Kg columns its panels      \
+   * (w_g's 64 rows in conv2 fill 5 1/3 tiles of 12), into ybuf [m*P, Kg],  \
+   * then transposed into y. ybuf starts as the bias, as the per-image     \
+   * product adds onto it, so each sum is the same. Otherwise one product  \
+   * per image and group. col: a buffer (unused when direct). */           \
   static void fwd_images_##S_(const geom *g, const T *x, const T *w,         \
-                              const T *b, T *y, T *col, int64_t n0,          \
+                              const T *b, T *y, T *col, T *ybuf, int64_t n0, \
                               int64_t n1) {                                  \
-    int64_t HW = g->H * g->W;                                                \
-    for (int64_t n = n0; n < n1; n++)                                        \
+    int64_t HW = g->H * g->W, step = g->nb ? g->nb : 1;                      \
+    bool prod = g->CRS && g->Kg && g->P;                                     \
+    for (int64_t n = n0; n < n1; n += step) {                                \
+      int64_t m = n1 - n < step ? n1 - n : step, L = m * g->P;               \
       for (int64_t gi = 0; gi < g->G; gi++) {                                \
-        const T *xg = x + (n * g->C + gi * g->Cg) * HW;                      \
+        const T *wg = w + gi * g->Kg * g->CRS;                               \
+        if (g->nb && prod) {                                                 \
+          for (int64_t i = 0; i < m; i++)                                    \
+            im2col_##S_(g, x + ((n + i) * g->C + gi * g->Cg) * HW,           \
+                        col + i * g->P, L);                                  \
+          for (int64_t q = 0; q < (b ? L : 0); q++)                          \
+            memcpy(ybuf + q * g->Kg, b + gi * g->Kg,                         \
+                   (size_t)g->Kg * sizeof(T));                               \
+          GEMM_##S_(true, true, L, g->Kg, g->CRS, 1, col, L, wg, g->CRS,     \
+                    b ? 1 : 0, ybuf, g->Kg);                                 \
+          for (int64_t i = 0; i < m; i++)                                    \
+            for (int64_t k = 0; k < g->Kg; k++) {                            \
+              T *yk = y + ((n + i) * g->K + gi * g->Kg + k) * g->P;          \
+              const T *src = ybuf + i * g->P * g->Kg + k;                    \
+              for (int64_t p = 0; p < g->P; p++) yk[p] = src[p * g->Kg];     \
+            }                                                                \
+          continue;                                                          \
+        }                                                                    \
         T *yg = y + (n * g->K + gi * g->Kg) * g->P;                          \
-        bool prod = g->CRS && g->Kg && g->P;                                 \
         if (b) /* the bias rows, then the product added onto them */         \
           for (int64_t k = 0; k < g->Kg; k++) {                              \
             T v = b[gi * g->Kg + k];                                         \
@@ -172,15 +235,15 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
         else if (!prod)                                                      \
           memset(yg, 0, (size_t)(g->Kg * g->P) * sizeof(T));                 \
         if (!prod) continue;                                                 \
-        const T *cm = xg;                                                    \
+        const T *cm = x + (n * g->C + gi * g->Cg) * HW;                      \
         if (!g->direct) {                                                    \
-          im2col_##S_(g, xg, col);                                           \
+          im2col_##S_(g, cm, col, g->P);                                     \
           cm = col;                                                          \
         }                                                                    \
-        GEMM_##S_(false, false, g->Kg, g->P, g->CRS, 1,                      \
-                  w + gi * g->Kg * g->CRS, g->CRS, cm, g->P, b ? 1 : 0, yg,  \
-                  g->P);                                                     \
+        GEMM_##S_(false, false, g->Kg, g->P, g->CRS, 1, wg, g->CRS, cm,      \
+                  g->P, b ? 1 : 0, yg, g->P);                                \
       }                                                                      \
+    }                                                                        \
   }                                                                          \
   /* dx for images [n0, n1): dcol = w_g^T dy, then col2im; when direct the  \
    * product lands on dx itself. */                                          \
@@ -199,7 +262,7 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
         } else {                                                             \
           GEMM_##S_(true, false, g->CRS, g->P, g->Kg, 1, wg, g->CRS, dyg,    \
                     g->P, 0, col, g->P);                                     \
-          col2im_##S_(g, col, dxg);                                          \
+          col2im_##S_(g, col, g->P, dxg);                                    \
         }                                                                    \
       }                                                                      \
   }                                                                          \
@@ -213,7 +276,7 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
         const T *dyg = dy + (n * g->K + gi * g->Kg) * g->P;                  \
         const T *cm = x + (n * g->C + gi * g->Cg) * HW;                      \
         if (!g->direct) {                                                    \
-          im2col_##S_(g, cm, col);                                           \
+          im2col_##S_(g, cm, col, g->P);                                     \
           cm = col;                                                          \
         }                                                                    \
         GEMM_##S_(false, true, g->Kg, g->CRS, g->P, 1, dyg, g->P, cm, g->P,  \
@@ -248,7 +311,7 @@ TG__BOTH(KERNELS)
 typedef struct {
   const geom *g;
   const tg_node *n;
-  char *buf; /* nt buffers of CRS*P elements */
+  char *buf; /* nt buffers of buf_elems */
   size_t buf_bytes;
   bool backward;
   const saved *s; /* for the weight gradient's chunks */
@@ -259,19 +322,22 @@ static void run_part(void *p, int t, int nt) {
   const geom *g = j->g;
   const tg_node *n = j->n;
   int64_t n0 = g->N * t / nt, n1 = g->N * (t + 1) / nt;
-  void *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
+  char *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
+  char *yb = ybuf_of(g, col, tg__dtype_size(n->out->dtype));
   const tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
   if (!j->backward) {
     if (x->dtype == TG_F32)
       fwd_images_f32(g, x->data, w->data, b ? b->data : NULL, n->out->data,
-                     col, n0, n1);
+                     (void *)col, (void *)yb, n0, n1);
     else
       fwd_images_f64(g, x->data, w->data, b ? b->data : NULL, n->out->data,
-                     col, n0, n1);
+                     (void *)col, (void *)yb, n0, n1);
   } else if (x->dtype == TG_F32) {
-    dx_images_f32(g, w->data, n->out->grad, tg__gin(n, 0), col, n0, n1);
+    dx_images_f32(g, w->data, n->out->grad, tg__gin(n, 0), (void *)col, n0,
+                  n1);
   } else {
-    dx_images_f64(g, w->data, n->out->grad, tg__gin(n, 0), col, n0, n1);
+    dx_images_f64(g, w->data, n->out->grad, tg__gin(n, 0), (void *)col, n0,
+                  n1);
   }
 }
 
@@ -280,8 +346,8 @@ static void run_batch(const geom *g, const tg_node *n, void *buf, int nbuf,
                       bool backward) {
   int nt = nbuf > 1 ? tg__par_threads(nbuf) : 1;
   if (nt > nbuf) nt = nbuf;
-  job j = {g, n, buf, (size_t)(g->CRS * g->P) * tg__dtype_size(n->out->dtype),
-           backward, NULL};
+  job j = {g, n, buf, buf_elems(g) * tg__dtype_size(n->out->dtype), backward,
+           NULL};
   tg__par_run(nt, run_part, &j);
 }
 
@@ -294,15 +360,17 @@ static void dw_part(void *p, int t, int nt) {
   const saved *s = j->s;
   const tg_tensor *x = n->in[0];
   size_t len = (size_t)(g->K * g->CRS), elem = tg__dtype_size(x->dtype);
-  void *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
+  char *col = j->buf ? j->buf + (size_t)t * j->buf_bytes : NULL;
   for (int c = t; c < s->nchunk; c += nt) {
     int64_t n0 = g->N * c / s->nchunk, n1 = g->N * (c + 1) / s->nchunk;
     char *part = (char *)s->part + (size_t)c * len * elem;
     memset(part, 0, len * elem);
     if (x->dtype == TG_F32)
-      dw_images_f32(g, x->data, n->out->grad, (float *)part, col, n0, n1);
+      dw_images_f32(g, x->data, n->out->grad, (float *)part, (void *)col,
+                    n0, n1);
     else
-      dw_images_f64(g, x->data, n->out->grad, (double *)part, col, n0, n1);
+      dw_images_f64(g, x->data, n->out->grad, (double *)part,
+                    (void *)col, n0, n1);
   }
 }
 
@@ -320,8 +388,7 @@ static void weight_grad(const geom *g, const tg_node *n, const saved *s,
   int most = g->direct || s->nchunk < s->nbuf ? s->nchunk : s->nbuf;
   int nt = most > 1 ? tg__par_threads(most) : 1;
   if (nt > most) nt = most;
-  job j = {g, n, s->buf, (size_t)(g->CRS * g->P) * tg__dtype_size(x->dtype),
-           true, s};
+  job j = {g, n, s->buf, buf_elems(g) * tg__dtype_size(x->dtype), true, s};
   tg__par_run(nt, dw_part, &j);
   int64_t len = g->K * g->CRS;
   if (f32)
@@ -343,13 +410,16 @@ static int forward(tg_tape *t, tg_node *n) {
   s->buf = NULL;
   size_t elem = tg__dtype_size(n->out->dtype);
   if (nbuf && g.CRS && g.P) {
-    if ((uint64_t)g.CRS > SIZE_MAX / (size_t)g.P / elem / (size_t)nbuf)
+    /* nb * CRS * P <= CONV_COL_MAX unless nb <= 1, and Kg * nb * P is at
+     * most y's size, so only CRS * P itself can overflow */
+    if ((uint64_t)g.CRS > SIZE_MAX / 4 / (size_t)g.P / elem / (size_t)nbuf)
       return tg__err(TG_ENOMEM, "tg_conv2d: column buffers too large");
-    s->buf = tg__arena_alloc(t, (size_t)nbuf * (size_t)(g.CRS * g.P) * elem);
+    s->buf = tg__arena_alloc(t, (size_t)nbuf * buf_elems(&g) * elem);
     if (!s->buf)
       return tg__err(TG_ENOMEM,
                      "tg_conv2d: out of memory for %d column buffer(s) of "
-                     "%lld x %lld", nbuf, (long long)g.CRS, (long long)g.P);
+                     "%lld x %lld", nbuf, (long long)g.CRS,
+                     (long long)((g.nb ? g.nb : 1) * g.P));
   }
   /* the weight gradient's partial sums, when backward will want them */
   s->nchunk = dw_chunks(&g);

@@ -360,6 +360,10 @@ static const conv_cfg big_convs[] = {
     {{8, 16, 16, 16}, {32, 8, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 2},
     {{40, 16, 17, 15}, {32, 16, 3, 2}, {2, 2}, {2, 2}, {2, 2}, 1},
     {{8, 64, 16, 16}, {64, 64, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1}, /* no im2col */
+    /* C R S >= 256: the forward over several images' columns at once,
+     * with a last batch of fewer images (7 = 3 + 3 + 1 on one thread) */
+    {{7, 32, 14, 14}, {16, 16, 4, 4}, {1, 1}, {2, 2}, {1, 1}, 2},
+    {{5, 32, 15, 13}, {8, 32, 3, 3}, {2, 1}, {1, 2}, {2, 1}, 1},
 };
 
 /* y, dx, dw and db of sum(y * g) by the definition. */
