@@ -3,6 +3,7 @@
 #ifndef TAPEGRAD_VMATH_H
 #define TAPEGRAD_VMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -101,10 +102,12 @@ TG__VINLINE double tg__exp_neg(double x) {
  * (|x| > 14.8) x p(x) and x P(x) for x < 0 are below a float's least
  * denormal: P is 0 or 1 and p 0. NaN gives NaN. */
 TG__VINLINE double tg__normcdf_pdf(double x, double *pdf) {
-  double az = x < 0 ? -x * 0.70710678118654752440 : x * 0.70710678118654752440;
-  double zc = az > 10.5 ? 10.5 : az;
-  double e = tg__exp_neg(-zc * zc);
-  double t = 1.0 / (1.0 + 0.3 * zc);
+  double az = fabs(x) * 0.70710678118654752440;
+  /* No clamp of z to the fitted range: gcc's vectorised code for one ran
+   * several times slower. Past it e (tg__exp_neg clamps its argument) and
+   * t stay finite, and keep zeroes them. */
+  double e = tg__exp_neg(-az * az);
+  double t = 1.0 / (1.0 + 0.3 * az);
   double q = -2.37062821395777439e-02;
   q = q * t + 1.81764461770404867e-01;
   q = q * t - 5.72039055087088411e-01;
@@ -121,7 +124,10 @@ TG__VINLINE double tg__normcdf_pdf(double x, double *pdf) {
   double keep = az > 10.5 ? 0.0 : 1.0;
   double h = 0.5 * e * t * q * keep; /* erfc(z)/2 */
   *pdf = 0.39894228040143267794 * e * keep;
-  return x < 0 ? h : 1.0 - h;
+  /* h or 1 - h (exactly as written, the sign flip being exact) without a
+   * branch on the sign, which random signs would mispredict. */
+  double up = x < 0 ? 0.0 : 1.0;
+  return up + (1.0 - 2.0 * up) * h;
 }
 
 #endif
