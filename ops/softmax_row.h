@@ -8,7 +8,9 @@
 
 #include "op.h"
 
-#ifdef _OPENMP
+/* gcc vectorises the row maximum when asked; clang cannot (it would warn
+ * that the request failed), so it is asked only of gcc. */
+#if defined(_OPENMP) && !defined(__clang__)
 #define TG__SIMD_MAX(v) TG__PRAGMA_(omp simd reduction(max : v))
 #else
 #define TG__SIMD_MAX(v)

@@ -106,7 +106,7 @@ START_TEST(exp_neg_double) {
     double e = fabs(tg__exp_neg(x) - r) / r;
     worst = e > worst ? e : worst;
   }
-  ck_assert_msg(worst < 2.2e-10, "exp_neg: relative error %g", worst);
+  ck_assert_msg(worst < 3e-10, "exp_neg: relative error %g", worst);
   ck_assert(tg__exp_neg(0) == 1 && isnan(tg__exp_neg(NAN)));
 }
 END_TEST

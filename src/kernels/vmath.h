@@ -61,7 +61,7 @@ static inline float tg__sigmoidf(float x) {
 
 /* e^x for double x in [-708, 0], in the style of tg__expf_neg: 2^n from
  * the exponent bits, e^r (|r| <= ln2/2) from its Taylor series to degree
- * 8 (remainder under 2.1e-10 relative). Meant for float results computed
+ * 8 (remainder under 3e-10 relative). Meant for float results computed
  * in double, where that is under 1/250 of a float's ulp. */
 TG__VINLINE double tg__exp_neg(double x) {
   const double log2e = 1.4426950408889634, ln2_hi = 6.93147180369123816490e-01,
@@ -93,7 +93,7 @@ TG__VINLINE double tg__exp_neg(double x) {
  * (libm's erfcf is a call per element, which does not vectorise). With
  * z = |x|/sqrt 2, erfc(z) = e^(-z^2) t Q(t), t = 1/(1 + 0.3 z), Q a
  * degree-10 polynomial fitted to erfc(z) e^(z^2) on [0, 10.5] (relative
- * error under 2e-9 there, e^(-z^2)'s under 2.1e-10: both far below a
+ * error under 2e-9 there, e^(-z^2)'s under 3e-10: both far below a
  * float's ulp, so a float rounded from P, x P or P + x p is within 1
  * ulp); P(x) = erfc(z)/2 for x < 0 and 1 - erfc(z)/2 otherwise,
  * which keeps P's relative precision in the lower tail. Beyond z = 10.5
