@@ -19,9 +19,12 @@
   static void logsoftmax_row_##S(const T *restrict x, T *restrict y,          \
                                  int64_t len) {                               \
     T m = x[0], s = 0;                                                        \
+    TG__SIMD_MAX(m)                                                           \
     for (int64_t k = 1; k < len; k++) m = x[k] > m ? x[k] : m;                \
-    for (int64_t k = 0; k < len; k++) s += exp(y[k] = x[k] - m);              \
+    TG__SM_SIMD_##S(TG__SIMD_SUM(s))                                          \
+    for (int64_t k = 0; k < len; k++) s += tg__smexp_##S(y[k] = x[k] - m);    \
     T ls = log(s);                                                            \
+    TG__SIMD                                                                  \
     for (int64_t k = 0; k < len; k++) y[k] -= ls;                             \
   }                                                                           \
   /* w <= CHUNK lines side by side, line i at x[i], element k at            \
@@ -41,7 +44,7 @@
       const T *xk = x + k * inner;                                            \
       T *yk = y + k * inner;                                                  \
       for (int64_t i = 0; i < w; i++) {                                       \
-        T e = exp(xk[i] - m[i]);                                              \
+        T e = tg__smexp_##S(xk[i] - m[i]);                                    \
         s[i] += e;                                                            \
         yk[i] = logs ? xk[i] - m[i] : e;                                      \
       }                                                                       \
