@@ -181,11 +181,45 @@ __attribute__((target("avx2"))) static void add_run_f64_avx2(
 TG__BOTH(ADD_RUN)
 
 #define KERNELS(T, S_)                                                        \
+  /* im2col for stride 1 with rows as wide as x's (Wo == W): a (c, r, s)   \
+   * row of columns is one run of x[c] at one offset, copied whole (not    \
+   * in conv2's 14-wide pieces), then the entries in the padding, which    \
+   * the run wrapped onto the neighbouring rows, set to zero. */           \
+  static void im2col_run_##S_(const geom *g, const T *restrict x,           \
+                              T *restrict col, int64_t ld) {                \
+    for (int64_t r = 0; r < g->R; r++) {                                     \
+      int64_t hoff = r * g->dh - g->ph, o0, o1;                              \
+      valid_range(hoff, 1, g->H, g->Ho, &o0, &o1);                           \
+      for (int64_t s = 0; s < g->S; s++) {                                   \
+        int64_t woff = s * g->dw - g->pw, lo, hi;                            \
+        valid_range(woff, 1, g->W, g->Wo, &lo, &hi);                         \
+        int64_t from = o0 * g->Wo + lo, to = (o1 - 1) * g->Wo + hi;          \
+        if (o0 >= o1 || lo >= hi) from = to = 0;                             \
+        int64_t off = hoff * g->W + woff; /* from + off >= 0 */              \
+        for (int64_t c = 0; c < g->Cg; c++) {                                \
+          T *cr = col + ((c * g->R + r) * g->S + s) * ld;                    \
+          memset(cr, 0, (size_t)from * sizeof(T));                           \
+          memcpy(cr + from, x + c * g->H * g->W + from + off,                \
+                 (size_t)(to - from) * sizeof(T));                           \
+          memset(cr + to, 0, (size_t)(g->P - to) * sizeof(T));               \
+          for (int64_t oh = o0; to > from && oh < o1; oh++) {                \
+            T *row = cr + oh * g->Wo;                                        \
+            for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0;                 \
+            for (int64_t ow = hi; ow < g->Wo; ow++) row[ow] = 0;             \
+          }                                                                  \
+        }                                                                    \
+      }                                                                      \
+    }                                                                        \
+  }                                                                          \
   /* col[(c,r,s), (oh,ow)] = x[c, oh*sh-ph+r*dh, ow*sw-pw+s*dw], 0 outside.   \
    * x is one image's group of channels [Cg,H,W]; col's rows are ld apart,  \
    * so the columns of several images can sit side by side. */              \
   static void im2col_##S_(const geom *g, const T *restrict x,                \
                           T *restrict col, int64_t ld) {                     \
+    if (g->sh == 1 && g->sw == 1 && g->Wo == g->W) {                         \
+      im2col_run_##S_(g, x, col, ld);                                        \
+      return;                                                                \
+    }                                                                        \
     for (int64_t c = 0; c < g->Cg; c++)                                      \
       for (int64_t r = 0; r < g->R; r++)                                     \
         for (int64_t s = 0; s < g->S; s++) {                                 \
