@@ -11,6 +11,8 @@
  *   db         += sum over n and P of dy
  * A 1x1 kernel with stride 1 and no padding reads x as its own column
  * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
+ * Stride 1 with Wo == W (conv1 and conv2) moves each (c, r, s) row of
+ * columns to and from x as one run, not one short image row at a time.
  *
  * Memory per call, from the tape's arena (nothing from the heap):
  *   nbuf buffers of x's dtype (none for the 1x1 case above), where
