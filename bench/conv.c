@@ -2,8 +2,11 @@
  * input gradient and the weight gradient) on the layer shapes of the MNIST
  * CNNs, on 1 and 2 threads, beside the machine's FMA ceiling as bench/gemm
  * measures it. Public API only: each figure is the whole op as training
- * runs it (im2col, col2im and the GEMMs), no bias. Usage: bench/conv [reps]
- * (median of reps timings, default 7). The last line is machine-readable:
+ * runs it (im2col, col2im and the GEMMs), no bias. Usage: bench/conv
+ * [--cpu-time] [reps] (median of reps timings, default 7). --cpu-time
+ * times by the calling thread's CPU time and runs one thread only, so
+ * other load on a busy machine counts less. The last line is
+ * machine-readable:
  *   conv-vs-ceiling: conv2@1 fwd=F dx=F dw=F
  * with F = GFLOP/s / the one-thread FMA ceiling for the larger CNN layer. */
 #include <stdio.h>
@@ -61,6 +64,16 @@ static double flops(const layer *l) {
          (double)(l->c * l->r * l->s);
 }
 
+/* The clock: wall time, or with --cpu-time this thread's CPU time (fair
+ * on one thread only, as it does not see the other threads' work). */
+static bool cpu_time;
+static double tick(void) {
+  if (!cpu_time) return now();
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Median GFLOP/s over reps timings, each of enough calls to last ~50 ms. */
 static double measure(const layer *l, int prod, int reps) {
   int64_t xs[4] = {l->n, l->c, l->h, l->w}, ws[4] = {l->k, l->c, l->r, l->s};
@@ -84,17 +97,17 @@ static double measure(const layer *l, int prod, int reps) {
     if (!r.g || tg_fill_normal(r.g, &rng, 0, 1)) goto done;
   }
   if (once(&r)) goto done; /* warms the arena and the packing buffers */
-  double t0 = now();
+  double t0 = tick();
   if (once(&r)) goto done;
-  double one = now() - t0;
+  double one = tick() - t0;
   int calls = one > 0.05 ? 1 : (int)(0.05 / (one > 1e-7 ? one : 1e-7)) + 1;
   double v[64];
   if (reps > 64) reps = 64;
   for (int i = 0; i < reps; i++) {
-    t0 = now();
+    t0 = tick();
     for (int c = 0; c < calls; c++)
       if (once(&r)) goto done;
-    v[i] = flops(l) * calls / (now() - t0) * 1e-9;
+    v[i] = flops(l) * calls / (tick() - t0) * 1e-9;
   }
   qsort(v, (size_t)reps, sizeof *v, cmp_double);
   med = v[reps / 2];
@@ -108,12 +121,15 @@ done:
 }
 
 int main(int argc, char **argv) {
-  int reps = argc > 1 ? atoi(argv[1]) : 7;
+  int a = 1;
+  if (argc > 1 && !strcmp(argv[1], "--cpu-time")) cpu_time = true, a++;
+  int reps = argc > a ? atoi(argv[a]) : 7;
   if (reps < 1) reps = 1;
+  int most_thr = cpu_time ? 1 : 2;
   printf("%-9s %-15s %-13s %3s %3s %7s %8s %8s %8s  (GFLOP/s)\n", "layer", "x",
          "w", "pad", "thr", "GFLOP", "fwd", "dx", "dw");
   double conv2[3][NPROD] = {{0}};
-  for (int thr = 1; thr <= 2; thr++) {
+  for (int thr = 1; thr <= most_thr; thr++) {
     if (tg_set_num_threads(thr)) return 1;
     for (size_t i = 0; i < NLAYERS; i++) {
       const layer *l = &layers[i];
@@ -134,7 +150,7 @@ int main(int argc, char **argv) {
     }
   }
   double ceil1 = 0;
-  for (int thr = 1; thr <= 2; thr++) {
+  for (int thr = 1; thr <= most_thr; thr++) {
     const char *isa = NULL;
     double peak = fma_ceiling(thr, reps, &isa);
     if (thr == 1) ceil1 = peak;

@@ -11,6 +11,8 @@
  *   db         += sum over n and P of dy
  * A 1x1 kernel with stride 1 and no padding reads x as its own column
  * matrix ([C/G, H*W] per image and group), so it needs no im2col at all.
+ * Stride 1 with Wo == W (conv1 and conv2) moves each (c, r, s) row of
+ * columns to and from x as one run, not one short image row at a time.
  *
  * Memory per call, from the tape's arena (nothing from the heap):
  *   nbuf buffers of x's dtype (none for the 1x1 case above), where
@@ -139,12 +141,87 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
   *lo = a, *hi = b;
 }
 
+/* d[i] += s[i] for i < n: col2im's long runs. On x86 eight floats (four
+ * doubles) at a time where the CPU has AVX2, as the library's portable
+ * build vectorizes four (two) at most; elementwise, so the same sums. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+__attribute__((target("avx2"))) static void add_run_f32_avx2(
+    float *restrict d, const float *restrict s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(d + i),
+                                          _mm256_loadu_ps(s + i)));
+  for (; i < n; i++) d[i] += s[i];
+}
+__attribute__((target("avx2"))) static void add_run_f64_avx2(
+    double *restrict d, const double *restrict s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    _mm256_storeu_pd(d + i, _mm256_add_pd(_mm256_loadu_pd(d + i),
+                                          _mm256_loadu_pd(s + i)));
+  for (; i < n; i++) d[i] += s[i];
+}
+#define ADD_RUN_AVX2 1
+#endif
+#define ADD_RUN(T, S_)                                                        \
+  static void add_run_##S_(T *restrict d, const T *restrict s, int64_t n) {  \
+    if (ADD_RUN_FAST(S_)) {                                                  \
+      add_run_##S_##_avx2(d, s, n);                                          \
+      return;                                                                \
+    }                                                                        \
+    TG__SIMD                                                                 \
+    for (int64_t i = 0; i < n; i++) d[i] += s[i];                            \
+  }
+#ifdef ADD_RUN_AVX2
+#define ADD_RUN_FAST(S_) (tg__cpu_features() & TG__CPU_AVX2_FMA)
+#else
+#define ADD_RUN_FAST(S_) 0
+#define add_run_f32_avx2(d, s, n) ((void)0)
+#define add_run_f64_avx2(d, s, n) ((void)0)
+#endif
+TG__BOTH(ADD_RUN)
+
 #define KERNELS(T, S_)                                                        \
+  /* im2col for stride 1 with rows as wide as x's (Wo == W): a (c, r, s)   \
+   * row of columns is one run of x[c] at one offset, copied whole (not    \
+   * in conv2's 14-wide pieces), then the entries in the padding, which    \
+   * the run wrapped onto the neighbouring rows, set to zero. */           \
+  static void im2col_run_##S_(const geom *g, const T *restrict x,           \
+                              T *restrict col, int64_t ld) {                \
+    for (int64_t r = 0; r < g->R; r++) {                                     \
+      int64_t hoff = r * g->dh - g->ph, o0, o1;                              \
+      valid_range(hoff, 1, g->H, g->Ho, &o0, &o1);                           \
+      for (int64_t s = 0; s < g->S; s++) {                                   \
+        int64_t woff = s * g->dw - g->pw, lo, hi;                            \
+        valid_range(woff, 1, g->W, g->Wo, &lo, &hi);                         \
+        int64_t from = o0 * g->Wo + lo, to = (o1 - 1) * g->Wo + hi;          \
+        if (o0 >= o1 || lo >= hi) from = to = 0;                             \
+        int64_t off = hoff * g->W + woff; /* from + off >= 0 */              \
+        for (int64_t c = 0; c < g->Cg; c++) {                                \
+          T *cr = col + ((c * g->R + r) * g->S + s) * ld;                    \
+          memset(cr, 0, (size_t)from * sizeof(T));                           \
+          memcpy(cr + from, x + c * g->H * g->W + from + off,                \
+                 (size_t)(to - from) * sizeof(T));                           \
+          memset(cr + to, 0, (size_t)(g->P - to) * sizeof(T));               \
+          for (int64_t oh = o0; to > from && oh < o1; oh++) {                \
+            T *row = cr + oh * g->Wo;                                        \
+            for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0;                 \
+            for (int64_t ow = hi; ow < g->Wo; ow++) row[ow] = 0;             \
+          }                                                                  \
+        }                                                                    \
+      }                                                                      \
+    }                                                                        \
+  }                                                                          \
   /* col[(c,r,s), (oh,ow)] = x[c, oh*sh-ph+r*dh, ow*sw-pw+s*dw], 0 outside.   \
    * x is one image's group of channels [Cg,H,W]; col's rows are ld apart,  \
    * so the columns of several images can sit side by side. */              \
   static void im2col_##S_(const geom *g, const T *restrict x,                \
                           T *restrict col, int64_t ld) {                     \
+    if (g->sh == 1 && g->sw == 1 && g->Wo == g->W) {                         \
+      im2col_run_##S_(g, x, col, ld);                                        \
+      return;                                                                \
+    }                                                                        \
     for (int64_t c = 0; c < g->Cg; c++)                                      \
       for (int64_t r = 0; r < g->R; r++)                                     \
         for (int64_t s = 0; s < g->S; s++) {                                 \
@@ -168,10 +245,49 @@ static void valid_range(int64_t off, int64_t s, int64_t len, int64_t n,
           }                                                                  \
         }                                                                    \
   }                                                                          \
+  /* col2im for stride 1 where a row of columns is as wide as one of x    \
+   * (Wo == W, as with "same" padding): then a (c, r, s) row of columns    \
+   * lands on dx[c] at one offset, so it is added in one long run over all \
+   * its image rows, not row by row (conv2's rows are 14 wide). The        \
+   * entries that fall in the padding would wrap onto the neighbouring     \
+   * row: they are zeroed first (col is scratch), so they add nothing     \
+   * (but for a -0 in dx turning +0).                                      \
+   * Channels innermost: a run shifted by one element over the dx the     \
+   * previous run just stored stalls on store forwarding. Each dx sum is   \
+   * still in the order r then s, as in the general loop. */              \
+  static void col2im_run_##S_(const geom *g, T *restrict col, int64_t ld,   \
+                              T *restrict dx) {                             \
+    for (int64_t r = 0; r < g->R; r++) {                                     \
+      int64_t hoff = r * g->dh - g->ph, o0, o1;                              \
+      valid_range(hoff, 1, g->H, g->Ho, &o0, &o1);                           \
+      if (o0 >= o1) continue;                                                \
+      for (int64_t s = 0; s < g->S; s++) {                                   \
+        int64_t woff = s * g->dw - g->pw, lo, hi;                            \
+        valid_range(woff, 1, g->W, g->Wo, &lo, &hi);                         \
+        if (lo >= hi) continue;                                              \
+        int64_t from = o0 * g->Wo + lo, to = (o1 - 1) * g->Wo + hi;          \
+        int64_t off = hoff * g->W + woff; /* from + off >= 0 */              \
+        for (int64_t c = 0; c < g->Cg; c++) {                                \
+          T *cr = col + ((c * g->R + r) * g->S + s) * ld;                    \
+          for (int64_t oh = o0; oh < o1; oh++) {                             \
+            T *row = cr + oh * g->Wo;                                        \
+            for (int64_t ow = 0; ow < lo; ow++) row[ow] = 0;                 \
+            for (int64_t ow = hi; ow < g->Wo; ow++) row[ow] = 0;             \
+          }                                                                  \
+          add_run_##S_(dx + c * g->H * g->W + from + off, cr + from,         \
+                       to - from);                                           \
+        }                                                                    \
+      }                                                                      \
+    }                                                                        \
+  }                                                                          \
   /* The adjoint of im2col: dx[c, ih, iw] += dcol at every place im2col     \
-   * read it from. */                                                        \
-  static void col2im_##S_(const geom *g, const T *restrict col, int64_t ld,  \
+   * read it from. col is scratch (col2im_run zeroes parts of it). */      \
+  static void col2im_##S_(const geom *g, T *restrict col, int64_t ld,        \
                           T *restrict dx) {                                  \
+    if (g->sh == 1 && g->sw == 1 && g->Wo == g->W) {                         \
+      col2im_run_##S_(g, col, ld, dx);                                       \
+      return;                                                                \
+    }                                                                        \
     for (int64_t c = 0; c < g->Cg; c++)                                      \
       for (int64_t r = 0; r < g->R; r++)                                     \
         for (int64_t s = 0; s < g->S; s++) {                                 \
@@ -559,6 +675,10 @@ static const tg_opcase cases[] = {
     CONV(1, 1, 2, 3, 2, 3, 3, 1, 1, 1, 2, 2, 1, 1, 1),
     /* stride 2 unpadded, N=2, even by odd */
     CONV(2, 1, 6, 7, 2, 3, 2, -1, 2, 2, 0, 0, 1, 1, 1),
+    /* stride 1 with rows as wide as x's (col2im's long runs): unequal
+     * padding, a wide kernel; and in groups with dilation */
+    CONV(2, 2, 5, 6, 2, 3, 5, 1, 1, 1, 1, 2, 1, 1, 1),
+    CONV(1, 4, 5, 6, 4, 2, 3, -1, 1, 1, 1, 2, 2, 2, 2),
     /* no input channels: the bias alone (empty results: tests/test_nn.c) */
     {.ndim = {4, 4, 1}, .shape = {{1, 0, 4, 4}, {2, 0, 3, 3}, {2}},
      .args = {.i = {1, 1, 1, 1, 1, 1, 1}}},
