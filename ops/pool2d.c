@@ -104,6 +104,35 @@ static win window(const int64_t *a, int64_t H, int64_t W, int64_t oh,
         }                                                                    \
     }                                                                        \
   }                                                                          \
+  /* The CNNs' 2x2 window, stride 2, no padding: the same rule as maxf's    \
+   * (row-major order, ties to the first, the last NaN wins) unrolled and   \
+   * without branches; every window lies inside the plane. */              \
+  static void maxf22_##S(const T *restrict x, T *restrict y,                 \
+                         int32_t *restrict idx, int64_t planes, int64_t H,   \
+                         int64_t W, int64_t OH, int64_t OW) {                \
+    for (int64_t p = 0; p < planes; p++) {                                   \
+      const T *xp = x + p * H * W;                                           \
+      for (int64_t oh = 0; oh < OH; oh++) {                                  \
+        const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                         \
+        T *yo = y + (p * OH + oh) * OW;                                      \
+        int32_t *io = idx ? idx + (p * OH + oh) * OW : NULL;                 \
+        for (int64_t ow = 0; ow < OW; ow++) {                                \
+          const T v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],            \
+                          r1[2 * ow + 1]};                                   \
+          T best = v[0];                                                     \
+          int k = 0;                                                         \
+          for (int q = 1; q < 4; q++) {                                      \
+            bool take = v[q] > best || isnan(v[q]);                          \
+            best = take ? v[q] : best;                                       \
+            k = take ? q : k;                                                \
+          }                                                                  \
+          yo[ow] = best;                                                     \
+          if (io)                                                            \
+            io[ow] = (int32_t)((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));  \
+        }                                                                    \
+      }                                                                      \
+    }                                                                        \
+  }                                                                          \
   static void maxb_##S(const T *restrict g, const int32_t *restrict idx,     \
                        T *restrict dx, int64_t planes, int64_t HW,           \
                        int64_t OHW) {                                        \
@@ -200,7 +229,13 @@ typedef struct {
     T *dx = j->dx ? (T *)j->dx + p0 * HW : NULL;                             \
     int32_t *idx = j->idx ? j->idx + p0 * OHW : NULL;                        \
     switch (j->kind) {                                                       \
-    case MAX_F: maxf_##S(x, y, idx, np, d.H, d.W, d.OH, d.OW, j->a); break;  \
+    case MAX_F:                                                              \
+      if (j->a[KH] == 2 && j->a[KW] == 2 && j->a[SH] == 2 && j->a[SW] == 2 &&  \
+          j->a[PH] == 0 && j->a[PW] == 0)                                    \
+        maxf22_##S(x, y, idx, np, d.H, d.W, d.OH, d.OW);                     \
+      else                                                                   \
+        maxf_##S(x, y, idx, np, d.H, d.W, d.OH, d.OW, j->a);                 \
+      break;                                                                 \
     case MAX_B: maxb_##S(g, idx, dx, np, HW, OHW); break;                    \
     case AVG_F: avgf_##S(x, y, np, d.H, d.W, d.OH, d.OW, j->a); break;       \
     case AVG_B: avgb_##S(g, dx, np, d.H, d.W, d.OH, d.OW, j->a); break;      \

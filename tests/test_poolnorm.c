@@ -304,6 +304,73 @@ START_TEST(max_pool_edges) {
 }
 END_TEST
 
+/* The 2x2, stride 2, unpadded window has a path of its own: against the
+ * rule written out here (row-major order, ties to the first, the last NaN
+ * wins) on planes full of ties, NaNs and -inf, odd sizes floored, in both
+ * dtypes; the gradient lands on the chosen element. */
+static void ref_max22(const double *x, int64_t planes, int64_t H, int64_t W,
+                      double *y, int64_t *at) {
+  int64_t OH = H / 2, OW = W / 2;
+  for (int64_t p = 0; p < planes; p++)
+    for (int64_t oh = 0; oh < OH; oh++)
+      for (int64_t ow = 0; ow < OW; ow++) {
+        double best = -INFINITY;
+        int64_t bi = p * H * W + 2 * oh * W + 2 * ow;
+        for (int dh = 0; dh < 2; dh++)
+          for (int dw = 0; dw < 2; dw++) {
+            int64_t i = p * H * W + (2 * oh + dh) * W + 2 * ow + dw;
+            if (x[i] > best || isnan(x[i])) best = x[i], bi = i;
+          }
+        y[(p * OH + oh) * OW + ow] = best;
+        at[(p * OH + oh) * OW + ow] = bi;
+      }
+}
+
+START_TEST(max_pool_2x2_path) {
+  const int64_t N = 2, C = 3, H = 7, W = 9, OH = 3, OW = 4, n = N * C * H * W;
+  static const double pick[] = {1, 2, 2, -INFINITY, 0, -0.5, 3};
+  double *v = malloc((size_t)n * sizeof *v), y[N * C * OH * OW];
+  int64_t at[N * C * OH * OW];
+  ck_assert_ptr_nonnull(v);
+  tg_rng rng;
+  tg_rng_seed(&rng, 11);
+  for (int64_t i = 0; i < n; i++) {
+    double u = tg_rng_uniform(&rng);
+    v[i] = u < 0.08 ? NAN : pick[(int)(7 * tg_rng_uniform(&rng)) % 7];
+  }
+  ref_max22(v, N * C, H, W, y, at);
+  for (int d = 0; d < 2; d++) {
+    tg_dtype dt = d ? TG_F32 : TG_F64;
+    tg_tape *t = tg_tape_new();
+    tg_tensor *x = tg_zeros(dt, TG_SHAPE(N, C, H, W));
+    for (int64_t i = 0; i < n; i++) tg_set(x, i, v[i]);
+    tg_requires_grad(x, true);
+    tg_tensor *p = tg_max_pool2d(t, x, 2, 2, 2, 2, 0, 0);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(tg_tensor_numel(p), N * C * OH * OW);
+    tg_tensor *g = tg_zeros(dt, TG_SHAPE(N, C, OH, OW));
+    for (int64_t o = 0; o < N * C * OH * OW; o++) {
+      double got = tg_get(p, o);
+      ck_assert_msg(isnan(y[o]) ? isnan(got) : got == y[o], "output %lld: %g, want %g",
+                    (long long)o, got, y[o]);
+      tg_set(g, o, (double)(o + 1));
+    }
+    ck_assert_int_eq(tg_backward_grad(t, p, g), TG_OK);
+    for (int64_t i = 0; i < n; i++) {
+      double want = 0;
+      for (int64_t o = 0; o < N * C * OH * OW; o++)
+        if (at[o] == i) want += (double)(o + 1);
+      ck_assert_msg(tg_grad_get(x, i) == want, "%s dx[%lld] = %g, want %g",
+                    d ? "f32" : "f64", (long long)i, tg_grad_get(x, i), want);
+    }
+    tg_tape_free(t);
+    tg_tensor_free(x);
+    tg_tensor_free(g);
+  }
+  free(v);
+}
+END_TEST
+
 /* Empty batches pool to empty results; a stale tensor is refused. */
 START_TEST(pool_empty_and_stale) {
   tg_tape *t = tg_tape_new();
@@ -602,6 +669,7 @@ int main(void) {
   tc = tcase_create("pooling");
   tcase_add_test(tc, avg_pool_counts_padding);
   tcase_add_test(tc, max_pool_edges);
+  tcase_add_test(tc, max_pool_2x2_path);
   tcase_add_test(tc, pool_empty_and_stale);
   tcase_add_test(tc, threads_give_the_same_bits);
   suite_add_tcase(s, tc);
