@@ -1,12 +1,13 @@
-/* bench/gemm.c: GFLOP/s of the built-in SGEMM on square sizes and on the
- * MNIST training shapes (forward and both backward products), on 1 and 2
- * threads, beside OpenBLAS's cblas_sgemm when the build found it.
+/* bench/gemm.c: GFLOP/s of the built-in SGEMM on square sizes, on the
+ * MNIST training shapes and on the character transformer's (forward and
+ * both backward products of each), on 1 and 2 threads, beside OpenBLAS's
+ * cblas_sgemm when the build found it.
  * It calls the internal tg__sgemm, so it links the engine, not the shared
  * library. Usage: bench/gemm [reps] (median of reps timings, default 7).
  * The last line is machine-readable:
- *   gemm-vs-openblas: 1024@1=R 1024@2=R W2@1=R W2@2=R
- * with R = built-in GFLOP/s / OpenBLAS GFLOP/s (W2: geometric mean over the
- * W2 network's shapes); without OpenBLAS it prints GFLOP/s instead. */
+ *   gemm-vs-openblas: 1024@1=R 1024@2=R W2@1=R W2@2=R LM@1=R LM@2=R
+ * with R = built-in GFLOP/s / OpenBLAS GFLOP/s (W2, LM: geometric mean over
+ * the group's shapes); without OpenBLAS it prints GFLOP/s instead. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #endif
 
 typedef struct {
-  const char *group; /* "square", "W1", "W2" */
+  const char *group; /* "square", "W1", "W2", "LM" */
   const char *what;
   bool ta, tb;
   int64_t m, n, k;
@@ -49,6 +50,36 @@ static const shape shapes[] = {
     {"W2", "dW3=h2T.dz", 1, 0, 512, 10, 128},
     {"W2", "dW2=h1T.dh2", 1, 0, 512, 512, 128},
     {"W2", "dW1=xT.dh1", 1, 0, 784, 512, 128},
+    /* The character transformer's defaults (examples/charlm_model.c): C 128,
+     * 4 heads of 32, B*T = 32*128 = 4096 rows, vocabulary 128. Each linear
+     * y = x.W is y[4096,O] = x[4096,K] W[K,O]; its backward (ops/linear.c)
+     * is dx = dy.W^T (NT) and dW = x^T.dy (TN). */
+    {"LM", "qkv", 0, 0, 4096, 384, 128},
+    {"LM", "qkv dx", 0, 1, 4096, 128, 384},
+    {"LM", "qkv dW", 1, 0, 128, 384, 4096},
+    {"LM", "proj", 0, 0, 4096, 128, 128},
+    {"LM", "proj dx", 0, 1, 4096, 128, 128},
+    {"LM", "proj dW", 1, 0, 128, 128, 4096},
+    {"LM", "fc", 0, 0, 4096, 512, 128},
+    {"LM", "fc dx", 0, 1, 4096, 128, 512},
+    {"LM", "fc dW", 1, 0, 128, 512, 4096},
+    {"LM", "out", 0, 0, 4096, 128, 512},
+    {"LM", "out dx", 0, 1, 4096, 512, 128},
+    {"LM", "out dW", 1, 0, 512, 128, 4096},
+    /* The tied head x.wte^T is tg_matmul_ex(x, wte, 0, 1); its backward
+     * (ops/matmul.c) is dx = g.wte (NN) and dwte = g^T.x (TN). */
+    {"LM", "head", 0, 1, 4096, 128, 128},
+    {"LM", "head dx", 0, 0, 4096, 128, 128},
+    {"LM", "head dwte", 1, 0, 128, 128, 4096},
+    /* One head of attention (T 128, D 32), run B*H = 128 times a step each:
+     * att = q.k^T, y = att.v, and their backward through tg_matmul_ex:
+     * dq = g.k (NN), dk = g^T.q (TN), datt = g.v^T (NT), dv = att^T.g (TN). */
+    {"LM", "qkT", 0, 1, 128, 128, 32},
+    {"LM", "qkT dq", 0, 0, 128, 32, 128},
+    {"LM", "qkT dk", 1, 0, 128, 32, 128},
+    {"LM", "av", 0, 0, 128, 32, 128},
+    {"LM", "av datt", 0, 1, 128, 128, 32},
+    {"LM", "av dv", 1, 0, 128, 32, 128},
 };
 #define NSHAPES (sizeof shapes / sizeof *shapes)
 
@@ -146,8 +177,9 @@ int main(int argc, char **argv) {
          env ? env : "");
   printf("%-7s %-12s %2s %5s %5s %5s %3s %10s %10s %6s\n", "group", "product",
          "op", "M", "N", "K", "thr", "tapegrad", "openblas", "ratio");
-  double sq1024[3] = {0, 0, 0}, g1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0};
-  int w2n = 0;
+  double sq1024[3] = {0, 0, 0}, g1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0},
+         lmlog[3] = {0, 0, 0};
+  int w2n = 0, lmn = 0;
   /* Each library runs all its shapes in one phase, with a pause between
    * phases: both keep idle threads spinning for a while after a call, and
    * interleaving them would make each pay for the other's spinners. */
@@ -178,6 +210,10 @@ int main(int argc, char **argv) {
         w2log[thr] += log(r);
         if (thr == 1) w2n++;
       }
+      if (strcmp(s->group, "LM") == 0) {
+        lmlog[thr] += log(r);
+        if (thr == 1) lmn++;
+      }
     }
     fflush(stdout);
   }
@@ -191,8 +227,10 @@ int main(int argc, char **argv) {
              "%.1f GFLOP/s = %.0f%% of it\n", isa, thr, thr > 1 ? "s" : "",
              peak, g1024[thr], 100 * g1024[thr] / peak);
   }
-  printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f%s\n",
+  printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f "
+         "LM@1=%.2f LM@2=%.2f%s\n",
          sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
+         exp(lmlog[1] / lmn), exp(lmlog[2] / lmn),
 #ifdef HAVE_OPENBLAS
          ""
 #else
