@@ -3,7 +3,9 @@
  * both backward products of each), on 1 and 2 threads, beside OpenBLAS's
  * cblas_sgemm when the build found it.
  * It calls the internal tg__sgemm, so it links the engine, not the shared
- * library. Usage: bench/gemm [reps] (median of reps timings, default 7).
+ * library. Usage: bench/gemm [--cpu-time] [reps] (median of reps timings,
+ * default 7); --cpu-time runs one thread only, timed by its thread CPU
+ * time, for a busy machine.
  * The last line is machine-readable:
  *   gemm-vs-openblas: 1024@1=R 1024@2=R W2@1=R W2@2=R LM@1=R LM@2=R
  * with R = built-in GFLOP/s / OpenBLAS GFLOP/s (W2, LM: geometric mean over
@@ -102,21 +104,31 @@ static void run_openblas(const shape *s, const float *A, const float *B,
 }
 #endif
 
+/* The clock: wall time, or with --cpu-time this thread's CPU time (fair
+ * on one thread only, as it does not see the other threads' work). */
+static bool cpu_time;
+static double tick(void) {
+  if (!cpu_time) return now();
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Median GFLOP/s over reps timings, each of enough calls to last ~20 ms. */
 static double gflops(gemm_fn f, const shape *s, const float *A,
                      const float *B, float *C, int reps) {
   double flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
   f(s, A, B, C);
-  double t0 = now();
+  double t0 = tick();
   f(s, A, B, C);
-  double one = now() - t0;
+  double one = tick() - t0;
   int calls = one > 0.02 ? 1 : (int)(0.02 / (one > 1e-7 ? one : 1e-7)) + 1;
   double *r = malloc(sizeof(double) * (size_t)reps);
   if (!r) return 0;
   for (int i = 0; i < reps; i++) {
-    t0 = now();
+    t0 = tick();
     for (int c = 0; c < calls; c++) f(s, A, B, C);
-    r[i] = flop * calls / (now() - t0) * 1e-9;
+    r[i] = flop * calls / (tick() - t0) * 1e-9;
   }
   qsort(r, (size_t)reps, sizeof *r, cmp_double);
   double med = r[reps / 2];
@@ -134,6 +146,7 @@ static void set_threads(int n) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--cpu-time")) cpu_time = true, argc--, argv++;
   int reps = argc > 1 ? atoi(argv[1]) : 7;
   /* bench/gemm reps M N K ta tb: that one product alone, for profiling. */
   shape one = {"one", "one", false, false, 0, 0, 0};
@@ -160,7 +173,9 @@ int main(int argc, char **argv) {
         one.m * one.n > (int64_t)big)
       return 1;
 #ifdef _OPENMP
-    set_threads(omp_get_max_threads());
+    set_threads(cpu_time ? 1 : omp_get_max_threads());
+#else
+    set_threads(1);
 #endif
     double g = gflops(run_builtin, &one, A, B, C, reps), o = 0;
 #ifdef HAVE_OPENBLAS
@@ -185,7 +200,8 @@ int main(int argc, char **argv) {
    * interleaving them would make each pay for the other's spinners. */
   double gt[NSHAPES], ot[NSHAPES];
   const struct timespec pause = {0, 300000000};
-  for (int thr = 1; thr <= 2; thr++) {
+  int most_thr = cpu_time ? 1 : 2;
+  for (int thr = 1; thr <= most_thr; thr++) {
     set_threads(thr);
     nanosleep(&pause, NULL);
     for (size_t i = 0; i < NSHAPES; i++)
@@ -218,8 +234,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   /* The ceiling the built-in product is measured against: what the CPU's
-   * FMA units do with nothing else to do. */
-  for (int thr = 1; thr <= 2; thr++) {
+   * FMA units do with nothing else to do (timed by the wall clock, so not
+   * with --cpu-time). */
+  for (int thr = 1; thr <= (cpu_time ? 0 : 2); thr++) {
     const char *isa = NULL;
     double peak = fma_ceiling(thr, reps, &isa);
     if (peak > 0)
@@ -227,16 +244,21 @@ int main(int argc, char **argv) {
              "%.1f GFLOP/s = %.0f%% of it\n", isa, thr, thr > 1 ? "s" : "",
              peak, g1024[thr], 100 * g1024[thr] / peak);
   }
-  printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f "
-         "LM@1=%.2f LM@2=%.2f%s\n",
-         sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
-         exp(lmlog[1] / lmn), exp(lmlog[2] / lmn),
+  const char *unit =
 #ifdef HAVE_OPENBLAS
-         ""
+      "";
 #else
-         " (no OpenBLAS: these are GFLOP/s)"
+      " (no OpenBLAS: these are GFLOP/s)";
 #endif
-  );
+  if (cpu_time)
+    printf("gemm-vs-openblas: 1024@1=%.2f W2@1=%.2f LM@1=%.2f (thread CPU "
+           "time, 1 thread)%s\n",
+           sq1024[1], exp(w2log[1] / w2n), exp(lmlog[1] / lmn), unit);
+  else
+    printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f "
+           "LM@1=%.2f LM@2=%.2f%s\n",
+           sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
+           exp(lmlog[1] / lmn), exp(lmlog[2] / lmn), unit);
   free(A);
   free(B);
   free(C);
