@@ -1,12 +1,15 @@
-/* bench/gemm.c: GFLOP/s of the built-in SGEMM on square sizes and on the
- * MNIST training shapes (forward and both backward products), on 1 and 2
- * threads, beside OpenBLAS's cblas_sgemm when the build found it.
+/* bench/gemm.c: GFLOP/s of the built-in SGEMM on square sizes, on the
+ * MNIST training shapes and on the character transformer's (forward and
+ * both backward products of each), on 1 and 2 threads, beside OpenBLAS's
+ * cblas_sgemm when the build found it.
  * It calls the internal tg__sgemm, so it links the engine, not the shared
- * library. Usage: bench/gemm [reps] (median of reps timings, default 7).
+ * library. Usage: bench/gemm [--cpu-time] [reps] (median of reps timings,
+ * default 7); --cpu-time runs one thread only, timed by its thread CPU
+ * time, for a busy machine.
  * The last line is machine-readable:
- *   gemm-vs-openblas: 1024@1=R 1024@2=R W2@1=R W2@2=R
- * with R = built-in GFLOP/s / OpenBLAS GFLOP/s (W2: geometric mean over the
- * W2 network's shapes); without OpenBLAS it prints GFLOP/s instead. */
+ *   gemm-vs-openblas: 1024@1=R 1024@2=R W2@1=R W2@2=R LM@1=R LM@2=R
+ * with R = built-in GFLOP/s / OpenBLAS GFLOP/s (W2, LM: geometric mean over
+ * the group's shapes); without OpenBLAS it prints GFLOP/s instead. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +26,7 @@
 #endif
 
 typedef struct {
-  const char *group; /* "square", "W1", "W2" */
+  const char *group; /* "square", "W1", "W2", "LM" */
   const char *what;
   bool ta, tb;
   int64_t m, n, k;
@@ -49,6 +52,36 @@ static const shape shapes[] = {
     {"W2", "dW3=h2T.dz", 1, 0, 512, 10, 128},
     {"W2", "dW2=h1T.dh2", 1, 0, 512, 512, 128},
     {"W2", "dW1=xT.dh1", 1, 0, 784, 512, 128},
+    /* The character transformer's defaults (examples/charlm_model.c): C 128,
+     * 4 heads of 32, B*T = 32*128 = 4096 rows, vocabulary 128. Each linear
+     * y = x.W is y[4096,O] = x[4096,K] W[K,O]; its backward (ops/linear.c)
+     * is dx = dy.W^T (NT) and dW = x^T.dy (TN). */
+    {"LM", "qkv", 0, 0, 4096, 384, 128},
+    {"LM", "qkv dx", 0, 1, 4096, 128, 384},
+    {"LM", "qkv dW", 1, 0, 128, 384, 4096},
+    {"LM", "proj", 0, 0, 4096, 128, 128},
+    {"LM", "proj dx", 0, 1, 4096, 128, 128},
+    {"LM", "proj dW", 1, 0, 128, 128, 4096},
+    {"LM", "fc", 0, 0, 4096, 512, 128},
+    {"LM", "fc dx", 0, 1, 4096, 128, 512},
+    {"LM", "fc dW", 1, 0, 128, 512, 4096},
+    {"LM", "out", 0, 0, 4096, 128, 512},
+    {"LM", "out dx", 0, 1, 4096, 512, 128},
+    {"LM", "out dW", 1, 0, 512, 128, 4096},
+    /* The tied head x.wte^T is tg_matmul_ex(x, wte, 0, 1); its backward
+     * (ops/matmul.c) is dx = g.wte (NN) and dwte = g^T.x (TN). */
+    {"LM", "head", 0, 1, 4096, 128, 128},
+    {"LM", "head dx", 0, 0, 4096, 128, 128},
+    {"LM", "head dwte", 1, 0, 128, 128, 4096},
+    /* One head of attention (T 128, D 32), run B*H = 128 times a step each:
+     * att = q.k^T, y = att.v, and their backward through tg_matmul_ex:
+     * dq = g.k (NN), dk = g^T.q (TN), datt = g.v^T (NT), dv = att^T.g (TN). */
+    {"LM", "qkT", 0, 1, 128, 128, 32},
+    {"LM", "qkT dq", 0, 0, 128, 32, 128},
+    {"LM", "qkT dk", 1, 0, 128, 32, 128},
+    {"LM", "av", 0, 0, 128, 32, 128},
+    {"LM", "av datt", 0, 1, 128, 128, 32},
+    {"LM", "av dv", 1, 0, 128, 32, 128},
 };
 #define NSHAPES (sizeof shapes / sizeof *shapes)
 
@@ -71,21 +104,31 @@ static void run_openblas(const shape *s, const float *A, const float *B,
 }
 #endif
 
+/* The clock: wall time, or with --cpu-time this thread's CPU time (fair
+ * on one thread only, as it does not see the other threads' work). */
+static bool cpu_time;
+static double tick(void) {
+  if (!cpu_time) return now();
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* Median GFLOP/s over reps timings, each of enough calls to last ~20 ms. */
 static double gflops(gemm_fn f, const shape *s, const float *A,
                      const float *B, float *C, int reps) {
   double flop = 2.0 * (double)s->m * (double)s->n * (double)s->k;
   f(s, A, B, C);
-  double t0 = now();
+  double t0 = tick();
   f(s, A, B, C);
-  double one = now() - t0;
+  double one = tick() - t0;
   int calls = one > 0.02 ? 1 : (int)(0.02 / (one > 1e-7 ? one : 1e-7)) + 1;
   double *r = malloc(sizeof(double) * (size_t)reps);
   if (!r) return 0;
   for (int i = 0; i < reps; i++) {
-    t0 = now();
+    t0 = tick();
     for (int c = 0; c < calls; c++) f(s, A, B, C);
-    r[i] = flop * calls / (now() - t0) * 1e-9;
+    r[i] = flop * calls / (tick() - t0) * 1e-9;
   }
   qsort(r, (size_t)reps, sizeof *r, cmp_double);
   double med = r[reps / 2];
@@ -103,6 +146,7 @@ static void set_threads(int n) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && !strcmp(argv[1], "--cpu-time")) cpu_time = true, argc--, argv++;
   int reps = argc > 1 ? atoi(argv[1]) : 7;
   /* bench/gemm reps M N K ta tb: that one product alone, for profiling. */
   shape one = {"one", "one", false, false, 0, 0, 0};
@@ -129,7 +173,9 @@ int main(int argc, char **argv) {
         one.m * one.n > (int64_t)big)
       return 1;
 #ifdef _OPENMP
-    set_threads(omp_get_max_threads());
+    set_threads(cpu_time ? 1 : omp_get_max_threads());
+#else
+    set_threads(1);
 #endif
     double g = gflops(run_builtin, &one, A, B, C, reps), o = 0;
 #ifdef HAVE_OPENBLAS
@@ -146,14 +192,16 @@ int main(int argc, char **argv) {
          env ? env : "");
   printf("%-7s %-12s %2s %5s %5s %5s %3s %10s %10s %6s\n", "group", "product",
          "op", "M", "N", "K", "thr", "tapegrad", "openblas", "ratio");
-  double sq1024[3] = {0, 0, 0}, g1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0};
-  int w2n = 0;
+  double sq1024[3] = {0, 0, 0}, g1024[3] = {0, 0, 0}, w2log[3] = {0, 0, 0},
+         lmlog[3] = {0, 0, 0};
+  int w2n = 0, lmn = 0;
   /* Each library runs all its shapes in one phase, with a pause between
    * phases: both keep idle threads spinning for a while after a call, and
    * interleaving them would make each pay for the other's spinners. */
   double gt[NSHAPES], ot[NSHAPES];
   const struct timespec pause = {0, 300000000};
-  for (int thr = 1; thr <= 2; thr++) {
+  int most_thr = cpu_time ? 1 : 2;
+  for (int thr = 1; thr <= most_thr; thr++) {
     set_threads(thr);
     nanosleep(&pause, NULL);
     for (size_t i = 0; i < NSHAPES; i++)
@@ -178,12 +226,17 @@ int main(int argc, char **argv) {
         w2log[thr] += log(r);
         if (thr == 1) w2n++;
       }
+      if (strcmp(s->group, "LM") == 0) {
+        lmlog[thr] += log(r);
+        if (thr == 1) lmn++;
+      }
     }
     fflush(stdout);
   }
   /* The ceiling the built-in product is measured against: what the CPU's
-   * FMA units do with nothing else to do. */
-  for (int thr = 1; thr <= 2; thr++) {
+   * FMA units do with nothing else to do (timed by the wall clock, so not
+   * with --cpu-time). */
+  for (int thr = 1; thr <= (cpu_time ? 0 : 2); thr++) {
     const char *isa = NULL;
     double peak = fma_ceiling(thr, reps, &isa);
     if (peak > 0)
@@ -191,14 +244,21 @@ int main(int argc, char **argv) {
              "%.1f GFLOP/s = %.0f%% of it\n", isa, thr, thr > 1 ? "s" : "",
              peak, g1024[thr], 100 * g1024[thr] / peak);
   }
-  printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f%s\n",
-         sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
+  const char *unit =
 #ifdef HAVE_OPENBLAS
-         ""
+      "";
 #else
-         " (no OpenBLAS: these are GFLOP/s)"
+      " (no OpenBLAS: these are GFLOP/s)";
 #endif
-  );
+  if (cpu_time)
+    printf("gemm-vs-openblas: 1024@1=%.2f W2@1=%.2f LM@1=%.2f (thread CPU "
+           "time, 1 thread)%s\n",
+           sq1024[1], exp(w2log[1] / w2n), exp(lmlog[1] / lmn), unit);
+  else
+    printf("gemm-vs-openblas: 1024@1=%.2f 1024@2=%.2f W2@1=%.2f W2@2=%.2f "
+           "LM@1=%.2f LM@2=%.2f%s\n",
+           sq1024[1], sq1024[2], exp(w2log[1] / w2n), exp(w2log[2] / w2n),
+           exp(lmlog[1] / lmn), exp(lmlog[2] / lmn), unit);
   free(A);
   free(B);
   free(C);

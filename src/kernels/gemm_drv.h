@@ -64,19 +64,28 @@ static void P(kern_generic)(int64_t kc, const T *restrict a,
 #undef GMR
 #undef GNR
 
-/* One row of a micro-panel: n is a kernel's MR or NR, so each case is a
- * copy of known size the compiler makes inline; a variable-length copy
- * becomes a call to memcpy per row, a third of a small product's time. */
-static inline void P(copy_row)(T *restrict dst, const T *restrict src, int n) {
+/* count rows of n values, src and dst stepping by ss and ds: n is a
+ * kernel's MR or NR, so each case is a loop of copies of known size the
+ * compiler makes inline. A variable-length copy becomes a call to memcpy
+ * per row, a third of a small product's time; and the switch must stay
+ * outside the loop, where -O2 does not move it, or it costs as much as
+ * the copies. */
+static inline void P(copy_rows)(T *restrict dst, int64_t ds,
+                                const T *restrict src, int64_t ss,
+                                int64_t count, int n) {
+#define COPY_ROWS(N)                                                   \
+  for (int64_t r = 0; r < count; r++, dst += ds, src += ss)           \
+    memcpy(dst, src, (size_t)(N) * sizeof(T));
   switch (n) {
-    case 4: memcpy(dst, src, 4 * sizeof(T)); break;
-    case 6: memcpy(dst, src, 6 * sizeof(T)); break;
-    case 8: memcpy(dst, src, 8 * sizeof(T)); break;
-    case 12: memcpy(dst, src, 12 * sizeof(T)); break;
-    case 16: memcpy(dst, src, 16 * sizeof(T)); break;
-    case 32: memcpy(dst, src, 32 * sizeof(T)); break;
-    default: memcpy(dst, src, (size_t)n * sizeof(T)); break;
+    case 4: COPY_ROWS(4) break;
+    case 6: COPY_ROWS(6) break;
+    case 8: COPY_ROWS(8) break;
+    case 12: COPY_ROWS(12) break;
+    case 16: COPY_ROWS(16) break;
+    case 32: COPY_ROWS(32) break;
+    default: COPY_ROWS(n) break;
   }
+#undef COPY_ROWS
 }
 
 /* Packs op(A)[0:mb, 0:kb] (A points at its first element) into MR-tall
@@ -84,27 +93,35 @@ static inline void P(copy_row)(T *restrict dst, const T *restrict src, int n) {
 static void P(pack_a)(const P(cfg) *cf, bool ta, const T *restrict A,
                       int64_t lda, int64_t mb, int64_t kb, T *restrict ap) {
   const int mr = cf->mr;
+  if (ta) {
+    /* Row k of the stored A holds element k of every panel: read it once,
+     * front to back, rather than MR values of it per panel and per pass
+     * over the block's rows. */
+    int64_t nfull = mb / mr * mr;
+    for (int64_t k = 0; k < kb; k++)
+      P(copy_rows)(ap + k * mr, kb * mr, A + k * lda, mr, nfull / mr, mr);
+    if (nfull < mb) {
+      int m = (int)(mb - nfull);
+      T *pan = ap + nfull * kb;
+      for (int64_t k = 0; k < kb; k++) {
+        const T *src = A + k * lda + nfull;
+        for (int i = 0; i < m; i++) pan[k * mr + i] = src[i];
+        for (int i = m; i < mr; i++) pan[k * mr + i] = 0;
+      }
+    }
+    return;
+  }
   for (int64_t i0 = 0; i0 < mb; i0 += mr) {
     int m = mb - i0 < mr ? (int)(mb - i0) : mr;
-    if (!ta) {
-      const T *a0 = A + i0 * lda;
-      if (m == mr && cf->pack_an) {
-        cf->pack_an(a0, lda, kb, ap);
-      } else if (m == mr) {
-        for (int64_t k = 0; k < kb; k++)
-          for (int i = 0; i < mr; i++) ap[k * mr + i] = a0[i * lda + k];
-      } else {
-        for (int64_t k = 0; k < kb; k++) {
-          for (int i = 0; i < m; i++) ap[k * mr + i] = a0[i * lda + k];
-          for (int i = m; i < mr; i++) ap[k * mr + i] = 0;
-        }
-      }
+    const T *a0 = A + i0 * lda;
+    if (m == mr && cf->pack_an) {
+      cf->pack_an(a0, lda, kb, ap);
     } else if (m == mr) {
-      for (int64_t k = 0; k < kb; k++) P(copy_row)(ap + k * mr, A + k * lda + i0, mr);
+      for (int64_t k = 0; k < kb; k++)
+        for (int i = 0; i < mr; i++) ap[k * mr + i] = a0[i * lda + k];
     } else {
       for (int64_t k = 0; k < kb; k++) {
-        const T *src = A + k * lda + i0;
-        for (int i = 0; i < m; i++) ap[k * mr + i] = src[i];
+        for (int i = 0; i < m; i++) ap[k * mr + i] = a0[i * lda + k];
         for (int i = m; i < mr; i++) ap[k * mr + i] = 0;
       }
     }
@@ -119,7 +136,7 @@ static void P(pack_b)(bool tb, const T *restrict B, int64_t ldb, int64_t kb,
   for (int64_t j0 = 0; j0 < nb; j0 += nr) {
     int n = nb - j0 < nr ? (int)(nb - j0) : nr;
     if (!tb && n == nr) {
-      for (int64_t k = 0; k < kb; k++) P(copy_row)(bp + k * nr, B + k * ldb + j0, nr);
+      P(copy_rows)(bp, nr, B + j0, ldb, kb, nr);
     } else if (!tb) {
       for (int64_t k = 0; k < kb; k++) {
         const T *src = B + k * ldb + j0;
