@@ -78,6 +78,28 @@ static win window(const int64_t *a, int64_t H, int64_t W, int64_t oh,
   return r;
 }
 
+/* The largest of a 2x2 window's a, b, c, d (row-major), maxf's rule: a
+ * later element wins when greater or NaN. *k, if given, gets its position
+ * 0..3. Selects, not branches, so that callers' loops vectorise. */
+#define MAX4(T, S)                                                           \
+  static inline T max4_##S(T a, T b, T c, T d, int32_t *k) {                 \
+    T best = a;                                                              \
+    int32_t at = 0;                                                          \
+    bool t = (b > best) | isnan(b);                                          \
+    best = t ? b : best;                                                     \
+    at = t ? 1 : at;                                                         \
+    t = (c > best) | isnan(c);                                               \
+    best = t ? c : best;                                                     \
+    at = t ? 2 : at;                                                         \
+    t = (d > best) | isnan(d);                                               \
+    best = t ? d : best;                                                     \
+    at = t ? 3 : at;                                                         \
+    if (k) *k = at;                                                          \
+    return best;                                                             \
+  }
+TG__BOTH(MAX4)
+#undef MAX4
+
 #define KERNELS(T, S)                                                        \
   /* idx may be NULL (nothing recorded: no backward). */                     \
   static void maxf_##S(const T *restrict x, T *restrict y,                   \
@@ -105,30 +127,35 @@ static win window(const int64_t *a, int64_t H, int64_t W, int64_t oh,
     }                                                                        \
   }                                                                          \
   /* The CNNs' 2x2 window, stride 2, no padding: the same rule as maxf's    \
-   * (row-major order, ties to the first, the last NaN wins) unrolled and   \
-   * without branches; every window lies inside the plane. */              \
+   * (row-major order, ties to the first, the last NaN wins) as selects    \
+   * without branches, so the loop over a row vectorises: after ReLU many  \
+   * windows tie at 0, and the branchy loop mispredicted on them. Every    \
+   * window lies inside the plane. */                                      \
   static void maxf22_##S(const T *restrict x, T *restrict y,                 \
                          int32_t *restrict idx, int64_t planes, int64_t H,   \
                          int64_t W, int64_t OH, int64_t OW) {                \
+    const int32_t w32 = (int32_t)W;                                          \
     for (int64_t p = 0; p < planes; p++) {                                   \
       const T *xp = x + p * H * W;                                           \
       for (int64_t oh = 0; oh < OH; oh++) {                                  \
         const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                         \
-        T *yo = y + (p * OH + oh) * OW;                                      \
-        int32_t *io = idx ? idx + (p * OH + oh) * OW : NULL;                 \
+        T *restrict yo = y + (p * OH + oh) * OW;                             \
+        if (!idx) {                                                          \
+          TG__SIMD                                                           \
+          for (int64_t ow = 0; ow < OW; ow++)                                \
+            yo[ow] = max4_##S(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],        \
+                              r1[2 * ow + 1], NULL);                         \
+          continue;                                                          \
+        }                                                                    \
+        int32_t *restrict io = idx + (p * OH + oh) * OW;                     \
+        const int32_t base = (int32_t)(2 * oh) * w32;                        \
+        TG__SIMD                                                             \
         for (int64_t ow = 0; ow < OW; ow++) {                                \
-          const T v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],            \
-                          r1[2 * ow + 1]};                                   \
-          T best = v[0];                                                     \
-          int k = 0;                                                         \
-          for (int q = 1; q < 4; q++) {                                      \
-            bool take = v[q] > best || isnan(v[q]);                          \
-            best = take ? v[q] : best;                                       \
-            k = take ? q : k;                                                \
-          }                                                                  \
-          yo[ow] = best;                                                     \
-          if (io)                                                            \
-            io[ow] = (int32_t)((2 * oh + (k >> 1)) * W + 2 * ow + (k & 1));  \
+          int32_t off;                                                       \
+          yo[ow] = max4_##S(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],          \
+                            r1[2 * ow + 1], &off);                           \
+          /* off: 0, 1, 2, 3 for the window's elements in row-major order */ \
+          io[ow] = base + 2 * (int32_t)ow + (off & 1) + (off >> 1) * w32;    \
         }                                                                    \
       }                                                                      \
     }                                                                        \
