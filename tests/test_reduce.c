@@ -2,7 +2,8 @@
  * on small examples worked out by hand: values, shapes and gradients; ties,
  * infinities, empty slices and 0-d inputs; the argument errors of the
  * public functions; and log_softmax composed into the negative
- * log-likelihood against the fused tg_softmax_nll. (tests/test_ops.c runs
+ * log-likelihood against the fused tg_softmax_nll; the scaled causal
+ * softmax against the graph it fuses. (tests/test_ops.c runs
  * the gradient checks and float32 comparisons on every op's cases.) */
 #include "testutil.h"
 
@@ -453,6 +454,188 @@ START_TEST(float32_sum_accumulates_in_double) {
 }
 END_TEST
 
+/* The causal mask of an [Tq,Tk] block: 1 where row i sees column j. */
+static tg_tensor *causal_mask(int64_t tq, int64_t tk) {
+  tg_tensor *k = tg_zeros(TG_I32, TG_SHAPE(tq, tk));
+  ck_assert_ptr_nonnull(k);
+  int32_t *d = tg_tensor_i32(k);
+  for (int64_t i = 0; i < tq; i++)
+    for (int64_t j = 0; j <= i + tk - tq; j++) d[i * tk + j] = 1;
+  return k;
+}
+
+/* The fused op against the graph it replaces, scale -> where(mask, .,
+ * -1e9) -> softmax_axis, forward and backward from a random upstream
+ * gradient, in both dtypes. Bound: |fused - composed| <= 1e-14 (float64)
+ * and 2e-7 (float32) for y and dx, whose sizes are at most about 1 and
+ * scale: the two sum the same terms, the composed adding exact zeros, in
+ * another order. Masked entries are exactly 0 in both. */
+static void check_causal_vs_composed(tg_dtype dt, int ndim, const int64_t *shape,
+                                     double c) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 11);
+  const int64_t tq = shape[ndim - 2], tk = shape[ndim - 1];
+  const double tol = dt == TG_F64 ? 1e-14 : 2e-7;
+  tg_tensor *x = param_normal(dt, ndim, shape, &rng);
+  tg_tensor *x2 = param_normal(dt, ndim, shape, &rng);
+  for (int64_t e = 0; e < x->numel; e++) tg_set(x2, e, tg_get(x, e));
+  tg_tensor *g = tg_zeros(dt, ndim, shape);
+  ck_assert_int_eq(tg_fill_normal(g, &rng, 0, 1), TG_OK);
+  tg_tensor *mask = causal_mask(tq, tk);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_softmax_causal(t, x, c);
+  ck_assert_msg(y, "%s", tg_last_error());
+  tg_tensor *r = tg_softmax_axis(
+      t, tg_where(t, mask, tg_scale(t, x2, c), tg_const(t, dt, -1e9)), -1);
+  ck_assert_msg(r, "%s", tg_last_error());
+  tg_zero_grad(x);
+  tg_zero_grad(x2);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  ck_assert_int_eq(tg_backward_grad(t, r, g), TG_OK);
+  for (int64_t e = 0; e < x->numel; e++) {
+    int64_t i = e / tk % tq, j = e % tk;
+    if (j > i + tk - tq) {
+      ck_assert(tg_get(y, e) == 0 && tg_grad_get(x, e) == 0);
+      continue;
+    }
+    ck_assert_msg(fabs(tg_get(y, e) - tg_get(r, e)) <= tol, "y %lld: %.9g vs %.9g",
+                  (long long)e, tg_get(y, e), tg_get(r, e));
+    ck_assert_msg(fabs(tg_grad_get(x, e) - tg_grad_get(x2, e)) <= tol,
+                  "dx %lld: %.9g vs %.9g", (long long)e, tg_grad_get(x, e),
+                  tg_grad_get(x2, e));
+  }
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(x2);
+  tg_tensor_free(g);
+  tg_tensor_free(mask);
+}
+
+START_TEST(softmax_causal_matches_composed) {
+  for (int k = 0; k < 2; k++) {
+    tg_dtype dt = k ? TG_F32 : TG_F64;
+    check_causal_vs_composed(dt, TG_SHAPE(2, 3, 9, 9), 0.35);
+    check_causal_vs_composed(dt, TG_SHAPE(2, 5, 21), -1.5); /* Tq < Tk */
+    check_causal_vs_composed(dt, TG_SHAPE(1, 2, 40, 40), 1 / sqrt(32.0));
+  }
+}
+END_TEST
+
+/* Row 0 of a square block sees only column 0: y = [1, 0, ...] exactly and
+ * no gradient at all; one query over Tk keys sees them all; Tq < Tk by
+ * hand (x = 0: row i is uniform over its i + Tk - Tq + 1 columns). */
+START_TEST(softmax_causal_by_hand) {
+  tg_tensor *x = param(TG_SHAPE(3, 3), (double[]){5, -2, 7, 1, 2, 9, 0, 0, 0});
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_softmax_causal(t, x, 2);
+  expect_shape(y, TG_SHAPE(3, 3));
+  double p = 1 / (1 + exp(2)), q = 1 - p; /* row 1: softmax(2, 4) */
+  expect_values(y, (double[]){1, 0, 0, p, q, 0, 1. / 3, 1. / 3, 1. / 3});
+  ck_assert(tg_get(y, 0) == 1 && tg_get(y, 1) == 0 && tg_get(y, 2) == 0);
+  tg_tensor *g = f64_from(TG_SHAPE(3, 3), (double[]){3, 4, 5, 1, 0, 6, 0, 0, 1});
+  tg_zero_grad(x);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  /* row 1: d = p, dx = 2 y (g - d); row 2: d = 1/3, dx = 2/3 (g - 1/3) */
+  double r2 = 2. / 3;
+  expect_grad(x, (double[]){0, 0, 0, 2 * p * (1 - p), 2 * q * -p, 0,
+                            r2 * (-1. / 3), r2 * (-1. / 3), r2 * (2. / 3)});
+  ck_assert(tg_grad_get(x, 0) == 0);
+  tg_tensor *z = param(TG_SHAPE(2, 3), (double[]){0, 0, 0, 0, 0, 0});
+  y = tg_softmax_causal(t, z, 1);
+  expect_values(y, (double[]){.5, .5, 0, 1. / 3, 1. / 3, 1. / 3});
+  tg_tensor *w = param(TG_SHAPE(1, 1, 4), (double[]){0, 1, 2, 3});
+  y = tg_softmax_causal(t, w, 1);
+  double s = 1 + exp(1) + exp(2) + exp(3);
+  expect_values(y, (double[]){1 / s, exp(1) / s, exp(2) / s, exp(3) / s});
+  tg_tensor_free(g);
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(z);
+  tg_tensor_free(w);
+}
+END_TEST
+
+/* Empty sizes are valid results of the same shape, forward and backward;
+ * Tq = 0 rows over Tk keys too. */
+START_TEST(softmax_causal_empty) {
+  const int64_t shapes[][3] = {{0, 4, 4}, {2, 0, 3}, {2, 0, 0}, {3, 2, 0}};
+  tg_tape *t = tg_tape_new();
+  for (int k = 0; k < 4; k++) {
+    tg_tensor *x = tg_zeros(TG_F64, 3, shapes[k]);
+    ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+    tg_clear_error();
+    tg_tensor *y = tg_softmax_causal(t, x, 1);
+    if (k == 3) { /* Tq 2 > Tk 0 */
+      ck_assert_ptr_null(y);
+      ck_assert_error_has(TG_ESHAPE, "tg_softmax_causal", "[3,2,0]");
+    } else {
+      expect_shape(y, 3, shapes[k]);
+      ck_assert_int_eq(tg_backward(t, tg_sum(t, y)), TG_OK);
+    }
+    tg_tensor_free(x);
+  }
+  tg_tape_free(t);
+}
+END_TEST
+
+START_TEST(softmax_causal_errors) {
+  tg_tensor *v = param(TG_SHAPE(3), x23);
+  tg_tensor *x = param(TG_SHAPE(1, 3, 2), x23);
+  tg_tensor *ok = param(TG_SHAPE(2, 3), x23);
+  tg_tape *t = tg_tape_new();
+  ck_assert_ptr_null(tg_softmax_causal(t, v, 1));
+  ck_assert_error_has(TG_ESHAPE, "tg_softmax_causal", "2-D", "[3]");
+  ck_assert_ptr_null(tg_softmax_causal(t, x, 1));
+  ck_assert_error_has(TG_ESHAPE, "tg_softmax_causal", "Tq 3 > Tk 2", "[1,3,2]");
+  ck_assert_ptr_null(tg_softmax_causal(t, ok, INFINITY));
+  ck_assert_error_has(TG_EINVAL, "tg_softmax_causal", "scale", "[2,3]");
+  ck_assert_ptr_null(tg_softmax_causal(t, ok, -INFINITY));
+  ck_assert_error_has(TG_EINVAL, "tg_softmax_causal", "scale", "[2,3]");
+  ck_assert_ptr_null(tg_softmax_causal(t, ok, NAN));
+  ck_assert_error_has(TG_EINVAL, "tg_softmax_causal", "scale", "[2,3]");
+  ck_assert_ptr_null(tg_softmax_causal(t, NULL, 1));
+  ck_assert_int_eq(tg_tape_nodes(t), 0);
+  tg_tape_free(t);
+  tg_tensor_free(v);
+  tg_tensor_free(x);
+  tg_tensor_free(ok);
+}
+END_TEST
+
+/* Rows split over threads (a block large enough for the split) give the
+ * same bits as one thread, forward and backward. */
+START_TEST(softmax_causal_thread_count_independent) {
+  tg_rng rng;
+  tg_rng_seed(&rng, 5);
+  tg_tensor *x = param_normal(TG_F32, TG_SHAPE(4, 4, 128, 128), &rng);
+  tg_tensor *out[2], *grad[2];
+  int before = tg_get_num_threads();
+  for (int k = 0; k < 2; k++) {
+    ck_assert_int_eq(tg_set_num_threads(k + 1), TG_OK);
+    tg_tape *t = tg_tape_new();
+    tg_tensor *y = tg_softmax_causal(t, x, 0.2);
+    ck_assert_ptr_nonnull(y);
+    tg_zero_grad(x);
+    ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_mul(t, y, y))), TG_OK);
+    out[k] = tg_zeros(TG_F32, TG_SHAPE(4, 4, 128, 128));
+    grad[k] = tg_zeros(TG_F32, TG_SHAPE(4, 4, 128, 128));
+    for (int64_t e = 0; e < x->numel; e++) {
+      tg_set(out[k], e, tg_get(y, e));
+      tg_set(grad[k], e, tg_grad_get(x, e));
+    }
+    tg_tape_free(t);
+  }
+  tg_set_num_threads(before);
+  ck_assert(!memcmp(out[0]->data, out[1]->data, (size_t)x->numel * sizeof(float)));
+  ck_assert(!memcmp(grad[0]->data, grad[1]->data, (size_t)x->numel * sizeof(float)));
+  for (int k = 0; k < 2; k++) {
+    tg_tensor_free(out[k]);
+    tg_tensor_free(grad[k]);
+  }
+  tg_tensor_free(x);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("reduce");
   TCase *tc = tcase_create("reductions");
@@ -472,6 +655,11 @@ int main(void) {
   tcase_add_test(tc, argument_errors);
   tcase_add_test(tc, log_softmax_pick_mean_equals_softmax_nll);
   tcase_add_test(tc, float32_sum_accumulates_in_double);
+  tcase_add_test(tc, softmax_causal_matches_composed);
+  tcase_add_test(tc, softmax_causal_by_hand);
+  tcase_add_test(tc, softmax_causal_empty);
+  tcase_add_test(tc, softmax_causal_errors);
+  tcase_add_test(tc, softmax_causal_thread_count_independent);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -198,6 +198,15 @@ TG_API tg_tensor *tg_softmax_axis(tg_tape *t, tg_tensor *a, int axis);
  * any finite a. Backward: da += g - exp(y) sum_axis g. An axis out of
  * range: TG_ERANGE. */
 TG_API tg_tensor *tg_log_softmax(tg_tape *t, tg_tensor *a, int axis);
+/* Attention's scaled causal softmax: a [..., Tq, Tk] (at least 2-D,
+ * Tq <= Tk), y = softmax over the last axis of scale * a, where row i sees
+ * columns j <= i + Tk - Tq (the queries are the last Tq positions) and the
+ * others are exactly 0 (never exponentiated). The same as scale, then
+ * where(causal mask, ., -1e9), then softmax_axis(-1), in one pass and
+ * without a mask tensor. Backward: da += scale y (g - sum_j g y) on the
+ * visible entries, 0 on the masked. Tq > Tk or a 1-D a: TG_ESHAPE; a
+ * non-finite scale: TG_EINVAL. */
+TG_API tg_tensor *tg_softmax_causal(tg_tape *t, tg_tensor *a, double scale);
 
 /* --- shape ops: views, copies and indexing */
 
