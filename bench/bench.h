@@ -1,10 +1,11 @@
-/* bench/bench.h: what the benchmarks share: a monotonic clock, the median
+/* bench/bench.h: what the benchmarks share: a monotonic clock (or a thread's CPU time), the median
  * of timings, and the machine's FMA ceiling (the most GFLOP/s its vector FMA
  * units give), which bench/gemm and bench/conv measure their products
  * against. Static functions: each program includes it once. */
 #ifndef TAPEGRAD_BENCH_H
 #define TAPEGRAD_BENCH_H
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,17 @@
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The clock the timings use: wall time, or with --cpu-time this thread's
+ * CPU time (fair on one thread only, as it does not see the other
+ * threads' work). */
+static bool cpu_time;
+static double tick(void) {
+  if (!cpu_time) return now();
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 

@@ -64,16 +64,6 @@ static double flops(const layer *l) {
          (double)(l->c * l->r * l->s);
 }
 
-/* The clock: wall time, or with --cpu-time this thread's CPU time (fair
- * on one thread only, as it does not see the other threads' work). */
-static bool cpu_time;
-static double tick(void) {
-  if (!cpu_time) return now();
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Median GFLOP/s over reps timings, each of enough calls to last ~50 ms. */
 static double measure(const layer *l, int prod, int reps) {
   int64_t xs[4] = {l->n, l->c, l->h, l->w}, ws[4] = {l->k, l->c, l->r, l->s};

@@ -104,16 +104,6 @@ static void run_openblas(const shape *s, const float *A, const float *B,
 }
 #endif
 
-/* The clock: wall time, or with --cpu-time this thread's CPU time (fair
- * on one thread only, as it does not see the other threads' work). */
-static bool cpu_time;
-static double tick(void) {
-  if (!cpu_time) return now();
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Median GFLOP/s over reps timings, each of enough calls to last ~20 ms. */
 static double gflops(gemm_fn f, const shape *s, const float *A,
                      const float *B, float *C, int reps) {

@@ -10,7 +10,7 @@
   static void softmax_##S(const T *restrict x, T *restrict y, int64_t rows,  \
                           int64_t cols) {                                    \
     for (int64_t r = 0; r < rows; r++)                                       \
-      softmax_row_##S(x + r * cols, y + r * cols, cols, NULL);               \
+      softmax_row_##S(x + r * cols, y + r * cols, cols, 1, NULL);            \
   }                                                                          \
   static void softmax_bwd_##S(const T *restrict y, const T *restrict g,      \
                               T *restrict dx, int64_t rows, int64_t cols) {  \

@@ -68,7 +68,7 @@
         if (logs)                                                             \
           logsoftmax_row_##S(xo, yo, len);                                    \
         else                                                                  \
-          softmax_row_##S(xo, yo, len, NULL);                                 \
+          softmax_row_##S(xo, yo, len, 1, NULL);                              \
         continue;                                                             \
       }                                                                       \
       for (int64_t i0 = 0; i0 < inner; i0 += CHUNK)                           \

@@ -32,16 +32,7 @@ typedef struct {
       const T *restrict x = (const T *)jb->x + r * tk;                       \
       T *restrict y = (T *)jb->y + r * tk;                                   \
       const int64_t n = r % tq + tk - tq + 1;                                \
-      T m = c * x[0];                                                        \
-      TG__SIMD                                                               \
-      for (int64_t j = 0; j < n; j++) y[j] = c * x[j];                       \
-      TG__SIMD_MAX(m)                                                        \
-      for (int64_t j = 1; j < n; j++) m = y[j] > m ? y[j] : m;               \
-      T s = 0;                                                               \
-      TG__SM_SIMD_##S(TG__SIMD_SUM(s))                                       \
-      for (int64_t j = 0; j < n; j++) s += (y[j] = tg__smexp_##S(y[j] - m));  \
-      TG__SIMD                                                               \
-      for (int64_t j = 0; j < n; j++) y[j] /= s;                             \
+      softmax_row_##S(x, y, n, c, NULL);                                     \
       for (int64_t j = n; j < tk; j++) y[j] = 0;                             \
     }                                                                        \
   }                                                                          \

@@ -25,7 +25,7 @@
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *zr = z + r * cols;                                            \
       T l;                                                                   \
-      softmax_row_##S(zr, p + r * cols, cols, &l);                           \
+      softmax_row_##S(zr, p + r * cols, cols, 1, &l);                        \
       lse[r] = l;                                                            \
       if (cls)                                                               \
         total += (double)(l - zr[cls[r]]);                                   \

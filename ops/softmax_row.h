@@ -1,7 +1,8 @@
-/* ops/softmax_row.h: one row of softmax, for softmax and softmax_nll:
- * y = exp(x - max x) / sum exp(x - max x), the row maximum subtracted so
- * large inputs do not overflow. When lse is not NULL it receives the row's
- * log-sum-exp, max x + ln sum exp(x - max x). Include after <tgmath.h>, so
+/* ops/softmax_row.h: one row of softmax of c x, for softmax, softmax_nll
+ * (c = 1, a product that is exact) and softmax_causal (its scale):
+ * y = exp(c x - max c x) / sum exp(c x - max c x), the row maximum
+ * subtracted so large inputs do not overflow. When lse is not NULL it
+ * receives the row's log-sum-exp, max c x + ln sum exp(c x - max c x). Include after <tgmath.h>, so
  * exp and log pick their float or double version. */
 #ifndef TAPEGRAD_SOFTMAX_ROW_H
 #define TAPEGRAD_SOFTMAX_ROW_H
@@ -33,13 +34,14 @@ static inline double tg__smexp_f64(double d) { return exp(d); }
 
 #define SOFTMAX_ROW(T, S)                                                    \
   static inline void softmax_row_##S(const T *restrict x, T *restrict y,     \
-                                     int64_t cols, T *lse) {                 \
-    T m = x[0];                                                              \
+                                     int64_t cols, T c, T *lse) {            \
+    T m = c * x[0];                                                          \
     TG__SIMD_MAX(m)                                                          \
-    for (int64_t j = 1; j < cols; j++) m = x[j] > m ? x[j] : m;              \
+    for (int64_t j = 1; j < cols; j++) m = c * x[j] > m ? c * x[j] : m;      \
     T s = 0;                                                                 \
     TG__SM_SIMD_##S(TG__SIMD_SUM(s))                                         \
-    for (int64_t j = 0; j < cols; j++) s += (y[j] = tg__smexp_##S(x[j] - m)); \
+    for (int64_t j = 0; j < cols; j++)                                       \
+      s += (y[j] = tg__smexp_##S(c * x[j] - m));                             \
     TG__SIMD                                                                 \
     for (int64_t j = 0; j < cols; j++) y[j] /= s;                            \
     if (lse) *lse = m + log(s);                                              \
