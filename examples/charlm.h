@@ -53,7 +53,6 @@ typedef struct {
   tg_tensor **params;
   char (*names)[CHARLM_NAME_LEN];
   const char **name_ptrs;
-  tg_tensor **masks; /* masks[T]: int32 [T,T], 1 on and below the diagonal */
   /* A shard of a batch (data-parallel training): the tokens given to
    * charlm_logits are sequences [shard_first, shard_first + B) of a batch
    * of shard_of; 0 (charlm_init's) for a whole batch. See charlm_logits. */
@@ -74,9 +73,8 @@ int64_t charlm_numel(const charlm *m);
 /* The logits [B*T, vocab] for tokens int32 [B,T] (T <= context, every token
  * checked by tg_embedding). drop is the dropout rng (used only while
  * training with a rate > 0). When tok is not NULL it receives the token
- * embeddings [B,T,C] on the tape, whose grad tg_backward fills. The masks
- * of each T are made on first use (so the first step allocates, later
- * ones do not). NULL and a message on error.
+ * embeddings [B,T,C] on the tape, whose grad tg_backward fills. NULL and
+ * a message on error.
  * With m->shard_of > 0 the dropout masks are drawn as if the whole batch
  * of shard_of sequences were there: before each mask drop skips the draws
  * of the sequences before the shard, after it those of the ones after, so

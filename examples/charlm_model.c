@@ -58,8 +58,7 @@ int charlm_init(charlm *m, const charlm_config *cfg, tg_rng *rng) {
   m->params = calloc((size_t)cap, sizeof *m->params);
   m->names = calloc((size_t)cap, sizeof *m->names);
   m->name_ptrs = calloc((size_t)cap, sizeof *m->name_ptrs);
-  m->masks = calloc((size_t)cfg->context + 1, sizeof *m->masks);
-  if (!m->params || !m->names || !m->name_ptrs || !m->masks) {
+  if (!m->params || !m->names || !m->name_ptrs) {
     fprintf(stderr, "charlm: out of memory\n");
     return -1;
   }
@@ -95,11 +94,9 @@ int charlm_init(charlm *m, const charlm_config *cfg, tg_rng *rng) {
 
 void charlm_free(charlm *m) {
   for (int i = 0; m->params && i < m->n_params; i++) tg_tensor_free(m->params[i]);
-  for (int T = 0; m->masks && T <= m->cfg.context; T++) tg_tensor_free(m->masks[T]);
   free(m->params);
   free(m->names);
   free(m->name_ptrs);
-  free(m->masks);
   memset(m, 0, sizeof *m);
 }
 
@@ -107,16 +104,6 @@ int64_t charlm_numel(const charlm *m) {
   int64_t n = 0;
   for (int i = 0; i < m->n_params; i++) n += tg_tensor_numel(m->params[i]);
   return n;
-}
-
-static tg_tensor *mask_for(charlm *m, int64_t T) {
-  if (m->masks[T]) return m->masks[T];
-  tg_tensor *k = tg_zeros(TG_I32, TG_SHAPE(T, T));
-  if (!k) return NULL;
-  int32_t *d = tg_tensor_i32(k);
-  for (int64_t i = 0; i < T; i++)
-    for (int64_t j = 0; j <= i; j++) d[i * T + j] = 1;
-  return m->masks[T] = k;
 }
 
 /* Columns [c0, c0 + C) of qkv [B*T, 3C] as heads [B,H,T,D]. */
@@ -161,14 +148,11 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
             (long long)m->shard_of);
     return NULL;
   }
-  tg_tensor *mask = mask_for(m, T);
-  if (!mask) return NULL;
   tg_tensor *e = tg_embedding(t, m->wte, tokens);
   if (tok) *tok = e;
   tg_tensor *x = tg_add(t, e, tg_slice(t, m->wpe, 0, 0, T, 1));
   x = shard_dropout(t, m, x, p, drop, training, B);
   x = tg_reshape(t, x, TG_SHAPE(N, C));
-  tg_tensor *neg = tg_const(t, c->dtype, -1e9);
   for (int i = 0; i < c->layers; i++) {
     const charlm_block *b = &m->block[i];
     tg_tensor *h = tg_layer_norm(t, x, b->ln1_w, b->ln1_b, 1e-5);
@@ -179,8 +163,9 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
     tg_tensor *q = heads(t, qkv, 0, B, T, H, D);
     tg_tensor *k = heads(t, qkv, C, B, T, H, D);
     tg_tensor *v = heads(t, qkv, 2 * C, B, T, H, D);
-    tg_tensor *att = tg_scale(t, tg_matmul_ex(t, q, k, false, true), 1 / sqrt((double)D));
-    att = tg_softmax_axis(t, tg_where(t, mask, att, neg), -1);
+    /* scale, causal mask and softmax in one op: row i sees keys j <= i */
+    tg_tensor *att = tg_softmax_causal(t, tg_matmul_ex(t, q, k, false, true),
+                                       1 / sqrt((double)D));
     att = shard_dropout(t, m, att, p, drop, training, B);
     tg_tensor *y = tg_matmul_ex(t, att, v, false, false); /* [B,H,T,D] */
     y = tg_reshape(t, tg_permute(t, y, (const int[]){0, 2, 1, 3}), TG_SHAPE(N, C));
