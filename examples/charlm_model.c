@@ -106,10 +106,14 @@ int64_t charlm_numel(const charlm *m) {
   return n;
 }
 
-/* Columns [c0, c0 + C) of qkv [B*T, 3C] as heads [B,H,T,D]. */
-static tg_tensor *heads(tg_tape *t, tg_tensor *qkv, int64_t c0, int64_t B,
-                        int64_t T, int64_t H, int64_t D) {
-  tg_tensor *x = tg_slice(t, qkv, 1, c0, c0 + H * D, 1);
+/* The heads [B,H,T,D] of the projection h . w_qkv[:, c0:c0+C] + b_qkv[c0:c0+C]:
+ * slicing the weights (C x C) instead of the projected rows (B*T x C) keeps
+ * the copies and their backward scatters small. */
+static tg_tensor *heads(tg_tape *t, tg_tensor *h, const charlm_block *b, int64_t c0,
+                        int64_t B, int64_t T, int64_t H, int64_t D) {
+  tg_tensor *w = tg_slice(t, b->w_qkv, 1, c0, c0 + H * D, 1);
+  tg_tensor *bias = tg_slice(t, b->b_qkv, 0, c0, c0 + H * D, 1);
+  tg_tensor *x = tg_linear(t, h, w, bias, TG_ACT_NONE);
   x = tg_reshape(t, x, TG_SHAPE(B, T, H, D));
   return tg_permute(t, x, (const int[]){0, 2, 1, 3});
 }
@@ -159,10 +163,9 @@ tg_tensor *charlm_logits(tg_tape *t, charlm *m, tg_tensor *tokens,
     /* Labels for tapegrad-charlm --profile: from the projection to heads
      * through their merge back into rows. */
     tg_tape_region(t, "attention");
-    tg_tensor *qkv = tg_linear(t, h, b->w_qkv, b->b_qkv, TG_ACT_NONE);
-    tg_tensor *q = heads(t, qkv, 0, B, T, H, D);
-    tg_tensor *k = heads(t, qkv, C, B, T, H, D);
-    tg_tensor *v = heads(t, qkv, 2 * C, B, T, H, D);
+    tg_tensor *q = heads(t, h, b, 0, B, T, H, D);
+    tg_tensor *k = heads(t, h, b, C, B, T, H, D);
+    tg_tensor *v = heads(t, h, b, 2 * C, B, T, H, D);
     /* scale, causal mask and softmax in one op: row i sees keys j <= i */
     tg_tensor *att = tg_softmax_causal(t, tg_matmul_ex(t, q, k, false, true),
                                        1 / sqrt((double)D));
