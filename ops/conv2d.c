@@ -403,10 +403,7 @@ TG__BOTH(ADD_RUN)
   static void db_##S_(const geom *g, const T *dy, T *db) {                   \
     for (int64_t n = 0; n < g->N; n++)                                       \
       for (int64_t k = 0; k < g->K; k++) {                                   \
-        const T *dk = dy + (n * g->K + k) * g->P;                            \
-        T s = 0;                                                             \
-        for (int64_t p = 0; p < g->P; p++) s += dk[p];                       \
-        db[k] += s;                                                          \
+        db[k] += tg__rowsum_##S_(dy + (n * g->K + k) * g->P, g->P);          \
       }                                                                      \
   }                                                                          \
   /* dw += the chunks' partial sums, added in chunk order. */                \

@@ -26,6 +26,12 @@ void tg__colsum_acc_f32(const float *restrict g, float *restrict d,
                         int64_t rows, int64_t cols);
 void tg__colsum_acc_f64(const double *restrict g, double *restrict d,
                         int64_t rows, int64_t cols);
+/* The sum of x[0, n) in 8 running partial sums (element i goes to sum i
+ * mod 8), added pairwise at the end: a fixed order, the same on every
+ * machine, which the compiler can keep in vector registers (a single
+ * running sum is one long chain of dependent adds). */
+float tg__rowsum_f32(const float *x, int64_t n);
+double tg__rowsum_f64(const double *x, int64_t n);
 
 /* Broadcasting (NumPy's rule), for the elementwise binary ops and where.
  * Shapes are aligned from the right; in each position every input has the

@@ -50,6 +50,18 @@ int tg__check_2d(const char *fn, const tg_tensor *x, const char *what) {
 TG__BOTH(COLSUM)
 #undef COLSUM
 
+#define ROWSUM(T, S)                                                          \
+  T tg__rowsum_##S(const T *x, int64_t n) {                                   \
+    T a[8] = {0};                                                             \
+    int64_t i = 0;                                                            \
+    for (; i + 8 <= n; i += 8)                                                \
+      for (int l = 0; l < 8; l++) a[l] += x[i + l];                           \
+    for (int l = 0; i < n; i++, l++) a[l] += x[i];                            \
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); \
+  }
+TG__BOTH(ROWSUM)
+#undef ROWSUM
+
 /* Broadcasting: the rule and the walk that every broadcasting op shares. */
 int tg__bcast_shape(const char *fn, const char *const *names,
                     tg_tensor *const *in, int n, tg_outshape *out) {

@@ -149,6 +149,8 @@ const char *tg__fn_of(const tg_opdef *op, char *buf, size_t n);
 
 /* tape.c */
 void *tg__arena_alloc(tg_tape *t, size_t n); /* 64-byte aligned, not zeroed */
+/* tensor.c: zeroes t->grad (all numel elements), large ones over threads. */
+void tg__grad_zero(tg_tensor *t);
 /* A zeroed tensor header that lives until the tape's next clear. */
 tg_tensor *tg__tape_header(tg_tape *t);
 /* Allocates a result of op on the tape (data not zeroed) and records a

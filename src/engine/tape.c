@@ -303,7 +303,7 @@ static int touch_grad(tg_tape *t, tg_tensor *x) {
   if (!x->grad && !(x->grad = tg__arena_alloc(t, bytes)))
     return tg__err(TG_ENOMEM, "tg_backward: out of memory for gradients");
   if (x->bw_pass != t->bw_pass) {
-    memset(x->grad, 0, bytes);
+    tg__grad_zero(x); /* the activations' grads: several MiB in a CNN step */
     x->bw_pass = t->bw_pass;
   }
   return TG_OK;

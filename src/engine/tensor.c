@@ -354,9 +354,13 @@ static void zero_range(void *ctx, int64_t i0, int64_t i1) {
   memset((char *)t->grad + (size_t)i0 * es, 0, (size_t)(i1 - i0) * es);
 }
 
+void tg__grad_zero(tg_tensor *t) {
+  tg__par_range(t->numel, TG__PAR_ELEMS, zero_range, t);
+}
+
 int tg_zero_grad(tg_tensor *t) {
   if (!usable(t, "tg_zero_grad")) return tg_last_status();
-  if (t->grad) tg__par_range(t->numel, TG__PAR_ELEMS, zero_range, t);
+  if (t->grad) tg__grad_zero(t);
   return TG_OK;
 }
 
