@@ -16,52 +16,121 @@ typedef struct {
   double *mu, *rstd;
 } saved;
 
+/* One call's operands, for the thread door's ranges. */
+typedef struct {
+  const void *x, *w, *b, *g;
+  void *y, *dx, *dw, *db;
+  double *mu, *rstd; /* NULL in the forward of an unrecorded call */
+  int64_t rows, D;
+  double eps;
+} job;
+
+/* Rows split over threads (forward, dx) and columns (dw, db: each column
+ * sums its rows in order), so no result depends on the split. A row's
+ * sums run in 8 partial sums in double (element j into sum j mod 8, added
+ * pairwise at the end): a fixed order on every machine that vectorises,
+ * where one running sum is a chain of dependent adds. */
 #define KERNELS(T, S)                                                        \
-  static void fwd_##S(const T *restrict x, const T *w, const T *b,           \
-                      T *restrict y, double *mus, double *rstds,             \
-                      int64_t rows, int64_t D, double eps) {                 \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      const T *xr = x + r * D;                                               \
-      T *yr = y + r * D;                                                     \
-      double s = 0, v = 0;                                                   \
-      for (int64_t j = 0; j < D; j++) s += xr[j];                            \
-      double mu = s / (double)D;                                             \
-      for (int64_t j = 0; j < D; j++) {                                      \
-        double c = xr[j] - mu;                                               \
-        v += c * c;                                                          \
+  static double sum8_##S(const T *restrict x, int64_t n, double c, bool sq) { \
+    double a[8] = {0};                                                       \
+    int64_t j = 0;                                                           \
+    for (; j + 8 <= n; j += 8)                                               \
+      for (int l = 0; l < 8; l++) {                                          \
+        double d = x[j + l] - c;                                             \
+        a[l] += sq ? d * d : d;                                              \
       }                                                                      \
-      double rs = 1 / sqrt(v / (double)D + eps);                             \
-      if (mus) {                                                             \
-        mus[r] = mu;                                                         \
-        rstds[r] = rs;                                                       \
+    for (int l = 0; j < n; j++, l++) {                                       \
+      double d = x[j] - c;                                                   \
+      a[l] += sq ? d * d : d;                                                \
+    }                                                                        \
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); \
+  }                                                                          \
+  static void fwd_##S(void *p, int64_t r0, int64_t r1) {                     \
+    const job *jb = p;                                                       \
+    const T *w = jb->w, *b = jb->b;                                          \
+    const int64_t D = jb->D;                                                 \
+    for (int64_t r = r0; r < r1; r++) {                                      \
+      const T *restrict xr = (const T *)jb->x + r * D;                       \
+      T *restrict yr = (T *)jb->y + r * D;                                   \
+      double mu = sum8_##S(xr, D, 0, false) / (double)D;                     \
+      double rs = 1 / sqrt(sum8_##S(xr, D, mu, true) / (double)D + jb->eps); \
+      if (jb->mu) {                                                          \
+        jb->mu[r] = mu;                                                      \
+        jb->rstd[r] = rs;                                                    \
       }                                                                      \
-      for (int64_t j = 0; j < D; j++) {                                      \
-        double h = (xr[j] - mu) * rs;                                        \
-        if (w) h *= w[j];                                                    \
-        if (b) h += b[j];                                                    \
-        yr[j] = (T)h;                                                        \
+      if (w && b) {                                                          \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++)                                      \
+          yr[j] = (T)((xr[j] - mu) * rs * w[j] + b[j]);                      \
+      } else {                                                               \
+        for (int64_t j = 0; j < D; j++) {                                    \
+          double h = (xr[j] - mu) * rs;                                      \
+          if (w) h *= w[j];                                                  \
+          if (b) h += b[j];                                                  \
+          yr[j] = (T)h;                                                      \
+        }                                                                    \
       }                                                                      \
     }                                                                        \
   }                                                                          \
-  static void bwd_##S(const T *restrict x, const T *w, const T *restrict g,  \
-                      const double *mus, const double *rstds, T *dx, T *dw,  \
-                      T *db, int64_t rows, int64_t D) {                      \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      const T *xr = x + r * D, *gr = g + r * D;                              \
-      double mu = mus[r], rs = rstds[r], sh = 0, shx = 0;                    \
-      for (int64_t j = 0; j < D; j++) {                                      \
+  /* dx over rows [r0, r1): h_j = g_j w_j and its two row means. */         \
+  static void bwd_dx_##S(void *p, int64_t r0, int64_t r1) {                  \
+    const job *jb = p;                                                       \
+    const T *w = jb->w;                                                      \
+    const int64_t D = jb->D;                                                 \
+    for (int64_t r = r0; r < r1; r++) {                                      \
+      const T *restrict xr = (const T *)jb->x + r * D;                       \
+      const T *restrict gr = (const T *)jb->g + r * D;                       \
+      T *restrict dr = (T *)jb->dx + r * D;                                  \
+      double mu = jb->mu[r], rs = jb->rstd[r], sh[8] = {0}, shx[8] = {0};    \
+      int64_t j = 0;                                                         \
+      for (; j + 8 <= D; j += 8)                                             \
+        for (int l = 0; l < 8; l++) {                                        \
+          double xh = (xr[j + l] - mu) * rs;                                 \
+          double h = w ? (double)gr[j + l] * w[j + l] : gr[j + l];           \
+          sh[l] += h;                                                        \
+          shx[l] += h * xh;                                                  \
+        }                                                                    \
+      for (int l = 0; j < D; j++, l++) {                                     \
         double xh = (xr[j] - mu) * rs, h = w ? (double)gr[j] * w[j] : gr[j]; \
-        sh += h;                                                             \
-        shx += h * xh;                                                       \
-        if (dw) dw[j] += (T)(gr[j] * xh);                                    \
-        if (db) db[j] += gr[j];                                              \
+        sh[l] += h;                                                          \
+        shx[l] += h * xh;                                                    \
       }                                                                      \
-      if (!dx) continue;                                                     \
-      double mh = sh / (double)D, mhx = shx / (double)D;                     \
-      T *dr = dx + r * D;                                                    \
-      for (int64_t j = 0; j < D; j++) {                                      \
-        double xh = (xr[j] - mu) * rs, h = w ? (double)gr[j] * w[j] : gr[j]; \
-        dr[j] += (T)(rs * (h - mh - xh * mhx));                              \
+      double mh = (((sh[0] + sh[1]) + (sh[2] + sh[3])) +                     \
+                   ((sh[4] + sh[5]) + (sh[6] + sh[7]))) / (double)D;         \
+      double mhx = (((shx[0] + shx[1]) + (shx[2] + shx[3])) +                \
+                    ((shx[4] + shx[5]) + (shx[6] + shx[7]))) / (double)D;    \
+      if (w) {                                                               \
+        TG__SIMD                                                             \
+        for (j = 0; j < D; j++) {                                            \
+          double xh = (xr[j] - mu) * rs, h = (double)gr[j] * w[j];           \
+          dr[j] += (T)(rs * (h - mh - xh * mhx));                            \
+        }                                                                    \
+      } else {                                                               \
+        TG__SIMD                                                             \
+        for (j = 0; j < D; j++) {                                            \
+          double xh = (xr[j] - mu) * rs;                                     \
+          dr[j] += (T)(rs * ((double)gr[j] - mh - xh * mhx));                \
+        }                                                                    \
+      }                                                                      \
+    }                                                                        \
+  }                                                                          \
+  /* dw, db over columns [c0, c1), each summing the rows in order. */       \
+  static void bwd_dwb_##S(void *p, int64_t c0, int64_t c1) {                 \
+    const job *jb = p;                                                       \
+    const int64_t D = jb->D, rows = jb->rows;                               \
+    T *dw = jb->dw, *db = jb->db;                                            \
+    for (int64_t r = 0; r < rows; r++) {                                     \
+      const T *restrict xr = (const T *)jb->x + r * D;                       \
+      const T *restrict gr = (const T *)jb->g + r * D;                       \
+      double mu = jb->mu[r], rs = jb->rstd[r];                               \
+      if (dw) {                                                              \
+        TG__SIMD                                                             \
+        for (int64_t j = c0; j < c1; j++)                                    \
+          dw[j] += (T)(gr[j] * ((xr[j] - mu) * rs));                         \
+      }                                                                      \
+      if (db) {                                                              \
+        TG__SIMD                                                             \
+        for (int64_t j = c0; j < c1; j++) db[j] += gr[j];                    \
       }                                                                      \
     }                                                                        \
   }
@@ -90,42 +159,46 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   return tg__rule_same(fn, in, a, out);
 }
 
+/* Rows per thread at least: a chunk of TG__PAR_ELEMS elements. */
+static int64_t min_rows(int64_t D) {
+  return D > 0 && TG__PAR_ELEMS / D > 0 ? TG__PAR_ELEMS / D : 1;
+}
+
 static int forward(tg_tape *t, tg_node *n) {
   const tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  int64_t rows, D;
-  tg__rows_cols(x, &rows, &D);
-  saved *s = NULL;
+  job jb = {.x = x->data, .w = w ? w->data : NULL, .b = b ? b->data : NULL,
+            .y = n->out->data, .eps = n->args.f[0]};
+  tg__rows_cols(x, &jb.rows, &jb.D);
   if (tg__recorded(n)) {
-    s = tg__arena_alloc(t, sizeof *s);
+    saved *s = tg__arena_alloc(t, sizeof *s);
     if (s) {
-      s->mu = tg__arena_alloc(t, (size_t)rows * sizeof(double) + 1);
-      s->rstd = tg__arena_alloc(t, (size_t)rows * sizeof(double) + 1);
+      s->mu = tg__arena_alloc(t, (size_t)jb.rows * sizeof(double) + 1);
+      s->rstd = tg__arena_alloc(t, (size_t)jb.rows * sizeof(double) + 1);
     }
     if (!s || !s->mu || !s->rstd)
       return tg__err(TG_ENOMEM, "tg_layer_norm: out of memory for what backward keeps");
     n->saved = s;
+    jb.mu = s->mu;
+    jb.rstd = s->rstd;
   }
-  double eps = n->args.f[0];
-  if (x->dtype == TG_F32)
-    fwd_f32(x->data, w ? w->data : NULL, b ? b->data : NULL, n->out->data,
-            s ? s->mu : NULL, s ? s->rstd : NULL, rows, D, eps);
-  else
-    fwd_f64(x->data, w ? w->data : NULL, b ? b->data : NULL, n->out->data,
-            s ? s->mu : NULL, s ? s->rstd : NULL, rows, D, eps);
+  tg__par_range(jb.rows, min_rows(jb.D), x->dtype == TG_F32 ? fwd_f32 : fwd_f64, &jb);
   return TG_OK;
 }
 
 static void backward(const tg_node *n) {
   const tg_tensor *x = n->in[0], *w = n->in[1];
   const saved *s = n->saved;
-  int64_t rows, D;
-  tg__rows_cols(x, &rows, &D);
-  if (x->dtype == TG_F32)
-    bwd_f32(x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
-            tg__gin(n, 0), tg__gin(n, 1), tg__gin(n, 2), rows, D);
-  else
-    bwd_f64(x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
-            tg__gin(n, 0), tg__gin(n, 1), tg__gin(n, 2), rows, D);
+  job jb = {.x = x->data, .w = w ? w->data : NULL, .g = n->out->grad,
+            .dx = tg__gin(n, 0), .dw = tg__gin(n, 1), .db = tg__gin(n, 2),
+            .mu = s->mu, .rstd = s->rstd};
+  tg__rows_cols(x, &jb.rows, &jb.D);
+  bool f32 = x->dtype == TG_F32;
+  if (jb.dx) tg__par_range(jb.rows, min_rows(jb.D), f32 ? bwd_dx_f32 : bwd_dx_f64, &jb);
+  /* columns per thread: at least TG__PAR_ELEMS elements in all */
+  if (jb.dw || jb.db) {
+    int64_t per = jb.rows > 0 ? TG__PAR_ELEMS / jb.rows : 1;
+    tg__par_range(jb.D, per > 0 ? per : 1, f32 ? bwd_dwb_f32 : bwd_dwb_f64, &jb);
+  }
 }
 
 /* args f[0] = eps; w or b of -1 dims is left out; x's last dim is D. */

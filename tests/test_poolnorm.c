@@ -4,8 +4,8 @@
  * need a tape's tensor or shared data, pooling's edge cases (padding,
  * -inf and NaN, empty batches), and the batch norm and dropout layers with
  * their training mode and a checkpoint round trip of the running
- * statistics. (The allocation-free step with these layers is in
- * test_nn.) */
+ * statistics; layer norm on one thread and two. (The allocation-free step
+ * with these layers is in test_nn.) */
 #include "testutil.h"
 
 #define TOL 1e-12
@@ -671,6 +671,91 @@ START_TEST(batch_norm_layer_checkpoint_round_trip) {
 }
 END_TEST
 
+/* Layer norm splits rows (forward, dx) and columns (dw, db) over threads:
+ * one thread and two give the same bits, on rows of a length that leaves
+ * a tail after its 8 partial sums, and the values agree with the formulas
+ * evaluated here in double. */
+static void ln_pass(tg_tensor *x, tg_tensor *w, tg_tensor *b, const tg_tensor *g,
+                    float *out) {
+  tg_zero_grad(x);
+  tg_zero_grad(w);
+  tg_zero_grad(b);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_layer_norm(t, x, w, b, 1e-5);
+  ck_assert_msg(y != NULL, "%s", tg_last_error());
+  ck_assert_int_eq(tg_backward_grad(t, y, (tg_tensor *)g), TG_OK);
+  int64_t n = tg_tensor_numel(x), D = tg_tensor_numel(w);
+  memcpy(out, tg_tensor_f32(y), (size_t)n * sizeof(float));
+  memcpy(out + n, tg_tensor_f32(tg_tensor_grad(x)), (size_t)n * sizeof(float));
+  memcpy(out + 2 * n, tg_tensor_f32(tg_tensor_grad(w)), (size_t)D * sizeof(float));
+  memcpy(out + 2 * n + D, tg_tensor_f32(tg_tensor_grad(b)), (size_t)D * sizeof(float));
+  tg_tape_free(t);
+}
+
+START_TEST(layer_norm_threads_same_bits) {
+  const int64_t rows = 3001, D = 131, n = rows * D, len = 2 * n + 2 * D;
+  tg_rng rng;
+  tg_rng_seed(&rng, 77);
+  tg_tensor *x = param_normal(TG_F32, TG_SHAPE(rows, D), &rng);
+  tg_tensor *w = param_normal(TG_F32, TG_SHAPE(D), &rng);
+  tg_tensor *b = param_normal(TG_F32, TG_SHAPE(D), &rng);
+  tg_tensor *g = tg_zeros(TG_F32, TG_SHAPE(rows, D));
+  tg_fill_normal(g, &rng, 0, 1);
+  float *xs = tg_tensor_f32(x);
+  for (int64_t i = 0; i < n; i++) xs[i] = 5 + 3 * xs[i]; /* a mean to remove */
+  float *out[2];
+  tg__par_guard_enable(false); /* two threads whenever the op asks */
+  for (int k = 0; k < 2; k++) {
+    out[k] = malloc((size_t)len * sizeof(float));
+    ck_assert_int_eq(tg_set_num_threads(k + 1), TG_OK);
+    ln_pass(x, w, b, g, out[k]);
+  }
+  tg__par_guard_enable(true);
+  ck_assert(!memcmp(out[0], out[1], (size_t)len * sizeof(float)));
+  const float *ws = tg_tensor_f32(w), *gs = tg_tensor_f32(g);
+  double *dw = calloc((size_t)D, sizeof(double)), *db = calloc((size_t)D, sizeof(double));
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xr = xs + r * D, *gr = gs + r * D;
+    double mu = 0, v = 0, mh = 0, mhx = 0;
+    for (int64_t j = 0; j < D; j++) mu += xr[j];
+    mu /= (double)D;
+    for (int64_t j = 0; j < D; j++) v += (xr[j] - mu) * (xr[j] - mu);
+    double rs = 1 / sqrt(v / (double)D + 1e-5);
+    for (int64_t j = 0; j < D; j++) {
+      double xh = (xr[j] - mu) * rs, h = (double)gr[j] * ws[j];
+      mh += h / (double)D;
+      mhx += h * xh / (double)D;
+      dw[j] += gr[j] * xh;
+      db[j] += gr[j];
+      double y = xh * ws[j] + tg_tensor_f32(b)[j];
+      ck_assert_msg(fabs(out[0][r * D + j] - y) <= 1e-5 * (1 + fabs(y)),
+                    "y[%lld,%lld] %g, ref %g", (long long)r, (long long)j,
+                    out[0][r * D + j], y);
+    }
+    for (int64_t j = 0; j < D; j++) {
+      double xh = (xr[j] - mu) * rs, h = (double)gr[j] * ws[j];
+      double dx = rs * (h - mh - xh * mhx);
+      ck_assert_msg(fabs(out[0][n + r * D + j] - dx) <= 1e-4 * (1 + fabs(dx)),
+                    "dx[%lld,%lld] %g, ref %g", (long long)r, (long long)j,
+                    out[0][n + r * D + j], dx);
+    }
+  }
+  for (int64_t j = 0; j < D; j++) {
+    ck_assert_msg(fabs(out[0][2 * n + j] - dw[j]) <= 1e-3 * (1 + fabs(dw[j])),
+                  "dw[%lld] %g, ref %g", (long long)j, out[0][2 * n + j], dw[j]);
+    ck_assert_msg(fabs(out[0][2 * n + D + j] - db[j]) <= 1e-3 * (1 + fabs(db[j])),
+                  "db[%lld] %g, ref %g", (long long)j, out[0][2 * n + D + j], db[j]);
+  }
+  free(dw);
+  free(db);
+  for (int k = 0; k < 2; k++) free(out[k]);
+  tg_tensor_free(x);
+  tg_tensor_free(w);
+  tg_tensor_free(b);
+  tg_tensor_free(g);
+}
+END_TEST
+
 int main(void) {
   make_dir("test_poolnorm");
   Suite *s = suite_create("poolnorm");
@@ -688,6 +773,10 @@ int main(void) {
   tcase_add_test(tc, max_pool_2x2_path);
   tcase_add_test(tc, pool_empty_and_stale);
   tcase_add_test(tc, threads_give_the_same_bits);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("layer norm");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, layer_norm_threads_same_bits);
   suite_add_tcase(s, tc);
   tc = tcase_create("layers");
   tcase_add_test(tc, batch_norm_layer_basics);
