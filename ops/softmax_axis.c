@@ -6,9 +6,9 @@
  * Both save nothing but their output. The line is contiguous when the axis
  * is the last one (inner 1), a row whose loops vectorise; otherwise the
  * lines are strided and are walked CHUNK of them at a time, side by side,
- * so the inner loops run along memory. The backward splits the outer
- * blocks over threads, each computed wholly by one, so the result does not
- * depend on the split. A 0-d input is one line of one element (axis 0 or
+ * so the inner loops run along memory. Both passes split the outer blocks
+ * over threads, each computed wholly by one, so the result does not depend
+ * on the split. A 0-d input is one line of one element (axis 0 or
  * -1, as in PyTorch). */
 #include <tgmath.h>
 
@@ -18,10 +18,10 @@
 #define CHUNK 16
 
 typedef struct {
-  const void *y, *g;
-  void *dx;
+  const void *x, *g; /* x for the forward, g (and y, dx) for the backward */
+  void *y, *dx;
   int64_t len, inner;
-  bool f32, logs;
+  bool f32, logs, fwd;
 } job;
 
 #define KERNELS(T, S)                                                         \
@@ -68,9 +68,13 @@ typedef struct {
         for (int64_t i = 0; i < w; i++) yk[i] /= s[i];                        \
     }                                                                         \
   }                                                                           \
-  static void fwd_##S(const T *x, T *y, int64_t outer, int64_t len,           \
-                      int64_t inner, bool logs) {                             \
-    for (int64_t o = 0; o < outer; o++) {                                     \
+  /* outer blocks [o0, o1) */                                                \
+  static void fwd_##S(const job *jb, int64_t o0, int64_t o1) {               \
+    const T *x = jb->x;                                                       \
+    T *y = jb->y;                                                             \
+    const int64_t len = jb->len, inner = jb->inner;                           \
+    const bool logs = jb->logs;                                               \
+    for (int64_t o = o0; o < o1; o++) {                                       \
       const T *xo = x + o * len * inner;                                      \
       T *yo = y + o * len * inner;                                            \
       if (inner == 1) {                                                       \
@@ -166,31 +170,35 @@ static void split(const tg_node *n, int64_t *outer, int64_t *len,
   for (int d = ax + 1; d < x->ndim; d++) *inner *= x->shape[d];
 }
 
-static int forward(tg_node *n, bool logs) {
-  int64_t outer, len, inner;
-  if (!n->out->numel) return TG_OK; /* and a line of 0 has no maximum */
-  split(n, &outer, &len, &inner);
-  if (n->out->dtype == TG_F32)
-    fwd_f32(n->in[0]->data, n->out->data, outer, len, inner, logs);
+static void run_range(void *ctx, int64_t o0, int64_t o1) {
+  const job *jb = ctx;
+  if (jb->fwd)
+    jb->f32 ? fwd_f32(jb, o0, o1) : fwd_f64(jb, o0, o1);
   else
-    fwd_f64(n->in[0]->data, n->out->data, outer, len, inner, logs);
-  return TG_OK;
+    jb->f32 ? bwd_f32(jb, o0, o1) : bwd_f64(jb, o0, o1);
 }
 
-static void bwd_range(void *ctx, int64_t o0, int64_t o1) {
-  const job *jb = ctx;
-  jb->f32 ? bwd_f32(jb, o0, o1) : bwd_f64(jb, o0, o1);
+static void run(job *jb, const tg_node *n, bool logs) {
+  int64_t outer;
+  jb->f32 = n->out->dtype == TG_F32;
+  jb->logs = logs;
+  split(n, &outer, &jb->len, &jb->inner);
+  int64_t min_outer = TG__PAR_ELEMS / (jb->len * jb->inner);
+  tg__par_range(outer, min_outer > 0 ? min_outer : 1, run_range, jb);
+}
+
+static int forward(tg_node *n, bool logs) {
+  if (!n->out->numel) return TG_OK; /* and a line of 0 has no maximum */
+  job jb = {.x = n->in[0]->data, .y = n->out->data, .fwd = true};
+  run(&jb, n, logs);
+  return TG_OK;
 }
 
 static void backward(const tg_node *n, bool logs) {
   void *dx = tg__gin(n, 0);
   if (!dx || !n->out->numel) return;
-  int64_t outer;
-  job jb = {.y = n->out->data, .g = n->out->grad, .dx = dx,
-            .f32 = n->out->dtype == TG_F32, .logs = logs};
-  split(n, &outer, &jb.len, &jb.inner);
-  int64_t min_outer = TG__PAR_ELEMS / (jb.len * jb.inner);
-  tg__par_range(outer, min_outer > 0 ? min_outer : 1, bwd_range, &jb);
+  job jb = {.y = n->out->data, .g = n->out->grad, .dx = dx};
+  run(&jb, n, logs);
 }
 
 static int forward_softmax(tg_tape *t, tg_node *n) {

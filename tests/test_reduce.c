@@ -319,8 +319,8 @@ static bool row_grad_ok(const tg_tensor *y, const tg_tensor *g,
  * rows split over threads) on rows of odd lengths, float and double, for
  * softmax_axis and log_softmax: against the formula evaluated in double
  * from the op's own output; against the strided path's on the transposed
- * data (axis 0); and the same bits with one thread as with two. Enough
- * rows that two threads split them. */
+ * data (axis 0); and the same bits, forward and backward, with one thread
+ * as with two. Enough rows that two threads split them. */
 START_TEST(softmax_axis_last_axis_backward) {
   const int64_t lens[] = {1, 3, 17, 33, 129};
   const tg_dtype dts[] = {TG_F32, TG_F64};
@@ -347,7 +347,8 @@ START_TEST(softmax_axis_last_axis_backward) {
           }
         tg_requires_grad(xt, true);
         void *grad1 = malloc((size_t)x->numel * esz);
-        ck_assert_ptr_nonnull(grad1);
+        void *out1 = malloc((size_t)x->numel * esz);
+        ck_assert(grad1 && out1);
         for (int nt = 1; nt <= 2; nt++) {
           ck_assert_int_eq(tg_set_num_threads(nt), TG_OK);
           tg_tape *t = tg_tape_new();
@@ -356,6 +357,7 @@ START_TEST(softmax_axis_last_axis_backward) {
           tg_zero_grad(x);
           ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
           if (nt == 1) {
+            memcpy(out1, y->data, (size_t)x->numel * esz);
             memcpy(grad1, x->grad, (size_t)x->numel * esz);
             bool ok = true;
             for (int64_t r = 0; r < R && ok; r++)
@@ -363,8 +365,12 @@ START_TEST(softmax_axis_last_axis_backward) {
             ck_assert_msg(ok, "last axis, L %lld: a gradient is off",
                           (long long)L);
           } else {
+            ck_assert_msg(!memcmp(out1, y->data, (size_t)x->numel * esz),
+                          "L %lld: two threads' y differ from one's",
+                          (long long)L);
             ck_assert_msg(!memcmp(grad1, x->grad, (size_t)x->numel * esz),
-                          "L %lld: two threads differ from one", (long long)L);
+                          "L %lld: two threads' dx differ from one's",
+                          (long long)L);
           }
           tg_tape_free(t);
         }
@@ -389,6 +395,7 @@ START_TEST(softmax_axis_last_axis_backward) {
                       (long long)L, (long long)far);
         tg_tape_free(t);
         free(grad1);
+        free(out1);
         tg_tensor_free(x);
         tg_tensor_free(g);
         tg_tensor_free(xt);
