@@ -14,13 +14,8 @@
   }                                                                          \
   static void softmax_bwd_##S(const T *restrict y, const T *restrict g,      \
                               T *restrict dx, int64_t rows, int64_t cols) {  \
-    for (int64_t r = 0; r < rows; r++) {                                     \
-      const T *yr = y + r * cols, *gr = g + r * cols;                        \
-      T dot = 0;                                                             \
-      for (int64_t j = 0; j < cols; j++) dot += gr[j] * yr[j];               \
-      for (int64_t j = 0; j < cols; j++)                                     \
-        dx[r * cols + j] += yr[j] * (gr[j] - dot);                           \
-    }                                                                        \
+    for (int64_t r = 0; r < rows; r++)                                       \
+      softmax_row_bwd_##S(y + r * cols, g + r * cols, dx + r * cols, cols, 1); \
   }
 TG__BOTH(KERNELS)
 

@@ -4,16 +4,25 @@
  *   softmax_axis: y = exp(x - m) / s,      dx = y * (g - sum_k g_k y_k)
  *   log_softmax:  y = x - m - ln s,        dx = g - exp(y) * sum_k g_k
  * Both save nothing but their output. The line is contiguous when the axis
- * is the last one (inner 1); otherwise the lines are strided and are walked
- * CHUNK of them at a time, side by side, so the inner loops run along
- * memory. A 0-d input is one line of one element (axis 0 or -1, as in
- * PyTorch). */
+ * is the last one (inner 1), a row whose loops vectorise; otherwise the
+ * lines are strided and are walked CHUNK of them at a time, side by side,
+ * so the inner loops run along memory. Both passes split the outer blocks
+ * over threads, each computed wholly by one, so the result does not depend
+ * on the split. A 0-d input is one line of one element (axis 0 or
+ * -1, as in PyTorch). */
 #include <tgmath.h>
 
 #include "op.h"
 #include "softmax_row.h"
 
 #define CHUNK 16
+
+typedef struct {
+  const void *x, *g; /* x for the forward, g (and y, dx) for the backward */
+  void *y, *dx;
+  int64_t len, inner;
+  bool f32, logs, fwd;
+} job;
 
 #define KERNELS(T, S)                                                         \
   static void logsoftmax_row_##S(const T *restrict x, T *restrict y,          \
@@ -59,9 +68,13 @@
         for (int64_t i = 0; i < w; i++) yk[i] /= s[i];                        \
     }                                                                         \
   }                                                                           \
-  static void fwd_##S(const T *x, T *y, int64_t outer, int64_t len,           \
-                      int64_t inner, bool logs) {                             \
-    for (int64_t o = 0; o < outer; o++) {                                     \
+  /* outer blocks [o0, o1) */                                                \
+  static void fwd_##S(const job *jb, int64_t o0, int64_t o1) {               \
+    const T *x = jb->x;                                                       \
+    T *y = jb->y;                                                             \
+    const int64_t len = jb->len, inner = jb->inner;                           \
+    const bool logs = jb->logs;                                               \
+    for (int64_t o = o0; o < o1; o++) {                                       \
       const T *xo = x + o * len * inner;                                      \
       T *yo = y + o * len * inner;                                            \
       if (inner == 1) {                                                       \
@@ -76,6 +89,18 @@
                       inner - i0 < CHUNK ? inner - i0 : CHUNK, logs);         \
     }                                                                         \
   }                                                                           \
+  /* exp(y) with y <= 0 is the softmax, which tg__smexp gives as the       \
+   * forward computed it (for float, without a libm call per element). */    \
+  static void logsoftmax_row_bwd_##S(const T *restrict y,                    \
+                                     const T *restrict g, T *restrict dx,    \
+                                     int64_t len) {                          \
+    T d = 0;                                                                 \
+    TG__SIMD_SUM(d)                                                          \
+    for (int64_t k = 0; k < len; k++) d += g[k];                             \
+    TG__SM_SIMD_##S(TG__SIMD)                                                \
+    for (int64_t k = 0; k < len; k++)                                        \
+      dx[k] += g[k] - tg__smexp_##S(y[k]) * d;                               \
+  }                                                                          \
   /* softmax: d = sum_k g_k y_k, dx_k += y_k (g_k - d); log_softmax:        \
    * d = sum_k g_k, dx_k += g_k - exp(y_k) d. */                             \
   static void lines_bwd_##S(const T *restrict y, const T *restrict g,         \
@@ -94,15 +119,27 @@
       const T *yk = y + k * inner, *gk = g + k * inner;                       \
       T *dk = dx + k * inner;                                                 \
       if (logs)                                                               \
-        for (int64_t i = 0; i < w; i++) dk[i] += gk[i] - exp(yk[i]) * d[i];   \
+        for (int64_t i = 0; i < w; i++)                                      \
+          dk[i] += gk[i] - tg__smexp_##S(yk[i]) * d[i];                       \
       else                                                                    \
         for (int64_t i = 0; i < w; i++) dk[i] += yk[i] * (gk[i] - d[i]);      \
     }                                                                         \
   }                                                                           \
-  static void bwd_##S(const T *y, const T *g, T *dx, int64_t outer,           \
-                      int64_t len, int64_t inner, bool logs) {                \
-    for (int64_t o = 0; o < outer; o++) {                                     \
+  /* outer blocks [o0, o1) */                                                \
+  static void bwd_##S(const job *jb, int64_t o0, int64_t o1) {               \
+    const T *y = jb->y, *g = jb->g;                                           \
+    T *dx = jb->dx;                                                           \
+    const int64_t len = jb->len, inner = jb->inner;                           \
+    const bool logs = jb->logs;                                               \
+    for (int64_t o = o0; o < o1; o++) {                                       \
       int64_t off = o * len * inner;                                          \
+      if (inner == 1) {                                                       \
+        if (logs)                                                             \
+          logsoftmax_row_bwd_##S(y + off, g + off, dx + off, len);            \
+        else                                                                  \
+          softmax_row_bwd_##S(y + off, g + off, dx + off, len, 1);            \
+        continue;                                                             \
+      }                                                                       \
       for (int64_t i0 = 0; i0 < inner; i0 += CHUNK)                           \
         lines_bwd_##S(y + off + i0, g + off + i0, dx + off + i0, len, inner,  \
                       inner - i0 < CHUNK ? inner - i0 : CHUNK, logs);         \
@@ -133,26 +170,35 @@ static void split(const tg_node *n, int64_t *outer, int64_t *len,
   for (int d = ax + 1; d < x->ndim; d++) *inner *= x->shape[d];
 }
 
-static int forward(tg_node *n, bool logs) {
-  int64_t outer, len, inner;
-  if (!n->out->numel) return TG_OK; /* and a line of 0 has no maximum */
-  split(n, &outer, &len, &inner);
-  if (n->out->dtype == TG_F32)
-    fwd_f32(n->in[0]->data, n->out->data, outer, len, inner, logs);
+static void run_range(void *ctx, int64_t o0, int64_t o1) {
+  const job *jb = ctx;
+  if (jb->fwd)
+    jb->f32 ? fwd_f32(jb, o0, o1) : fwd_f64(jb, o0, o1);
   else
-    fwd_f64(n->in[0]->data, n->out->data, outer, len, inner, logs);
+    jb->f32 ? bwd_f32(jb, o0, o1) : bwd_f64(jb, o0, o1);
+}
+
+static void run(job *jb, const tg_node *n, bool logs) {
+  int64_t outer;
+  jb->f32 = n->out->dtype == TG_F32;
+  jb->logs = logs;
+  split(n, &outer, &jb->len, &jb->inner);
+  int64_t min_outer = TG__PAR_ELEMS / (jb->len * jb->inner);
+  tg__par_range(outer, min_outer > 0 ? min_outer : 1, run_range, jb);
+}
+
+static int forward(tg_node *n, bool logs) {
+  if (!n->out->numel) return TG_OK; /* and a line of 0 has no maximum */
+  job jb = {.x = n->in[0]->data, .y = n->out->data, .fwd = true};
+  run(&jb, n, logs);
   return TG_OK;
 }
 
 static void backward(const tg_node *n, bool logs) {
   void *dx = tg__gin(n, 0);
   if (!dx || !n->out->numel) return;
-  int64_t outer, len, inner;
-  split(n, &outer, &len, &inner);
-  if (n->out->dtype == TG_F32)
-    bwd_f32(n->out->data, n->out->grad, dx, outer, len, inner, logs);
-  else
-    bwd_f64(n->out->data, n->out->grad, dx, outer, len, inner, logs);
+  job jb = {.y = n->out->data, .g = n->out->grad, .dx = dx};
+  run(&jb, n, logs);
 }
 
 static int forward_softmax(tg_tape *t, tg_node *n) {

@@ -43,12 +43,7 @@ typedef struct {
       const T *restrict y = (const T *)jb->y + r * tk;                       \
       const T *restrict g = (const T *)jb->g + r * tk;                       \
       T *restrict dx = (T *)jb->dx + r * tk;                                 \
-      const int64_t n = r % tq + tk - tq + 1;                                \
-      T d = 0;                                                               \
-      TG__SIMD_SUM(d)                                                        \
-      for (int64_t j = 0; j < n; j++) d += g[j] * y[j];                      \
-      TG__SIMD                                                               \
-      for (int64_t j = 0; j < n; j++) dx[j] += c * (y[j] * (g[j] - d));      \
+      softmax_row_bwd_##S(y, g, dx, r % tq + tk - tq + 1, c);              \
     }                                                                        \
   }
 TG__BOTH(KERNELS)

@@ -1,9 +1,10 @@
-/* ops/softmax_row.h: one row of softmax of c x, for softmax, softmax_nll
- * (c = 1, a product that is exact) and softmax_causal (its scale):
- * y = exp(c x - max c x) / sum exp(c x - max c x), the row maximum
+/* ops/softmax_row.h: one row of softmax of c x, for softmax, softmax_axis,
+ * softmax_nll (c = 1, a product that is exact) and softmax_causal (its
+ * scale): y = exp(c x - max c x) / sum exp(c x - max c x), the row maximum
  * subtracted so large inputs do not overflow. When lse is not NULL it
- * receives the row's log-sum-exp, max c x + ln sum exp(c x - max c x). Include after <tgmath.h>, so
- * exp and log pick their float or double version. */
+ * receives the row's log-sum-exp, max c x + ln sum exp(c x - max c x).
+ * And its backward, dx += c y (g - sum_j g_j y_j). Include after
+ * <tgmath.h>, so exp and log pick their float or double version. */
 #ifndef TAPEGRAD_SOFTMAX_ROW_H
 #define TAPEGRAD_SOFTMAX_ROW_H
 
@@ -45,6 +46,18 @@ static inline double tg__smexp_f64(double d) { return exp(d); }
     TG__SIMD                                                                 \
     for (int64_t j = 0; j < cols; j++) y[j] /= s;                            \
     if (lse) *lse = m + log(s);                                              \
+  }                                                                          \
+  /* Both loops vectorise (the dot product as a SIMD reduction, whose order \
+   * depends on the row alone, so a row's result is the same whichever     \
+   * thread computes it). */                                                \
+  static inline void softmax_row_bwd_##S(const T *restrict y,                \
+                                         const T *restrict g,                \
+                                         T *restrict dx, int64_t cols, T c) { \
+    T d = 0;                                                                 \
+    TG__SIMD_SUM(d)                                                          \
+    for (int64_t j = 0; j < cols; j++) d += g[j] * y[j];                     \
+    TG__SIMD                                                                 \
+    for (int64_t j = 0; j < cols; j++) dx[j] += c * (y[j] * (g[j] - d));     \
   }
 TG__BOTH(SOFTMAX_ROW)
 

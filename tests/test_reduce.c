@@ -281,6 +281,130 @@ START_TEST(softmax_axis_matches_softmax) {
 }
 END_TEST
 
+static tg_tensor *softmax_or_log(tg_tape *t, tg_tensor *x, int axis,
+                                 bool logs) {
+  return logs ? tg_log_softmax(t, x, axis) : tg_softmax_axis(t, x, axis);
+}
+
+/* Whether x's gradient on one row (length L, element k at base + k * step)
+ * is dx computed in double from y and g, within tol times a bound on the
+ * rounding of its terms; a miss is printed. (A Check assertion per element
+ * would cost a write each.) */
+static bool row_grad_ok(const tg_tensor *y, const tg_tensor *g,
+                        const tg_tensor *x, int64_t base, int64_t step,
+                        int64_t L, bool logs, double tol) {
+  double d = 0, s = 0;
+  for (int64_t k = 0; k < L; k++) {
+    double gk = tg_get(g, base + k * step), yk = tg_get(y, base + k * step);
+    d += logs ? gk : gk * yk;
+    s += logs ? fabs(gk) : fabs(gk * yk);
+  }
+  for (int64_t k = 0; k < L; k++) {
+    int64_t e = base + k * step;
+    double gk = tg_get(g, e), yk = tg_get(y, e);
+    double p = logs ? exp(yk) : yk;
+    double want = logs ? gk - p * d : yk * (gk - d);
+    double got = tg_grad_get(x, e);
+    if (!(fabs(got - want) <= tol * (fabs(gk) + p * s + DBL_MIN))) {
+      fprintf(stderr, "L %lld, element %lld (%s): %.9g, want %.9g\n",
+              (long long)L, (long long)e, logs ? "log_softmax" : "softmax_axis",
+              got, want);
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The backward along a contiguous last axis (its own vectorised row loops,
+ * rows split over threads) on rows of odd lengths, float and double, for
+ * softmax_axis and log_softmax: against the formula evaluated in double
+ * from the op's own output; against the strided path's on the transposed
+ * data (axis 0); and the same bits, forward and backward, with one thread
+ * as with two. Enough rows that two threads split them. */
+START_TEST(softmax_axis_last_axis_backward) {
+  const int64_t lens[] = {1, 3, 17, 33, 129};
+  const tg_dtype dts[] = {TG_F32, TG_F64};
+  int before = tg_get_num_threads();
+  tg__par_guard_enable(false); /* two threads whenever the op asks */
+  tg_rng rng;
+  tg_rng_seed(&rng, 11);
+  for (size_t di = 0; di < 2; di++)
+    for (size_t li = 0; li < sizeof lens / sizeof *lens; li++)
+      for (int logs = 0; logs < 2; logs++) {
+        tg_dtype dt = dts[di];
+        const int64_t L = lens[li], R = ((int64_t)1 << 18) / L + 5;
+        const double tol = dt == TG_F32 ? 1e-5 : 1e-13;
+        const size_t esz = dt == TG_F32 ? sizeof(float) : sizeof(double);
+        tg_tensor *x = param_normal(dt, TG_SHAPE(R, L), &rng);
+        tg_tensor *g = tg_zeros(dt, TG_SHAPE(R, L));
+        tg_fill_normal(g, &rng, 0, 1);
+        tg_tensor *xt = tg_zeros(dt, TG_SHAPE(L, R)),
+                  *gt = tg_zeros(dt, TG_SHAPE(L, R));
+        for (int64_t r = 0; r < R; r++)
+          for (int64_t k = 0; k < L; k++) {
+            tg_set(xt, k * R + r, tg_get(x, r * L + k));
+            tg_set(gt, k * R + r, tg_get(g, r * L + k));
+          }
+        tg_requires_grad(xt, true);
+        void *grad1 = malloc((size_t)x->numel * esz);
+        void *out1 = malloc((size_t)x->numel * esz);
+        ck_assert(grad1 && out1);
+        for (int nt = 1; nt <= 2; nt++) {
+          ck_assert_int_eq(tg_set_num_threads(nt), TG_OK);
+          tg_tape *t = tg_tape_new();
+          tg_tensor *y = softmax_or_log(t, x, -1, logs);
+          ck_assert_ptr_nonnull(y);
+          tg_zero_grad(x);
+          ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+          if (nt == 1) {
+            memcpy(out1, y->data, (size_t)x->numel * esz);
+            memcpy(grad1, x->grad, (size_t)x->numel * esz);
+            bool ok = true;
+            for (int64_t r = 0; r < R && ok; r++)
+              ok = row_grad_ok(y, g, x, r * L, 1, L, logs, tol);
+            ck_assert_msg(ok, "last axis, L %lld: a gradient is off",
+                          (long long)L);
+          } else {
+            ck_assert_msg(!memcmp(out1, y->data, (size_t)x->numel * esz),
+                          "L %lld: two threads' y differ from one's",
+                          (long long)L);
+            ck_assert_msg(!memcmp(grad1, x->grad, (size_t)x->numel * esz),
+                          "L %lld: two threads' dx differ from one's",
+                          (long long)L);
+          }
+          tg_tape_free(t);
+        }
+        tg_set_num_threads(before);
+        tg_tape *t = tg_tape_new();
+        tg_tensor *yt = softmax_or_log(t, xt, 0, logs);
+        ck_assert_ptr_nonnull(yt);
+        tg_zero_grad(xt);
+        ck_assert_int_eq(tg_backward_grad(t, yt, gt), TG_OK);
+        bool ok = true;
+        int64_t far = 0; /* elements where the two paths disagree */
+        for (int64_t r = 0; r < R && ok; r++) {
+          ok = row_grad_ok(yt, gt, xt, r, R, L, logs, tol);
+          for (int64_t k = 0; k < L; k++) {
+            double a = tg_grad_get(xt, k * R + r);
+            double b = tg_grad_get(x, r * L + k);
+            far += !(fabs(a - b) <= tol * (fabs(tg_get(g, r * L + k)) + 1));
+          }
+        }
+        ck_assert_msg(ok, "axis 0, L %lld: a gradient is off", (long long)L);
+        ck_assert_msg(!far, "L %lld: %lld elements differ between the paths",
+                      (long long)L, (long long)far);
+        tg_tape_free(t);
+        free(grad1);
+        free(out1);
+        tg_tensor_free(x);
+        tg_tensor_free(g);
+        tg_tensor_free(xt);
+        tg_tensor_free(gt);
+      }
+  tg__par_guard_enable(true);
+}
+END_TEST
+
 /* Logits of +-1000: exp would overflow, the fused form stays finite, and
  * so does its gradient. Along the last axis and along a strided one. */
 START_TEST(log_softmax_of_huge_logits_is_finite) {
@@ -661,5 +785,11 @@ int main(void) {
   tcase_add_test(tc, softmax_causal_errors);
   tcase_add_test(tc, softmax_causal_thread_count_independent);
   suite_add_tcase(s, tc);
+  /* Rows enough for two threads at each of 20 shapes: longer than Check's
+   * default 4 seconds on a loaded machine. */
+  TCase *rows = tcase_create("softmax_rows");
+  tcase_set_timeout(rows, 60);
+  tcase_add_test(rows, softmax_axis_last_axis_backward);
+  suite_add_tcase(s, rows);
   return run_suite(s);
 }
