@@ -364,6 +364,10 @@ static const conv_cfg big_convs[] = {
      * with a last batch of fewer images (7 = 3 + 3 + 1 on one thread) */
     {{7, 32, 14, 14}, {16, 16, 4, 4}, {1, 1}, {2, 2}, {1, 1}, 2},
     {{5, 32, 15, 13}, {8, 32, 3, 3}, {2, 1}, {1, 2}, {2, 1}, 1},
+    /* C R S < K / groups: the weight gradient's chunks summed transposed
+     * (conv1 of the CNN; and in groups) */
+    {{8, 1, 28, 28}, {32, 1, 5, 5}, {1, 1}, {2, 2}, {1, 1}, 1},
+    {{10, 4, 20, 19}, {64, 2, 3, 3}, {1, 1}, {1, 1}, {1, 1}, 2},
 };
 
 /* y, dx, dw and db of sum(y * g) by the definition. */
