@@ -110,6 +110,7 @@ typedef struct {
   void *c, *da, *db;
   int64_t nunit, nda, ndb; /* units: da's matrices, then db's */
   int64_t wa, wb, work;     /* items each unit of da, of db sums; all */
+  bool pair;                /* unit u is matrix u of da and of db */
 } batch_job;
 
 #define GEMM_f32 tg__sgemm
@@ -170,6 +171,14 @@ static void run_unit(const batch_job *j, int64_t u) {
       fwd_f32(L, j->a, j->b, j->c, u);
     else
       fwd_f64(L, j->a, j->b, j->c, u);
+  } else if (j->pair) { /* da and db of item u, while g's matrix is hot */
+    if (j->f32) {
+      bwd_a_f32(L, j->b, j->g, j->da, u);
+      bwd_b_f32(L, j->a, j->g, j->db, u);
+    } else {
+      bwd_a_f64(L, j->b, j->g, j->da, u);
+      bwd_b_f64(L, j->a, j->g, j->db, u);
+    }
   } else if (u < j->nda) {
     if (j->f32)
       bwd_a_f32(L, j->b, j->g, j->da, u);
@@ -207,6 +216,14 @@ static void run_batch(batch_job *j) {
     j->wa = j->nda ? L->nbatch / j->nda : 0;
     j->wb = j->ndb ? L->nbatch / j->ndb : 0;
     j->work = j->nda * j->wa + j->ndb * j->wb;
+    /* Nothing broadcast: item i's da and db together, reading g_i once
+     * from memory rather than twice. */
+    j->pair = j->nda == L->nbatch && j->ndb == L->nbatch;
+    if (j->pair) {
+      j->nunit = L->nbatch;
+      j->nda = 0;
+      j->wb = 2;
+    }
   }
   int nt = tg__gemm_batch_threads(L->M, L->N, L->K, j->work);
   if (nt > j->nunit) nt = (int)j->nunit;
