@@ -13,6 +13,9 @@
  * Every transpose is a GEMM flag, never a copy. A batch dim that was
  * broadcast (absent or of size 1) has its gradient summed over the batch:
  * the GEMMs accumulate (beta = 1) into the same matrix of da or db.
+ * A batch of products too small to thread themselves (attention's per-head
+ * [T,D] x [D,T]) is split over threads by whole matrices instead; see
+ * batch_job below.
  *
  * tg_matmul (no transposes) and tg_matmul_ex are two ops of one rule and
  * one pair of kernels, so that each message names the function called. A
@@ -70,44 +73,162 @@ static void offsets(const layout *L, int64_t i, int64_t *oa, int64_t *ob) {
   *ob = i0 * L->bstr[0] + i1 * L->bstr[1];
 }
 
+/* How many matrices the operand of batch strides str holds (a broadcast
+ * dim, stride 0, counts once). */
+static int64_t nmat(const layout *L, const int64_t *str) {
+  return (str[0] ? L->bshape[0] : 1) * (str[1] ? L->bshape[1] : 1);
+}
+
+/* Matrix j of the operand of strides str: its offset, and the items of c
+ * it was used for, i0 in [*lo0, *hi0) by i1 in [*lo1, *hi1) (all of a
+ * batch dim where it was broadcast). */
+static int64_t mat_items(const layout *L, const int64_t *str, int64_t j,
+                         int64_t *lo, int64_t *hi) {
+  int64_t d1 = str[1] ? L->bshape[1] : 1, j0 = j / d1, j1 = j % d1;
+  int64_t jj[2] = {j0, j1};
+  for (int d = 0; d < 2; d++) {
+    lo[d] = str[d] ? jj[d] : 0;
+    hi[d] = str[d] ? jj[d] + 1 : L->bshape[d];
+  }
+  return j0 * str[0] + j1 * str[1];
+}
+
+/* The batch goes over threads (tg__gemm_batch_threads) only when each
+ * product is too small to thread itself; each thread then computes whole
+ * matrices of the result with the one-thread GEMM. Forward, a unit is a
+ * matrix of c. Backward, a unit is a matrix of da or of db, and it is
+ * summed by its thread over the items that use it in increasing order,
+ * the same GEMMs in the same order as on one thread: a broadcast
+ * operand's gradient (a weight [K,N] against a batch of inputs) is one
+ * unit, summed on one thread while the others take the rest. So the bits
+ * never depend on the thread count. Each thread takes a run of units of
+ * about equal work (the items they sum), fixed by the shapes. */
+typedef struct {
+  const layout *L;
+  bool f32;
+  const void *a, *b, *g;
+  void *c, *da, *db;
+  int64_t nunit, nda, ndb; /* units: da's matrices, then db's */
+  int64_t wa, wb, work;     /* items each unit of da, of db sums; all */
+  bool pair;                /* unit u is matrix u of da and of db */
+} batch_job;
+
 #define GEMM_f32 tg__sgemm
 #define GEMM_f64 tg__dgemm
 #define KERNELS(T, S)                                                        \
-  static void fwd_##S(const layout *L, const T *a, const T *b, T *c) {       \
-    int64_t M = L->M, N = L->N, K = L->K;                                    \
-    for (int64_t i = 0; i < L->nbatch; i++) {                                \
-      int64_t oa, ob;                                                        \
-      offsets(L, i, &oa, &ob);                                               \
-      GEMM_##S(L->ta, L->tb, M, N, K, 1, a + oa, L->lda, b + ob, L->ldb, 0,  \
-               c + i * M * N, N);                                            \
-    }                                                                        \
+  static void fwd_##S(const layout *L, const T *a, const T *b, T *c,         \
+                      int64_t i) {                                           \
+    int64_t M = L->M, N = L->N, K = L->K, oa, ob;                            \
+    offsets(L, i, &oa, &ob);                                                 \
+    GEMM_##S(L->ta, L->tb, M, N, K, 1, a + oa, L->lda, b + ob, L->ldb, 0,    \
+             c + i * M * N, N);                                              \
   }                                                                          \
-  /* da (stored [M,K], or [K,M] for ta) and db (stored [K,N], or [N,K] for  \
-   * tb), each NULL when not wanted; db is skipped when sparse did it. */    \
-  static void bwd_##S(const layout *L, const T *a, const T *b, const T *g,   \
-                      T *da, T *db) {                                        \
-    int64_t M = L->M, N = L->N, K = L->K;                                    \
-    bool ta = L->ta, tb = L->tb;                                             \
-    for (int64_t i = 0; i < L->nbatch; i++) {                                \
-      int64_t oa, ob;                                                        \
-      offsets(L, i, &oa, &ob);                                               \
-      const T *gi = g + i * M * N;                                           \
-      if (da && !ta) /* g op(b)^T */                                         \
-        GEMM_##S(false, !tb, M, K, N, 1, gi, N, b + ob, L->ldb, 1, da + oa,  \
-                 K);                                                         \
-      else if (da) /* op(b) g^T */                                           \
-        GEMM_##S(tb, true, K, M, N, 1, b + ob, L->ldb, gi, N, 1, da + oa,    \
-                 M);                                                         \
-      if (db && !tb) /* op(a)^T g */                                         \
-        GEMM_##S(!ta, false, K, N, M, 1, a + oa, L->lda, gi, N, 1, db + ob,  \
-                 N);                                                         \
-      else if (db) /* g^T op(a) */                                           \
-        GEMM_##S(true, ta, N, K, M, 1, gi, N, a + oa, L->lda, 1, db + ob,    \
-                 K);                                                         \
-    }                                                                        \
+  /* da (stored [M,K], or [K,M] for ta) += the items' g op(b)^T (or op(b)  \
+   * g^T), for matrix j of a. */                                             \
+  static void bwd_a_##S(const layout *L, const T *b, const T *g, T *da,      \
+                        int64_t j) {                                         \
+    int64_t M = L->M, N = L->N, K = L->K, lo[2], hi[2];                      \
+    int64_t oa = mat_items(L, L->astr, j, lo, hi);                           \
+    for (int64_t i0 = lo[0]; i0 < hi[0]; i0++)                               \
+      for (int64_t i1 = lo[1]; i1 < hi[1]; i1++) {                           \
+        int64_t i = i0 * L->bshape[1] + i1, ob = i0 * L->bstr[0] +           \
+                                                 i1 * L->bstr[1];            \
+        const T *gi = g + i * M * N;                                         \
+        if (!L->ta)                                                          \
+          GEMM_##S(false, !L->tb, M, K, N, 1, gi, N, b + ob, L->ldb, 1,      \
+                   da + oa, K);                                              \
+        else                                                                 \
+          GEMM_##S(L->tb, true, K, M, N, 1, b + ob, L->ldb, gi, N, 1,        \
+                   da + oa, M);                                              \
+      }                                                                      \
+  }                                                                          \
+  /* db (stored [K,N], or [N,K] for tb) += the items' op(a)^T g (or g^T    \
+   * op(a)), for matrix j of b. */                                           \
+  static void bwd_b_##S(const layout *L, const T *a, const T *g, T *db,      \
+                        int64_t j) {                                         \
+    int64_t M = L->M, N = L->N, K = L->K, lo[2], hi[2];                      \
+    int64_t ob = mat_items(L, L->bstr, j, lo, hi);                           \
+    for (int64_t i0 = lo[0]; i0 < hi[0]; i0++)                               \
+      for (int64_t i1 = lo[1]; i1 < hi[1]; i1++) {                           \
+        int64_t i = i0 * L->bshape[1] + i1, oa = i0 * L->astr[0] +           \
+                                                 i1 * L->astr[1];            \
+        const T *gi = g + i * M * N;                                         \
+        if (!L->tb)                                                          \
+          GEMM_##S(!L->ta, false, K, N, M, 1, a + oa, L->lda, gi, N, 1,      \
+                   db + ob, N);                                              \
+        else                                                                 \
+          GEMM_##S(true, L->ta, N, K, M, 1, gi, N, a + oa, L->lda, 1,        \
+                   db + ob, K);                                              \
+      }                                                                      \
   }
 TG__BOTH(KERNELS)
 #undef KERNELS
+
+static void run_unit(const batch_job *j, int64_t u) {
+  const layout *L = j->L;
+  if (!j->g) { /* forward: unit u is matrix u of c */
+    if (j->f32)
+      fwd_f32(L, j->a, j->b, j->c, u);
+    else
+      fwd_f64(L, j->a, j->b, j->c, u);
+  } else if (j->pair) { /* da and db of item u, while g's matrix is hot */
+    if (j->f32) {
+      bwd_a_f32(L, j->b, j->g, j->da, u);
+      bwd_b_f32(L, j->a, j->g, j->db, u);
+    } else {
+      bwd_a_f64(L, j->b, j->g, j->da, u);
+      bwd_b_f64(L, j->a, j->g, j->db, u);
+    }
+  } else if (u < j->nda) {
+    if (j->f32)
+      bwd_a_f32(L, j->b, j->g, j->da, u);
+    else
+      bwd_a_f64(L, j->b, j->g, j->da, u);
+  } else if (j->f32) {
+    bwd_b_f32(L, j->a, j->g, j->db, u - j->nda);
+  } else {
+    bwd_b_f64(L, j->a, j->g, j->db, u - j->nda);
+  }
+}
+
+/* Thread t of nt runs the units whose work starts in its share. */
+static void batch_part(void *p, int t, int nt) {
+  const batch_job *j = p;
+  int64_t w0 = j->work * t / nt, w1 = j->work * (t + 1) / nt;
+  for (int64_t u = 0; u < j->nunit; u++) {
+    int64_t w = u < j->nda ? u * j->wa : j->nda * j->wa + (u - j->nda) * j->wb;
+    if (w >= w0 && w < w1) run_unit(j, u);
+  }
+}
+
+static void run_batch(batch_job *j) {
+  const layout *L = j->L;
+  if (!j->g) { /* c's matrices, counted as db's by batch_part */
+    j->nunit = L->nbatch;
+    j->nda = 0;
+    j->wb = 1;
+    j->work = L->nbatch;
+  } else {
+    /* a matrix of da sums nbatch / nda items, one of db nbatch / ndb */
+    j->nda = j->da ? nmat(L, L->astr) : 0;
+    j->ndb = j->db ? nmat(L, L->bstr) : 0;
+    j->nunit = j->nda + j->ndb;
+    j->wa = j->nda ? L->nbatch / j->nda : 0;
+    j->wb = j->ndb ? L->nbatch / j->ndb : 0;
+    j->work = j->nda * j->wa + j->ndb * j->wb;
+    /* Nothing broadcast: item i's da and db together, reading g_i once
+     * from memory rather than twice. */
+    j->pair = j->nda == L->nbatch && j->ndb == L->nbatch;
+    if (j->pair) {
+      j->nunit = L->nbatch;
+      j->nda = 0;
+      j->wb = 2;
+    }
+  }
+  int nt = tg__gemm_batch_threads(L->M, L->N, L->K, j->work);
+  if (nt > j->nunit) nt = (int)j->nunit;
+  tg__par_run(nt, batch_part, j);
+}
 
 static void backward(const tg_node *n) {
   const tg_tensor *a = n->in[0], *b = n->in[1], *c = n->out;
@@ -120,10 +241,10 @@ static void backward(const tg_node *n) {
       tg__spmm_tn_f32(sa, c->grad, L.N, db);
       db = NULL;
     }
-    bwd_f32(&L, a->data, b->data, c->grad, da, db);
-  } else {
-    bwd_f64(&L, a->data, b->data, c->grad, da, db);
   }
+  batch_job j = {.L = &L, .f32 = c->dtype == TG_F32, .a = a->data,
+                 .b = b->data, .g = c->grad, .da = da, .db = db};
+  run_batch(&j);
 }
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *args,
@@ -173,10 +294,9 @@ static int forward(tg_tape *t, tg_node *n) {
       return TG_OK;
     }
   }
-  if (a->dtype == TG_F32)
-    fwd_f32(&L, a->data, b->data, n->out->data);
-  else
-    fwd_f64(&L, a->data, b->data, n->out->data);
+  batch_job j = {.L = &L, .f32 = a->dtype == TG_F32, .a = a->data,
+                 .b = b->data, .c = n->out->data};
+  run_batch(&j);
   return TG_OK;
 }
 

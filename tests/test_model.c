@@ -51,27 +51,34 @@ static int64_t batch_off(const tg_tensor *x, int64_t b0, int64_t b1) {
   return (i0 * s1 + i1) * msz;
 }
 
-START_TEST(batched_matmul_matches_naive_loop) {
-  const mm_case *mc = &mm_cases[_i];
-  tg_rng rng;
-  tg_rng_seed(&rng, 100 + (uint64_t)_i);
-  tg_tensor *a = param_normal(TG_F64, mc->na, mc->sa, &rng);
-  tg_tensor *b = param_normal(TG_F64, mc->nb, mc->sb, &rng);
-  tg_tape *t = tg_tape_new();
-  tg_tensor *c = tg_matmul_ex(t, a, b, mc->ta, mc->tb);
-  ck_assert_msg(c, "%s", tg_last_error());
+/* The first of n values x[i] (or get(t, i) when x is NULL) farther than
+ * 1e-12 relative from ref[i], or -1 (one check per array, not per element:
+ * the large cases hold a million elements). */
+static int64_t first_off(const double *x, const tg_tensor *t, const double *ref,
+                         int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = x ? x[i] : tg_grad_get(t, i);
+    if (!(fabs(v - ref[i]) <= 1e-12 * (1 + fabs(ref[i])))) return i;
+  }
+  return -1;
+}
+
+/* c = op(a) op(b) (float64) and the gradients a and b hold after a
+ * backward pass of incoming gradient g against a naive triple loop. */
+static void check_naive(int ci, bool ta, bool tb, const tg_tensor *a,
+                        const tg_tensor *b, const tg_tensor *c,
+                        const tg_tensor *g) {
   int na = a->ndim, nb = b->ndim, nc = c->ndim;
-  int64_t M = a->shape[na - (mc->ta ? 1 : 2)], K = a->shape[na - (mc->ta ? 2 : 1)];
-  int64_t N = b->shape[nb - (mc->tb ? 2 : 1)];
+  int64_t M = a->shape[na - (ta ? 1 : 2)], K = a->shape[na - (ta ? 2 : 1)];
+  int64_t N = b->shape[nb - (tb ? 2 : 1)];
   ck_assert_int_eq(nc, (na > nb ? na : nb));
   ck_assert_int_eq(c->shape[nc - 2], M);
   ck_assert_int_eq(c->shape[nc - 1], N);
   int64_t B0 = nc == 4 ? c->shape[0] : 1, B1 = nc >= 3 ? c->shape[nc - 3] : 1;
-  tg_tensor *g = tg_zeros(TG_F64, c->ndim, c->shape);
-  tg_fill_normal(g, &rng, 0, 1);
-  ck_assert_int_eq(tg_backward_grad(t, c, g), TG_OK);
   double *ra = calloc((size_t)a->numel, sizeof(double));
   double *rb = calloc((size_t)b->numel, sizeof(double));
+  double *rc = calloc((size_t)c->numel, sizeof(double));
+  ck_assert(ra && rb && rc);
   const double *A = a->data, *Bd = b->data, *C = c->data, *G = g->data;
   int64_t lda = a->shape[na - 1], ldb = b->shape[nb - 1];
   for (int64_t b0 = 0; b0 < B0; b0++)
@@ -82,25 +89,42 @@ START_TEST(batched_matmul_matches_naive_loop) {
         for (int64_t j = 0; j < N; j++) {
           double s = 0, gij = G[oc + i * N + j];
           for (int64_t k = 0; k < K; k++) {
-            int64_t ia = oa + mat_index(lda, mc->ta, i, k);
-            int64_t ib = ob + mat_index(ldb, mc->tb, k, j);
+            int64_t ia = oa + mat_index(lda, ta, i, k);
+            int64_t ib = ob + mat_index(ldb, tb, k, j);
             s += A[ia] * Bd[ib];
             ra[ia] += gij * Bd[ib];
             rb[ib] += gij * A[ia];
           }
-          ck_assert_msg(fabs(C[oc + i * N + j] - s) <= 1e-12 * (1 + fabs(s)),
-                        "case %d c[%lld]: %.17g, naive %.17g", _i,
-                        (long long)(oc + i * N + j), C[oc + i * N + j], s);
+          rc[oc + i * N + j] = s;
         }
     }
-  for (int64_t i = 0; i < a->numel; i++)
-    ck_assert_msg(fabs(tg_grad_get(a, i) - ra[i]) <= 1e-12 * (1 + fabs(ra[i])),
-                  "case %d da[%lld]: %.17g, naive %.17g", _i, (long long)i,
-                  tg_grad_get(a, i), ra[i]);
-  for (int64_t i = 0; i < b->numel; i++)
-    ck_assert_msg(fabs(tg_grad_get(b, i) - rb[i]) <= 1e-12 * (1 + fabs(rb[i])),
-                  "case %d db[%lld]: %.17g, naive %.17g", _i, (long long)i,
-                  tg_grad_get(b, i), rb[i]);
+  int64_t i = first_off(C, NULL, rc, c->numel);
+  ck_assert_msg(i < 0, "case %d c[%lld]: %.17g, naive %.17g", ci,
+                (long long)i, i < 0 ? 0 : C[i], i < 0 ? 0 : rc[i]);
+  i = first_off(NULL, a, ra, a->numel);
+  ck_assert_msg(i < 0, "case %d da[%lld]: %.17g, naive %.17g", ci,
+                (long long)i, i < 0 ? 0 : tg_grad_get(a, i), i < 0 ? 0 : ra[i]);
+  i = first_off(NULL, b, rb, b->numel);
+  ck_assert_msg(i < 0, "case %d db[%lld]: %.17g, naive %.17g", ci,
+                (long long)i, i < 0 ? 0 : tg_grad_get(b, i), i < 0 ? 0 : rb[i]);
+  free(ra);
+  free(rb);
+  free(rc);
+}
+
+START_TEST(batched_matmul_matches_naive_loop) {
+  const mm_case *mc = &mm_cases[_i];
+  tg_rng rng;
+  tg_rng_seed(&rng, 100 + (uint64_t)_i);
+  tg_tensor *a = param_normal(TG_F64, mc->na, mc->sa, &rng);
+  tg_tensor *b = param_normal(TG_F64, mc->nb, mc->sb, &rng);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *c = tg_matmul_ex(t, a, b, mc->ta, mc->tb);
+  ck_assert_msg(c, "%s", tg_last_error());
+  tg_tensor *g = tg_zeros(TG_F64, c->ndim, c->shape);
+  tg_fill_normal(g, &rng, 0, 1);
+  ck_assert_int_eq(tg_backward_grad(t, c, g), TG_OK);
+  check_naive(_i, mc->ta, mc->tb, a, b, c, g);
   /* without transposes, tg_matmul is the same product */
   if (!mc->ta && !mc->tb) {
     tg_tensor *c2 = tg_matmul(t, a, b);
@@ -108,12 +132,88 @@ START_TEST(batched_matmul_matches_naive_loop) {
     ck_assert(tg__same_shape(c, c2));
     ck_assert_mem_eq(c->data, c2->data, (size_t)c->numel * sizeof(double));
   }
-  free(ra);
-  free(rb);
   tg_tape_free(t);
   tg_tensor_free(a);
   tg_tensor_free(b);
   tg_tensor_free(g);
+}
+END_TEST
+
+/* Batches of products each too small for the GEMM to thread itself, with
+ * enough of them to go over threads: attention's q k^T and att v, and
+ * operands broadcast over the batch, whose gradient sums over its items. */
+static const mm_case mm_par_cases[] = {
+    {4, 4, {4, 4, 128, 32}, {4, 4, 128, 32}, false, true},  /* q k^T */
+    {4, 4, {4, 4, 128, 128}, {4, 4, 128, 32}, false, false}, /* att v */
+    {3, 2, {16, 128, 32}, {32, 128}, false, false},  /* [B,T,D] x W */
+    {3, 2, {16, 32, 128}, {128, 32}, true, true},
+    {2, 3, {128, 32}, {16, 128, 32}, false, true},   /* W x [B,..]^T */
+    {4, 4, {4, 1, 128, 64}, {1, 4, 64, 64}, false, true},
+    {4, 4, {1, 4, 64, 128}, {4, 1, 64, 64}, true, false},
+};
+
+/* One forward and backward pass of case mc on nt threads: c, da and db
+ * written one after another to out. */
+static void par_pass(const mm_case *mc, tg_dtype dt, int nt, uint64_t seed,
+                     char *out, size_t *len) {
+  ck_assert_int_eq(tg_set_num_threads(nt), TG_OK);
+  tg_rng rng;
+  tg_rng_seed(&rng, seed);
+  tg_tensor *a = param_normal(dt, mc->na, mc->sa, &rng);
+  tg_tensor *b = param_normal(dt, mc->nb, mc->sb, &rng);
+  tg_tape *t = tg_tape_new();
+  tg_tensor *c = tg_matmul_ex(t, a, b, mc->ta, mc->tb);
+  ck_assert_msg(c, "%s", tg_last_error());
+  tg_tensor *g = tg_zeros(dt, c->ndim, c->shape);
+  tg_fill_normal(g, &rng, 0, 1);
+  ck_assert_int_eq(tg_backward_grad(t, c, g), TG_OK);
+  if (dt == TG_F64) check_naive((int)seed, mc->ta, mc->tb, a, b, c, g);
+  size_t es = tg__dtype_size(dt), n = 0;
+  const tg_tensor *parts[3] = {c, a, b};
+  for (int k = 0; k < 3; k++) {
+    const void *src = k == 0 ? c->data : tg_tensor_grad((tg_tensor *)parts[k])->data;
+    size_t bytes = (size_t)parts[k]->numel * es;
+    memcpy(out + n, src, bytes);
+    n += bytes;
+  }
+  *len = n;
+  tg_tape_free(t);
+  tg_tensor_free(a);
+  tg_tensor_free(b);
+  tg_tensor_free(g);
+}
+
+/* 1, 2 and 3 threads give the same bits (3: so that the units of a
+ * gradient summed over the batch would land on different threads). */
+START_TEST(batched_matmul_threads_same_bits) {
+  const mm_case *mc = &mm_par_cases[_i / 2];
+  tg_dtype dt = _i % 2 ? TG_F64 : TG_F32;
+  int64_t M = mc->sa[mc->na - (mc->ta ? 1 : 2)];
+  int64_t K = mc->sa[mc->na - (mc->ta ? 2 : 1)];
+  int64_t N = mc->sb[mc->nb - (mc->tb ? 2 : 1)];
+  int before = tg_get_num_threads();
+  tg__par_guard_enable(false);
+#ifdef _OPENMP
+  /* the case goes over threads: all three asked for are granted */
+  ck_assert_int_eq(tg_set_num_threads(3), TG_OK);
+  ck_assert_int_eq(tg__gemm_batch_threads(M, N, K, 16), 3);
+#endif
+  size_t cap = 3 * (size_t)(16 * 128 * 128) * sizeof(double), len[3];
+  char *out[3];
+  for (int k = 0; k < 3; k++) {
+    out[k] = malloc(cap);
+    ck_assert_ptr_nonnull(out[k]);
+    par_pass(mc, dt, k + 1, 300 + (uint64_t)_i, out[k], &len[k]);
+    ck_assert_uint_le(len[k], cap);
+  }
+  for (int k = 1; k < 3; k++) {
+    ck_assert_uint_eq(len[0], len[k]);
+    ck_assert_msg(!memcmp(out[0], out[k], len[0]),
+                  "case %d: 1 and %d threads differ", _i, k + 1);
+  }
+  for (int k = 0; k < 3; k++) free(out[k]);
+  tg__par_guard_enable(true);
+  ck_assert_int_eq(tg_set_num_threads(before), TG_OK);
 }
 END_TEST
 
@@ -562,6 +662,8 @@ int main(void) {
                       (int)(sizeof mm_cases / sizeof *mm_cases));
   tcase_add_loop_test(tc, batched_matmul_float32, 0,
                       (int)(sizeof mm_cases / sizeof *mm_cases));
+  tcase_add_loop_test(tc, batched_matmul_threads_same_bits, 0,
+                      2 * (int)(sizeof mm_par_cases / sizeof *mm_par_cases));
   tcase_add_test(tc, batched_matmul_refuses_bad_shapes);
   tcase_add_test(tc, embedding_repeated_indices);
   tcase_add_test(tc, embedding_refuses_bad_indices);

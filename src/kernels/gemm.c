@@ -575,6 +575,18 @@ static bool use_blas(int64_t M, int64_t N, int64_t K, int64_t lda,
 #define TRANS(t) ((t) ? CblasTrans : CblasNoTrans)
 #endif
 
+int tg__gemm_batch_threads(int64_t M, int64_t N, int64_t K, int64_t count) {
+  double work = (double)M * (double)N * (double)K;
+  /* A product that threads itself gains nothing from a batch split, and
+   * one inside a parallel region would lose its own threads. */
+  if (count < 2 || work >= PAR_MIN_WORK) return 1;
+#ifdef TG_USE_CBLAS
+  /* the CBLAS may run threads of its own: never call it from a region */
+  if (use_blas(M, N, K, 1, 1, 1)) return 1;
+#endif
+  return gemm_threads(work * (double)count, count);
+}
+
 void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                const float *A, int64_t lda, const float *B, int64_t ldb,
                float beta, float *C, int64_t ldc) {

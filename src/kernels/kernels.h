@@ -22,6 +22,13 @@ void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc);
+/* The threads over which to split count independent products of one size
+ * [M,N,K], each computed wholly by one thread: 1 when such a product is
+ * large enough to thread itself (or goes to the CBLAS), or when all of
+ * them together are too little work for a parallel region. A product run
+ * inside the region computes on its thread alone (tg__par_threads is 1
+ * there), with the same bits as outside it. */
+int tg__gemm_batch_threads(int64_t M, int64_t N, int64_t K, int64_t count);
 /* The micro-kernels gemm.c can run. By default it takes the best the CPU
  * supports, or the one named by the environment variable TG_GEMM_KERNEL
  * (generic, avx2, avx512, avx512-on-avx2) when the CPU supports that one.
