@@ -22,28 +22,66 @@ static void walk(const tg_tensor *a, const int64_t *perm, int64_t ys[4],
   }
 }
 
+/* One call's operands for the thread door: rows r = (i0, i1, i2) of y,
+ * each ys[3] long, so each thread writes (and backward adds to) its own
+ * elements: a permutation pairs every position of y with one of a. */
+typedef struct {
+  const void *src;
+  void *dst;
+  int64_t ys[4], st[4];
+} job;
+
+/* The last axis of y is the last of a (st[3] == 1, head splits and merges)
+ * or not: a contiguous run or a strided one per row. */
 #define KERNELS(T, S)                                                        \
-  static void permute_##S(const T *restrict x, T *restrict y,               \
-                          const int64_t ys[4], const int64_t st[4]) {       \
-    int64_t k = 0;                                                           \
-    for (int64_t i0 = 0; i0 < ys[0]; i0++)                                   \
-      for (int64_t i1 = 0; i1 < ys[1]; i1++)                                 \
-        for (int64_t i2 = 0; i2 < ys[2]; i2++) {                             \
-          const T *xb = x + i0 * st[0] + i1 * st[1] + i2 * st[2];            \
-          for (int64_t i3 = 0; i3 < ys[3]; i3++) y[k++] = xb[i3 * st[3]];    \
-        }                                                                    \
+  static void permute_##S(void *p, int64_t r0, int64_t r1) {                 \
+    const job *j = p;                                                        \
+    const T *restrict x = j->src;                                            \
+    T *restrict y = j->dst;                                                  \
+    const int64_t *ys = j->ys, *st = j->st, n3 = ys[3];                      \
+    for (int64_t r = r0; r < r1; r++) {                                      \
+      int64_t i2 = r % ys[2], i1 = r / ys[2] % ys[1], i0 = r / ys[2] / ys[1]; \
+      const T *xb = x + i0 * st[0] + i1 * st[1] + i2 * st[2];                \
+      T *yr = y + r * n3;                                                    \
+      if (st[3] == 1) {                                                      \
+        TG__SIMD                                                             \
+        for (int64_t i3 = 0; i3 < n3; i3++) yr[i3] = xb[i3];                 \
+      } else {                                                               \
+        for (int64_t i3 = 0; i3 < n3; i3++) yr[i3] = xb[i3 * st[3]];         \
+      }                                                                      \
+    }                                                                        \
   }                                                                          \
-  static void permute_bwd_##S(const T *restrict g, T *restrict dx,          \
-                              const int64_t ys[4], const int64_t st[4]) {   \
-    int64_t k = 0;                                                           \
-    for (int64_t i0 = 0; i0 < ys[0]; i0++)                                   \
-      for (int64_t i1 = 0; i1 < ys[1]; i1++)                                 \
-        for (int64_t i2 = 0; i2 < ys[2]; i2++) {                             \
-          T *db = dx + i0 * st[0] + i1 * st[1] + i2 * st[2];                 \
-          for (int64_t i3 = 0; i3 < ys[3]; i3++) db[i3 * st[3]] += g[k++];   \
-        }                                                                    \
+  static void permute_bwd_##S(void *p, int64_t r0, int64_t r1) {             \
+    const job *j = p;                                                        \
+    const T *restrict g = j->src;                                            \
+    T *restrict dx = j->dst;                                                 \
+    const int64_t *ys = j->ys, *st = j->st, n3 = ys[3];                      \
+    for (int64_t r = r0; r < r1; r++) {                                      \
+      int64_t i2 = r % ys[2], i1 = r / ys[2] % ys[1], i0 = r / ys[2] / ys[1]; \
+      T *db = dx + i0 * st[0] + i1 * st[1] + i2 * st[2];                     \
+      const T *gr = g + r * n3;                                              \
+      if (st[3] == 1) {                                                      \
+        TG__SIMD                                                             \
+        for (int64_t i3 = 0; i3 < n3; i3++) db[i3] += gr[i3];                \
+      } else {                                                               \
+        for (int64_t i3 = 0; i3 < n3; i3++) db[i3 * st[3]] += gr[i3];        \
+      }                                                                      \
+    }                                                                        \
   }
 TG__BOTH(KERNELS)
+#undef KERNELS
+
+static void run(const tg_node *n, const void *src, void *dst, bool bwd) {
+  job j = {.src = src, .dst = dst};
+  walk(n->in[0], n->args.i, j.ys, j.st);
+  int64_t rows = j.ys[0] * j.ys[1] * j.ys[2];
+  int64_t min_rows = j.ys[3] > 0 ? TG__PAR_ELEMS / j.ys[3] : rows;
+  bool f32 = n->out->dtype == TG_F32;
+  tg__par_range(rows, min_rows > 0 ? min_rows : 1,
+                bwd ? (f32 ? permute_bwd_f32 : permute_bwd_f64)
+                    : (f32 ? permute_f32 : permute_f64),
+                &j);
+}
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
                 tg_outshape *out) {
@@ -68,24 +106,13 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
-  int64_t ys[4], st[4];
-  walk(n->in[0], n->args.i, ys, st);
-  if (n->out->dtype == TG_F32)
-    permute_f32(n->in[0]->data, n->out->data, ys, st);
-  else
-    permute_f64(n->in[0]->data, n->out->data, ys, st);
+  run(n, n->in[0]->data, n->out->data, false);
   return TG_OK;
 }
 
 static void backward(const tg_node *n) {
   void *da = tg__gin(n, 0);
-  if (!da) return;
-  int64_t ys[4], st[4];
-  walk(n->in[0], n->args.i, ys, st);
-  if (n->out->dtype == TG_F32)
-    permute_bwd_f32(n->out->grad, da, ys, st);
-  else
-    permute_bwd_f64(n->out->grad, da, ys, st);
+  if (da) run(n, n->out->grad, da, true);
 }
 
 static const tg_opcase cases[] = {

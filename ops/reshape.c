@@ -65,19 +65,27 @@ static int forward(tg_tape *t, tg_node *n) {
   return TG_OK;
 }
 
+/* da += g over threads for large tensors (each element on one thread). */
+typedef struct {
+  const void *g;
+  void *d;
+} job;
 #define KERNELS(T, S)                                                        \
-  static void add_##S(const T *restrict g, T *restrict d, int64_t n) {      \
-    TG__SIMD for (int64_t i = 0; i < n; i++) d[i] += g[i];                  \
+  static void add_##S(void *p, int64_t i0, int64_t i1) {                     \
+    const job *j = p;                                                        \
+    const T *restrict g = j->g;                                              \
+    T *restrict d = j->d;                                                    \
+    TG__SIMD for (int64_t i = i0; i < i1; i++) d[i] += g[i];                 \
   }
 TG__BOTH(KERNELS)
+#undef KERNELS
 
 static void backward(const tg_node *n) {
   void *da = tg__gin(n, 0);
   if (!da) return;
-  if (n->out->dtype == TG_F32)
-    add_f32(n->out->grad, da, n->out->numel);
-  else
-    add_f64(n->out->grad, da, n->out->numel);
+  job j = {n->out->grad, da};
+  tg__par_range(n->out->numel, TG__PAR_ELEMS,
+                n->out->dtype == TG_F32 ? add_f32 : add_f64, &j);
 }
 
 #define SHAPE(...) .i = {__VA_ARGS__}

@@ -321,6 +321,61 @@ START_TEST(rows_share_data_and_refuse_tape_tensors) {
 }
 END_TEST
 
+/* permute (after a reshape) on shapes large enough to go over threads,
+ * with the last axis kept (contiguous rows) and moved (strided): every
+ * element against the
+ * index formula, forward and backward (g = y's own values, so dx must
+ * come back as x), and the same bits on one thread and two. */
+START_TEST(permute_large_over_threads) {
+  static const int perms[2][4] = {{0, 2, 1, 3}, {3, 1, 0, 2}};
+  const int64_t shape[4] = {8, 64, 18, 33}, n = 8 * 64 * 18 * 33;
+  tg__par_guard_enable(false); /* two threads whenever the op asks */
+  for (int pi = 0; pi < 2; pi++) {
+    const int *p = perms[pi];
+    float *out[2];
+    for (int thr = 1; thr <= 2; thr++) {
+      ck_assert_int_eq(tg_set_num_threads(thr), TG_OK);
+      tg_tensor *x = tg_zeros(TG_F32, 4, shape);
+      float *xs = tg_tensor_f32(x);
+      for (int64_t i = 0; i < n; i++) xs[i] = (float)i;
+      ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+      tg_tape *t = tg_tape_new();
+      /* through a reshape, whose backward adds over threads too */
+      tg_tensor *y = tg_permute(t, tg_reshape(t, x, 4, shape), p);
+      ck_assert_msg(y != NULL, "%s", tg_last_error());
+      const float *ys = tg_tensor_f32(y);
+      int64_t yd[4], k = 0;
+      for (int d = 0; d < 4; d++) yd[d] = shape[p[d]];
+      for (int64_t i0 = 0; i0 < yd[0]; i0++)
+        for (int64_t i1 = 0; i1 < yd[1]; i1++)
+          for (int64_t i2 = 0; i2 < yd[2]; i2++)
+            for (int64_t i3 = 0; i3 < yd[3]; i3++, k++) {
+              int64_t j[4], ii[4] = {i0, i1, i2, i3};
+              for (int d = 0; d < 4; d++) j[p[d]] = ii[d];
+              int64_t src = ((j[0] * shape[1] + j[1]) * shape[2] + j[2]) * shape[3] + j[3];
+              ck_assert_msg(ys[k] == (float)src, "perm %d: y[%lld] %g, want %lld", pi,
+                            (long long)k, ys[k], (long long)src);
+            }
+      tg_tensor *g = tg_zeros(TG_F32, 4, yd);
+      memcpy(tg_tensor_f32(g), ys, (size_t)n * sizeof(float));
+      ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+      const float *dx = tg_tensor_f32(tg_tensor_grad(x));
+      for (int64_t i = 0; i < n; i++)
+        ck_assert_msg(dx[i] == (float)i, "perm %d: dx[%lld] %g", pi, (long long)i, dx[i]);
+      out[thr - 1] = malloc((size_t)n * sizeof(float));
+      memcpy(out[thr - 1], ys, (size_t)n * sizeof(float));
+      tg_tape_free(t);
+      tg_tensor_free(g);
+      tg_tensor_free(x);
+    }
+    ck_assert(!memcmp(out[0], out[1], (size_t)n * sizeof(float)));
+    free(out[0]);
+    free(out[1]);
+  }
+  tg__par_guard_enable(true);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("shape");
   TCase *tc = tcase_create("shape ops");
@@ -330,6 +385,7 @@ int main(void) {
   tcase_add_test(tc, slices_are_views_when_contiguous);
   tcase_add_test(tc, strided_slices_are_copies);
   tcase_add_test(tc, transpose_by_hand);
+  tcase_add_test(tc, permute_large_over_threads);
   tcase_add_test(tc, concat_and_stack_values);
   tcase_add_test(tc, pad_values_and_interior_gradient);
   tcase_add_test(tc, gather_repeated_indices_accumulate);
