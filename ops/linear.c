@@ -30,6 +30,15 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
 #define GEMM_f32 tg__sgemm
 #define GEMM_f64 tg__dgemm
 
+/* One call's operands for the thread door's ranges (each element or row
+ * on one thread: no result depends on the split). */
+typedef struct {
+  int act;
+  void *y, *g;
+  const void *dy, *b;
+  int64_t O;
+} job;
+
 #define KERNELS(T, S)                                                        \
   /* y = act(y), in place on the product. */                                 \
   static void act_##S(int act, T *restrict y, int64_t n) {                   \
@@ -72,14 +81,36 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
       break;                                                                 \
     }                                                                        \
   }                                                                          \
+  /* The ranges of the thread door: rows [i0, i1) of the bias fill,      \
+   * elements [i0, i1) of act and dact. */                                   \
+  static void bias_rows_##S(void *p, int64_t i0, int64_t i1) {               \
+    const job *j = p;                                                        \
+    for (int64_t r = i0; r < i1; r++)                                        \
+      memcpy((T *)j->y + r * j->O, j->b, (size_t)j->O * sizeof(T));          \
+  }                                                                          \
+  static void act_range_##S(void *p, int64_t i0, int64_t i1) {               \
+    const job *j = p;                                                        \
+    act_##S(j->act, (T *)j->y + i0, i1 - i0);                                \
+  }                                                                          \
+  static void dact_range_##S(void *p, int64_t i0, int64_t i1) {              \
+    const job *j = p;                                                        \
+    dact_##S(j->act, (const T *)j->y + i0, (const T *)j->dy + i0,            \
+             (T *)j->g + i0, i1 - i0);                                       \
+  }                                                                          \
   /* Dense forward: the bias rows first, then the product added onto them   \
    * (beta = 1), so the bias costs no pass over a tensor of its own. */      \
   static void fwd_##S(const T *x, const T *W, const T *b, T *y, int64_t N,   \
                       int64_t K, int64_t O) {                                \
-    if (b)                                                                   \
-      for (int64_t r = 0; r < N; r++)                                        \
-        memcpy(y + r * O, b, (size_t)O * sizeof(T));                         \
+    if (b) {                                                                 \
+      job j = {.y = y, .b = b, .O = O};                                      \
+      tg__par_range(N, O > 0 ? TG__PAR_ELEMS / O + 1 : N, bias_rows_##S, &j); \
+    }                                                                        \
     GEMM_##S(false, false, N, O, K, 1, x, K, W, O, b ? 1 : 0, y, O);         \
+  }                                                                          \
+  static void act_all_##S(int act, T *y, int64_t n) {                        \
+    if (act == TG_ACT_NONE) return;                                          \
+    job j = {.act = act, .y = y};                                            \
+    tg__par_range(n, TG__PAR_ELEMS, act_range_##S, &j);                      \
   }                                                                          \
   static void bwd_##S(const tg_node *n, const tg__sparse *sx, T *gbuf) {     \
     const tg_tensor *x = n->in[0], *W = n->in[1], *y = n->out;               \
@@ -87,7 +118,9 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
     T *dx = tg__gin(n, 0), *dW = tg__gin(n, 1), *db = tg__gin(n, 2);         \
     const T *g = y->grad;                                                    \
     if (n->args.i[0] != TG_ACT_NONE) {                                       \
-      dact_##S((int)n->args.i[0], y->data, y->grad, gbuf, y->numel);         \
+      job j = {.act = (int)n->args.i[0], .y = y->data, .dy = y->grad,        \
+               .g = gbuf};                                                   \
+      tg__par_range(y->numel, TG__PAR_ELEMS, dact_range_##S, &j);            \
       g = gbuf;                                                              \
     }                                                                        \
     if (dx) GEMM_##S(false, true, N, K, O, 1, g, O, W->data, O, 1, dx, K);   \
@@ -157,13 +190,13 @@ static int forward(tg_tape *t, tg_node *n) {
   if (s && by_col) s->sx = sp;
   if (sp) {
     tg__spmm_f32(sp, W->data, b ? b->data : NULL, O, y->data);
-    act_f32(act, y->data, y->numel);
+    act_all_f32(act, y->data, y->numel);
   } else if (x->dtype == TG_F32) {
     fwd_f32(x->data, W->data, b ? b->data : NULL, y->data, N, K, O);
-    act_f32(act, y->data, y->numel);
+    act_all_f32(act, y->data, y->numel);
   } else {
     fwd_f64(x->data, W->data, b ? b->data : NULL, y->data, N, K, O);
-    act_f64(act, y->data, y->numel);
+    act_all_f64(act, y->data, y->numel);
   }
   return TG_OK;
 }

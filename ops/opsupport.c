@@ -39,13 +39,28 @@ int tg__check_2d(const char *fn, const tg_tensor *x, const char *what) {
   return TG_OK;
 }
 
+/* Columns over threads, each summing its rows in order: the same sums as
+ * on one thread. */
+typedef struct {
+  const void *g;
+  void *d;
+  int64_t rows, cols;
+} colsum_job;
 #define COLSUM(T, S)                                                          \
+  static void colsum_range_##S(void *p, int64_t c0, int64_t c1) {             \
+    const colsum_job *j = p;                                                  \
+    const T *restrict g = j->g;                                               \
+    T *restrict d = j->d;                                                     \
+    for (int64_t r = 0; r < j->rows; r++) {                                   \
+      TG__SIMD                                                                \
+      for (int64_t c = c0; c < c1; c++) d[c] += g[r * j->cols + c];           \
+    }                                                                         \
+  }                                                                           \
   void tg__colsum_acc_##S(const T *restrict g, T *restrict d, int64_t rows,  \
                           int64_t cols) {                                     \
-    for (int64_t r = 0; r < rows; r++) {                                      \
-      TG__SIMD                                                                \
-      for (int64_t j = 0; j < cols; j++) d[j] += g[r * cols + j];             \
-    }                                                                         \
+    colsum_job j = {g, d, rows, cols};                                        \
+    int64_t min_cols = rows > 0 ? TG__PAR_ELEMS / rows + 1 : cols;            \
+    tg__par_range(cols, min_cols, colsum_range_##S, &j);                      \
   }
 TG__BOTH(COLSUM)
 #undef COLSUM

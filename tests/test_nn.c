@@ -191,6 +191,64 @@ START_TEST(dense_act_matches_dense_then_activate) {
 }
 END_TEST
 
+/* The fused layer on a batch large enough to split its bias fill, its
+ * activation and its derivative (by elements) and the bias gradient (by
+ * columns) over threads: one thread and two give the same bits, and the
+ * values match the composed layer's. */
+START_TEST(dense_act_large_over_threads) {
+  const int64_t N = 700, K = 64, O = 600;
+  tg__par_guard_enable(false); /* two threads whenever the op asks */
+  for (int act = TG_ACT_NONE; act <= TG_ACT_TANH; act++) {
+    float *got[2];
+    size_t len = (size_t)(N * O + K * O + O + N * K);
+    for (int thr = 1; thr <= 2; thr++) {
+      ck_assert_int_eq(tg_set_num_threads(thr), TG_OK);
+      tg_rng rng;
+      tg_rng_seed(&rng, 12);
+      tg_dense *d = tg_dense_new(K, O, TG_F32, TG_ACT_RELU, &rng);
+      tg_tensor *W = tg_dense_weight(d), *b = tg_dense_bias(d);
+      tg_fill_normal(b, &rng, 0, 1);
+      tg_tensor *x = tg_zeros(TG_F32, TG_SHAPE(N, K));
+      tg_fill_normal(x, &rng, 0, 1);
+      ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+      tg_tape *t = tg_tape_new();
+      tg_tensor *y = tg_dense_act(t, d, x, (tg_activation)act);
+      ck_assert_msg(y != NULL, "%s", tg_last_error());
+      ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_mul(t, y, y))), TG_OK);
+      float *o = got[thr - 1] = malloc(len * sizeof(float));
+      memcpy(o, tg_tensor_f32(y), (size_t)(N * O) * sizeof(float));
+      memcpy(o + N * O, tg_tensor_f32(tg_tensor_grad(W)), (size_t)(K * O) * sizeof(float));
+      memcpy(o + N * O + K * O, tg_tensor_f32(tg_tensor_grad(b)), (size_t)O * sizeof(float));
+      memcpy(o + N * O + K * O + O, tg_tensor_f32(tg_tensor_grad(x)),
+             (size_t)(N * K) * sizeof(float));
+      if (thr == 2) { /* the composed layer, on two threads too */
+        tg_zero_grad(W);
+        tg_zero_grad(b);
+        tg_zero_grad(x);
+        tg_tensor *z = tg_activate(t, tg_dense_forward(t, d, x), (tg_activation)act);
+        ck_assert_int_eq(tg_backward(t, tg_sum(t, tg_mul(t, z, z))), TG_OK);
+        const float *zs = tg_tensor_f32(z), *dbs = tg_tensor_f32(tg_tensor_grad(b));
+        for (int64_t i = 0; i < N * O; i++)
+          ck_assert_msg(fabsf(zs[i] - o[i]) <= 1e-5f * (1 + fabsf(zs[i])),
+                        "act %d: y[%lld] %g, composed %g", act, (long long)i, o[i], zs[i]);
+        for (int64_t j = 0; j < O; j++) {
+          float want = dbs[j], have = o[N * O + K * O + j];
+          ck_assert_msg(fabsf(want - have) <= 1e-4f * (1 + fabsf(want)),
+                        "act %d: db[%lld] %g, composed %g", act, (long long)j, have, want);
+        }
+      }
+      tg_tape_free(t);
+      tg_tensor_free(x);
+      tg_dense_free(d);
+    }
+    ck_assert_msg(!memcmp(got[0], got[1], len * sizeof(float)), "act %d", act);
+    free(got[0]);
+    free(got[1]);
+  }
+  tg__par_guard_enable(true);
+}
+END_TEST
+
 START_TEST(dense_errors) {
   tg_rng rng;
   tg_rng_seed(&rng, 1);
@@ -1257,6 +1315,7 @@ int main(void) {
   tcase_add_loop_test(tc, dense_init, 0, 2);
   tcase_add_loop_test(tc, dense_forward_and_backward, 0, 2);
   tcase_add_loop_test(tc, dense_act_matches_dense_then_activate, 0, 2);
+  tcase_add_test(tc, dense_act_large_over_threads);
   tcase_add_test(tc, dense_errors);
   tcase_add_loop_test(tc, conv_init, 0, 2);
   tcase_add_loop_test(tc, conv_forward_and_backward, 0, 2);
