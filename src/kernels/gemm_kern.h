@@ -79,6 +79,30 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
       KROWS(KST)
 #undef KST
     }
+  } else if (n == 2 * KVL) {
+    /* A tile of fewer rows but whole ones (conv1's 32 filters leave 8 of
+     * 12): the full tile's stores, row by row, rather than the scalar
+     * edge. */
+    if (beta == 0) {
+#define KST(r)                                        \
+  if ((r) < m) {                                      \
+    KSTORE(c + (r) * ldc, KMUL(va, c##r##0));         \
+    KSTORE(c + (r) * ldc + KVL, KMUL(va, c##r##1));   \
+  }
+      KROWS(KST)
+#undef KST
+    } else {
+      KV vb = KSET1(beta);
+#define KST(r)                                                                \
+  if ((r) < m) {                                                              \
+    KSTORE(c + (r) * ldc,                                                     \
+           KFMA(vb, KLOAD(c + (r) * ldc), KMUL(va, c##r##0)));                \
+    KSTORE(c + (r) * ldc + KVL,                                               \
+           KFMA(vb, KLOAD(c + (r) * ldc + KVL), KMUL(va, c##r##1)));          \
+  }
+      KROWS(KST)
+#undef KST
+    }
   } else {
     _Alignas(64) KT t[KMR * 2 * KVL];
 #define KST(r)                                  \
