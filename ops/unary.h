@@ -121,7 +121,8 @@ TG__BOTH(U_KERNELS)
 
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
-  int rc = tg__simd_check("tg_" U_STR(UNARY_NAME));
+  char fn[48];
+  int rc = tg__simd_check(tg__fn_of(n->op, fn, sizeof fn));
   if (rc) return rc;
   const tg_tensor *x = n->in[0];
   u_job j = {.x = x->data, .out = n->out->data, .args = &n->args,

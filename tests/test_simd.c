@@ -4,7 +4,8 @@
  * backward, both dtypes, with every argument set its test cases use, on
  * sizes that leave vector tails and on one large enough to be split over
  * threads, with NaN, +-inf, denormals, +-0 and values at the ops'
- * thresholds among the inputs. Also: TG_SIMD naming no path, or one the
+ * thresholds among the inputs; the same for the broadcasting binary ops
+ * on equal shapes and broadcasts. Also: TG_SIMD naming no path, or one the
  * CPU cannot run, is refused with a message. */
 #include "testutil.h"
 
@@ -142,6 +143,93 @@ START_TEST(every_path_gives_generic_bits) {
 }
 END_TEST
 
+/* The broadcasting binary ops (TG__BINARY_OP in ops/op.h). */
+static const char *const binary_ops[] = {"add", "sub", "mul", "div",
+                                         "maximum", "minimum", "pow"};
+#define N_BINARY ((int)(sizeof binary_ops / sizeof binary_ops[0]))
+
+static tg_tensor *filled(tg_dtype d, int ndim, const int64_t *shape,
+                         uint64_t seed) {
+  tg_tensor *x = tg_zeros(d, ndim, shape);
+  ck_assert_ptr_nonnull(x);
+  uint64_t s = seed;
+  for (int64_t i = 0; i < x->numel; i++)
+    tg_set(x, i, value(d, i + (int64_t)seed % 5, &s));
+  ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+  return x;
+}
+
+/* z, da and db of op(a, b) on path p, appended at out (z's numel, then
+ * a's, then b's elements); returns how many. */
+static int64_t run2(const tg_opdef *op, tg_dtype d, int na, const int64_t *sa,
+                    int nb, const int64_t *sb, int p, void *out) {
+  ck_assert_int_eq(tg__simd_set_path(p), TG_OK);
+  tg_tensor *in[2] = {filled(d, na, sa, 7), filled(d, nb, sb, 11)};
+  tg_tape *t = tg_tape_new();
+  tg_tensor *z = tg__apply(t, op, in, NULL);
+  ck_assert_msg(z, "%s: %s", op->name, tg_last_error());
+  tg_tensor *g = filled(d, z->ndim, z->shape, 13);
+  ck_assert_int_eq(tg_backward_grad(t, z, g), TG_OK);
+  size_t es = d == TG_F32 ? sizeof(float) : sizeof(double);
+  char *o = out;
+  memcpy(o, z->data, (size_t)z->numel * es);
+  o += (size_t)z->numel * es;
+  memcpy(o, in[0]->grad, (size_t)in[0]->numel * es);
+  o += (size_t)in[0]->numel * es;
+  memcpy(o, in[1]->grad, (size_t)in[1]->numel * es);
+  int64_t total = z->numel + in[0]->numel + in[1]->numel;
+  tg_tape_free(t);
+  tg_tensor_free(in[0]);
+  tg_tensor_free(in[1]);
+  tg_tensor_free(g);
+  return total;
+}
+
+/* Equal shapes (one contiguous row, split over threads when large), an
+ * operand of one element on either side (whose gradient is a sum, run
+ * by the generic code on every path), rows with a broadcast row, and an
+ * outer product's broadcast. */
+START_TEST(binary_paths_give_generic_bits) {
+  const tg_opdef *op = find_op(binary_ops[_i]);
+  ck_assert_msg(op, "no op %s", binary_ops[_i]);
+  tg__par_guard_enable(false);
+  size_t cap = (size_t)(3 * sizes[N_SIZES - 1] + 16) * 8;
+  void *r0 = malloc(cap), *r1 = malloc(cap);
+  ck_assert(r0 && r1);
+  for (int dt = 0; dt < 2; dt++) {
+    tg_dtype d = dt ? TG_F32 : TG_F64;
+    for (int si = 0; si < N_SIZES; si++) {
+      int64_t n = sizes[si], one[1] = {1}, v[1] = {n}, rc[2] = {3, n},
+              col[2] = {3, 1};
+      struct {
+        int na, nb;
+        const int64_t *sa, *sb;
+      } shapes[] = {{1, 1, v, v}, {1, 0, v, one}, {0, 1, one, v},
+                    {2, 1, rc, v}, {1, 2, v, rc}, {2, 2, col, rc}};
+      int ns = (int)(sizeof shapes / sizeof shapes[0]);
+      if (si == N_SIZES - 1) ns = 1; /* the large size: the threaded case */
+      for (int k = 0; k < ns; k++) {
+        int64_t m = run2(op, d, shapes[k].na, shapes[k].sa, shapes[k].nb,
+                         shapes[k].sb, TG__SIMD_GENERIC, r0);
+        for (int p = TG__SIMD_GENERIC + 1; p < TG__SIMD_NPATHS; p++) {
+          if (!tg__simd_supported(p)) continue;
+          ck_assert_int_eq(run2(op, d, shapes[k].na, shapes[k].sa,
+                                shapes[k].nb, shapes[k].sb, p, r1), m);
+          int64_t i = 0;
+          while (i < m && same(d, r0, r1, i)) i++;
+          ck_assert_msg(i == m, "%s %s n=%lld shapes %d path %s: element %lld "
+                        "of z, da, db differs", op->name, dt ? "f32" : "f64",
+                        (long long)n, k, tg__simd_name(p), (long long)i);
+        }
+      }
+    }
+  }
+  ck_assert_int_eq(tg__simd_set_path(-1), TG_OK);
+  tg__par_guard_enable(true);
+  free(r0), free(r1);
+}
+END_TEST
+
 /* TG_SIMD is read when the path is first needed (after set_path(-1)). */
 static void with_env(const char *v) {
   if (v)
@@ -196,6 +284,7 @@ int main(void) {
   TCase *tc = tcase_create("paths");
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, every_path_gives_generic_bits, 0, N_UNARY);
+  tcase_add_loop_test(tc, binary_paths_give_generic_bits, 0, N_BINARY);
   tcase_add_test(tc, env_names_a_path);
   suite_add_tcase(s, tc);
   return run_suite(s);
