@@ -1,4 +1,5 @@
-/* bench/elementwise.c: an elementwise op's forward and backward kernels,
+/* bench/elementwise.c: an elementwise op's forward and backward kernels
+ * (a unary one, or a binary one on equal shapes),
  * ns per element, on each vector path the CPU runs (TG_SIMD's generic,
  * avx2, avx512). Runs the op's kernels on a node of its own, so the times
  * leave out the op door and the tape.
@@ -42,24 +43,26 @@ int main(int argc, char **argv) {
   const tg_opdef *op = NULL;
   for (int k = 0; k < tg__n_ops; k++)
     if (!strcmp(tg__ops[k]->name, name)) op = tg__ops[k];
-  if (!op || op->n_in != 1) {
-    fprintf(stderr, "%s: no one-input op %s\n", argv[0], name);
+  if (!op || op->n_in < 1 || op->n_in > 2) {
+    fprintf(stderr, "%s: no elementwise op %s\n", argv[0], name);
     return 2;
   }
   int64_t shape[1] = {n};
-  tg_tensor *x = tg_zeros(TG_F32, 1, shape), *y = tg_zeros(TG_F32, 1, shape);
+  tg_tensor *in[2] = {tg_zeros(TG_F32, 1, shape), tg_zeros(TG_F32, 1, shape)};
+  tg_tensor *y = tg_zeros(TG_F32, 1, shape);
   tg_rng rng;
   tg_rng_seed(&rng, 1);
-  if (!x || !y || tg_fill_normal(x, &rng, 0, 2) ||
-      tg_requires_grad(x, true) || tg_requires_grad(y, true)) {
+  if (!in[0] || !in[1] || !y || tg_fill_normal(in[0], &rng, 0, 2) ||
+      tg_fill_normal(in[1], &rng, 0, 2) || tg_requires_grad(in[0], true) ||
+      tg_requires_grad(in[1], true) || tg_requires_grad(y, true)) {
     fprintf(stderr, "%s: %s\n", argv[0], tg_last_error());
     return 1;
   }
   float *g = y->grad;
   for (int64_t i = 0; i < n; i++) g[i] = (float)(i % 7) * 0.25f - 0.75f;
-  tg_node node = {.op = op, .in = &x, .n_in = 1, .out = y,
+  tg_node node = {.op = op, .in = in, .n_in = op->n_in, .out = y,
                   .args = op->cases[0].args};
-  node.args.n_in = 1;
+  node.args.n_in = op->n_in;
   printf("%s float32, %lld elements, %s, median of %d\n", name, (long long)n,
          cpu_time ? "thread CPU time" : "wall time", reps);
   printf("%-8s %10s %10s %10s\n", "path", "fwd ns/el", "bwd ns/el", "sum");
@@ -83,7 +86,8 @@ int main(int argc, char **argv) {
     printf("%-8s %10.3f %10.3f %10.3f\n", tg__simd_name(p), tf[reps / 2],
            tb[reps / 2], tf[reps / 2] + tb[reps / 2]);
   }
-  tg_tensor_free(x);
+  tg_tensor_free(in[0]);
+  tg_tensor_free(in[1]);
   tg_tensor_free(y);
   return 0;
 }
