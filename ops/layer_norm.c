@@ -16,8 +16,11 @@ typedef struct {
   double *mu, *rstd;
 } saved;
 
-#define KERNELS(T, S)                                                        \
-  static void fwd_##S(const T *restrict x, const T *w, const T *b,           \
+/* The kernels once per vector path (TG__SIMD_EACH). The sums are plain
+ * loops in order, which no path may reorder, so every path gives the same
+ * bits; what vectorises is the elementwise work beside them. */
+#define KERNELS(ISA, T, S)                                                   \
+  TG__TARGET_##ISA static void fwd_##S##_##ISA(const T *restrict x, const T *w, const T *b,           \
                       T *restrict y, double *mus, double *rstds,             \
                       int64_t rows, int64_t D, double eps) {                 \
     for (int64_t r = 0; r < rows; r++) {                                     \
@@ -35,17 +38,27 @@ typedef struct {
         mus[r] = mu;                                                         \
         rstds[r] = rs;                                                       \
       }                                                                      \
-      for (int64_t j = 0; j < D; j++) {                                      \
-        double h = (xr[j] - mu) * rs;                                        \
-        if (w) h *= w[j];                                                    \
-        if (b) h += b[j];                                                    \
-        yr[j] = (T)h;                                                        \
+      /* one loop per case of w and b, so that each vectorises */           \
+      if (w && b) {                                                          \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++)                                      \
+          yr[j] = (T)((xr[j] - mu) * rs * w[j] + b[j]);                      \
+      } else if (w) {                                                        \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs * w[j]); \
+      } else if (b) {                                                        \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs + b[j]); \
+      } else {                                                               \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs);      \
       }                                                                      \
     }                                                                        \
   }                                                                          \
-  static void bwd_##S(const T *restrict x, const T *w, const T *restrict g,  \
-                      const double *mus, const double *rstds, T *dx, T *dw,  \
-                      T *db, int64_t rows, int64_t D) {                      \
+  TG__TARGET_##ISA static void bwd_##S##_##ISA(                              \
+      const T *restrict x, const T *w, const T *restrict g,                  \
+      const double *mus, const double *rstds, T *dx, T *dw, T *db,           \
+      int64_t rows, int64_t D) {                                             \
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *xr = x + r * D, *gr = g + r * D;                              \
       double mu = mus[r], rs = rstds[r], sh = 0, shx = 0;                    \
@@ -59,14 +72,61 @@ typedef struct {
       if (!dx) continue;                                                     \
       double mh = sh / (double)D, mhx = shx / (double)D;                     \
       T *dr = dx + r * D;                                                    \
-      for (int64_t j = 0; j < D; j++) {                                      \
-        double xh = (xr[j] - mu) * rs, h = w ? (double)gr[j] * w[j] : gr[j]; \
-        dr[j] += (T)(rs * (h - mh - xh * mhx));                              \
+      if (w) {                                                               \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) {                                    \
+          double xh = (xr[j] - mu) * rs, h = (double)gr[j] * w[j];           \
+          dr[j] += (T)(rs * (h - mh - xh * mhx));                            \
+        }                                                                    \
+      } else {                                                               \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) {                                    \
+          double xh = (xr[j] - mu) * rs, h = gr[j];                          \
+          dr[j] += (T)(rs * (h - mh - xh * mhx));                            \
+        }                                                                    \
       }                                                                      \
     }                                                                        \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static void (*const fwd_tab_##S[TG__SIMD_NPATHS])(                         \
+      const T *restrict, const T *, const T *, T *restrict, double *,        \
+      double *, int64_t, int64_t, double) = TG__SIMD_TABLE(fwd_##S);         \
+  static void (*const bwd_tab_##S[TG__SIMD_NPATHS])(                         \
+      const T *restrict, const T *, const T *restrict, const double *,       \
+      const double *, T *, T *, T *, int64_t, int64_t) =                     \
+      TG__SIMD_TABLE(bwd_##S);
+TG__BOTH(TABLES)
+#undef TABLES
 #undef KERNELS
+
+/* Forward's rows over threads: each row is its own (backward's weight
+ * gradients sum over rows, so it stays on one thread). */
+typedef struct {
+  const tg_tensor *x, *w, *b;
+  tg_tensor *y;
+  saved *s;
+  int64_t D;
+  double eps;
+  int path;
+} fwd_job;
+/* Elements per thread from which forward is split: its three passes over
+ * a row cost a few ns per element. */
+#define LN_PAR_ELEMS ((int64_t)1 << 15)
+
+static void fwd_range(void *p, int64_t r0, int64_t r1) {
+  const fwd_job *j = p;
+  int64_t D = j->D, o = r0 * D;
+  double *mu = j->s ? j->s->mu + r0 : NULL, *rs = j->s ? j->s->rstd + r0 : NULL;
+  if (j->x->dtype == TG_F32)
+    fwd_tab_f32[j->path]((const float *)j->x->data + o,
+                         j->w ? j->w->data : NULL, j->b ? j->b->data : NULL,
+                         (float *)j->y->data + o, mu, rs, r1 - r0, D, j->eps);
+  else
+    fwd_tab_f64[j->path]((const double *)j->x->data + o,
+                         j->w ? j->w->data : NULL, j->b ? j->b->data : NULL,
+                         (double *)j->y->data + o, mu, rs, r1 - r0, D, j->eps);
+}
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
                 tg_outshape *out) {
@@ -105,13 +165,12 @@ static int forward(tg_tape *t, tg_node *n) {
       return tg__err(TG_ENOMEM, "tg_layer_norm: out of memory for what backward keeps");
     n->saved = s;
   }
-  double eps = n->args.f[0];
-  if (x->dtype == TG_F32)
-    fwd_f32(x->data, w ? w->data : NULL, b ? b->data : NULL, n->out->data,
-            s ? s->mu : NULL, s ? s->rstd : NULL, rows, D, eps);
-  else
-    fwd_f64(x->data, w ? w->data : NULL, b ? b->data : NULL, n->out->data,
-            s ? s->mu : NULL, s ? s->rstd : NULL, rows, D, eps);
+  int rc = tg__simd_check("tg_layer_norm");
+  if (rc) return rc;
+  fwd_job j = {.x = x, .w = w, .b = b, .y = n->out, .s = s, .D = D,
+               .eps = n->args.f[0], .path = tg__simd_path()};
+  int64_t min_rows = D > 0 ? LN_PAR_ELEMS / D : rows;
+  tg__par_range(rows, min_rows > 0 ? min_rows : 1, fwd_range, &j);
   return TG_OK;
 }
 
@@ -120,11 +179,12 @@ static void backward(const tg_node *n) {
   const saved *s = n->saved;
   int64_t rows, D;
   tg__rows_cols(x, &rows, &D);
+  int path = tg__simd_path();
   if (x->dtype == TG_F32)
-    bwd_f32(x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
+    bwd_tab_f32[path](x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
             tg__gin(n, 0), tg__gin(n, 1), tg__gin(n, 2), rows, D);
   else
-    bwd_f64(x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
+    bwd_tab_f64[path](x->data, w ? w->data : NULL, n->out->grad, s->mu, s->rstd,
             tg__gin(n, 0), tg__gin(n, 1), tg__gin(n, 2), rows, D);
 }
 

@@ -5,7 +5,7 @@
  * sizes that leave vector tails and on one large enough to be split over
  * threads, with NaN, +-inf, denormals, +-0 and values at the ops'
  * thresholds among the inputs; the same for the broadcasting binary ops
- * on equal shapes and broadcasts. Also: TG_SIMD naming no path, or one the
+ * on equal shapes and broadcasts, and for layer_norm. Also: TG_SIMD naming no path, or one the
  * CPU cannot run, is refused with a message. */
 #include "testutil.h"
 
@@ -230,6 +230,85 @@ START_TEST(binary_paths_give_generic_bits) {
 }
 END_TEST
 
+/* x [R, D] for layer_norm: the specials and denormals in the first row
+ * only (one NaN or inf makes its whole row NaN), random values elsewhere. */
+static tg_tensor *ln_filled(tg_dtype d, int ndim, const int64_t *shape,
+                            int64_t D, uint64_t seed) {
+  tg_tensor *x = tg_zeros(d, ndim, shape);
+  ck_assert_ptr_nonnull(x);
+  uint64_t s = seed;
+  for (int64_t i = 0; i < x->numel; i++)
+    tg_set(x, i, value(d, i < D ? i : 5 * i, &s));
+  ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+  return x;
+}
+
+/* y, dx, dw, db of layer_norm (w and b when given) on path p, into out;
+ * returns how many elements. */
+static int64_t run_ln(tg_dtype d, int64_t R, int64_t D, bool hw, bool hb,
+                      int p, void *out) {
+  ck_assert_int_eq(tg__simd_set_path(p), TG_OK);
+  int64_t xs[2] = {R, D}, ws[1] = {D};
+  tg_tensor *x = ln_filled(d, 2, xs, D, 3);
+  tg_tensor *w = hw ? ln_filled(d, 1, ws, 0, 5) : NULL;
+  tg_tensor *b = hb ? ln_filled(d, 1, ws, 0, 9) : NULL;
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = tg_layer_norm(t, x, w, b, 1e-5);
+  ck_assert_msg(y, "layer_norm: %s", tg_last_error());
+  tg_tensor *g = ln_filled(d, 2, xs, D, 13);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  size_t es = d == TG_F32 ? sizeof(float) : sizeof(double);
+  char *o = out;
+  int64_t total = 0;
+  const void *parts[4] = {y->data, x->grad, w ? w->grad : NULL,
+                          b ? b->grad : NULL};
+  const int64_t lens[4] = {R * D, R * D, D, D};
+  for (int k = 0; k < 4; k++)
+    if (parts[k]) {
+      memcpy(o + (size_t)total * es, parts[k], (size_t)lens[k] * es);
+      total += lens[k];
+    }
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(w);
+  tg_tensor_free(b);
+  tg_tensor_free(g);
+  return total;
+}
+
+/* layer_norm's kernels per path: rows of the sizes above, with and
+ * without w and b, and enough rows for forward to be split over threads. */
+START_TEST(layer_norm_paths_give_generic_bits) {
+  tg__par_guard_enable(false);
+  const int64_t Ds[] = {1, 7, 33, 1000, 1027};
+  size_t cap = (size_t)(2 * 64 * 1027 + 2 * 1027) * 8;
+  void *r0 = malloc(cap), *r1 = malloc(cap);
+  ck_assert(r0 && r1);
+  for (int dt = 0; dt < 2; dt++) {
+    tg_dtype d = dt ? TG_F32 : TG_F64;
+    for (int di = 0; di < (int)(sizeof Ds / sizeof Ds[0]); di++)
+      for (int wb = 0; wb < 4; wb++) {
+        int64_t D = Ds[di], R = D == 1027 ? 64 : 3;
+        bool hw = wb & 1, hb = wb & 2;
+        int64_t m = run_ln(d, R, D, hw, hb, TG__SIMD_GENERIC, r0);
+        for (int p = TG__SIMD_GENERIC + 1; p < TG__SIMD_NPATHS; p++) {
+          if (!tg__simd_supported(p)) continue;
+          ck_assert_int_eq(run_ln(d, R, D, hw, hb, p, r1), m);
+          int64_t i = 0;
+          while (i < m && same(d, r0, r1, i)) i++;
+          ck_assert_msg(i == m, "layer_norm %s [%lld,%lld] w %d b %d path %s: "
+                        "element %lld of y, dx, dw, db differs",
+                        dt ? "f32" : "f64", (long long)R, (long long)D, hw, hb,
+                        tg__simd_name(p), (long long)i);
+        }
+      }
+  }
+  ck_assert_int_eq(tg__simd_set_path(-1), TG_OK);
+  tg__par_guard_enable(true);
+  free(r0), free(r1);
+}
+END_TEST
+
 /* TG_SIMD is read when the path is first needed (after set_path(-1)). */
 static void with_env(const char *v) {
   if (v)
@@ -285,6 +364,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_loop_test(tc, every_path_gives_generic_bits, 0, N_UNARY);
   tcase_add_loop_test(tc, binary_paths_give_generic_bits, 0, N_BINARY);
+  tcase_add_test(tc, layer_norm_paths_give_generic_bits);
   tcase_add_test(tc, env_names_a_path);
   suite_add_tcase(s, tc);
   return run_suite(s);
