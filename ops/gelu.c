@@ -9,21 +9,21 @@
 
 #include "op.h"
 
-static inline float gelu_f32(float x) {
+TG__VINLINE float gelu_f32(float x) {
   double p, c = tg__normcdf_pdf(x, &p);
   (void)p;
   return (float)(c == 0 ? 0 : x * c);
 }
-static inline float dgelu_f32(float x) {
+TG__VINLINE float dgelu_f32(float x) {
   double p, c = tg__normcdf_pdf(x, &p);
   return (float)(p == 0 ? c : c + x * p);
 }
-static inline double cdf_f64(double x) { return 0.5 * erfc(x * -0.70710678118654752440); }
-static inline double gelu_f64(double x) {
+TG__VINLINE double cdf_f64(double x) { return 0.5 * erfc(x * -0.70710678118654752440); }
+TG__VINLINE double gelu_f64(double x) {
   double c = cdf_f64(x);
   return c == 0 ? 0 : x * c;
 }
-static inline double dgelu_f64(double x) {
+TG__VINLINE double dgelu_f64(double x) {
   double p = 0.39894228040143267794 * exp(-0.5 * x * x);
   return p == 0 ? cdf_f64(x) : cdf_f64(x) + x * p;
 }

@@ -8,17 +8,17 @@
 
 #include "op.h"
 
-static inline float sig_f32(float x) { return tg__sigmoidf(x); }
-static inline double sig_f64(double x) { return 1 / (1 + exp(-x)); }
+TG__VINLINE float sig_f32(float x) { return tg__sigmoidf(x); }
+TG__VINLINE double sig_f64(double x) { return 1 / (1 + exp(-x)); }
 #define GELU_TANH(T, S)                                                     \
-  static inline T s2u_##S(T x) {                                            \
+  TG__VINLINE T s2u_##S(T x) {                                            \
     return sig_##S((T)1.59576912160573071176 * (x + (T)0.044715 * x * x * x)); \
   }                                                                         \
-  static inline T gelu_##S(T x) {                                           \
+  TG__VINLINE T gelu_##S(T x) {                                           \
     T s = s2u_##S(x);                                                       \
     return s == 0 ? 0 : x * s;                                              \
   }                                                                         \
-  static inline T dgelu_##S(T x) {                                          \
+  TG__VINLINE T dgelu_##S(T x) {                                          \
     T s = s2u_##S(x), d = s * (1 - s);                                      \
     return d == 0 ? s                                                       \
                   : s + x * d * (T)1.59576912160573071176 * (1 + (T)0.134145 * x * x); \

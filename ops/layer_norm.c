@@ -25,13 +25,15 @@ typedef struct {
   double eps;
 } job;
 
-/* Rows split over threads (forward, dx) and columns (dw, db: each column
- * sums its rows in order), so no result depends on the split. A row's
- * sums run in 8 partial sums in double (element j into sum j mod 8, added
- * pairwise at the end): a fixed order on every machine that vectorises,
- * where one running sum is a chain of dependent adds. */
-#define KERNELS(T, S)                                                        \
-  static double sum8_##S(const T *restrict x, int64_t n, double c, bool sq) { \
+/* The kernels once per vector path (TG__SIMD_EACH), every path giving the
+ * same bits. Rows split over threads (forward, dx) and columns (dw, db:
+ * each column sums its rows in order), so no result depends on the split.
+ * A row's sums run in 8 partial sums in double (element j into sum j mod
+ * 8, added pairwise at the end): a fixed order on every path that
+ * vectorises, where one running sum is a chain of dependent adds. */
+#define KERNELS(ISA, T, S)                                                   \
+  TG__TARGET_##ISA static inline double sum8_##S##_##ISA(                    \
+      const T *restrict x, int64_t n, double c, bool sq) {                   \
     double a[8] = {0};                                                       \
     int64_t j = 0;                                                           \
     for (; j + 8 <= n; j += 8)                                               \
@@ -45,35 +47,41 @@ typedef struct {
     }                                                                        \
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); \
   }                                                                          \
-  static void fwd_##S(void *p, int64_t r0, int64_t r1) {                     \
+  TG__TARGET_##ISA static void fwd_##S##_##ISA(void *p, int64_t r0,          \
+                                               int64_t r1) {                 \
     const job *jb = p;                                                       \
     const T *w = jb->w, *b = jb->b;                                          \
     const int64_t D = jb->D;                                                 \
     for (int64_t r = r0; r < r1; r++) {                                      \
       const T *restrict xr = (const T *)jb->x + r * D;                       \
       T *restrict yr = (T *)jb->y + r * D;                                   \
-      double mu = sum8_##S(xr, D, 0, false) / (double)D;                     \
-      double rs = 1 / sqrt(sum8_##S(xr, D, mu, true) / (double)D + jb->eps); \
+      double mu = sum8_##S##_##ISA(xr, D, 0, false) / (double)D;             \
+      double rs =                                                            \
+          1 / sqrt(sum8_##S##_##ISA(xr, D, mu, true) / (double)D + jb->eps); \
       if (jb->mu) {                                                          \
         jb->mu[r] = mu;                                                      \
         jb->rstd[r] = rs;                                                    \
       }                                                                      \
+      /* one loop per case of w and b, so that each vectorises */           \
       if (w && b) {                                                          \
         TG__SIMD                                                             \
         for (int64_t j = 0; j < D; j++)                                      \
           yr[j] = (T)((xr[j] - mu) * rs * w[j] + b[j]);                      \
+      } else if (w) {                                                        \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs * w[j]); \
+      } else if (b) {                                                        \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs + b[j]); \
       } else {                                                               \
-        for (int64_t j = 0; j < D; j++) {                                    \
-          double h = (xr[j] - mu) * rs;                                      \
-          if (w) h *= w[j];                                                  \
-          if (b) h += b[j];                                                  \
-          yr[j] = (T)h;                                                      \
-        }                                                                    \
+        TG__SIMD                                                             \
+        for (int64_t j = 0; j < D; j++) yr[j] = (T)((xr[j] - mu) * rs);      \
       }                                                                      \
     }                                                                        \
   }                                                                          \
   /* dx over rows [r0, r1): h_j = g_j w_j and its two row means. */         \
-  static void bwd_dx_##S(void *p, int64_t r0, int64_t r1) {                  \
+  TG__TARGET_##ISA static void bwd_dx_##S##_##ISA(void *p, int64_t r0,       \
+                                                  int64_t r1) {              \
     const job *jb = p;                                                       \
     const T *w = jb->w;                                                      \
     const int64_t D = jb->D;                                                 \
@@ -115,9 +123,10 @@ typedef struct {
     }                                                                        \
   }                                                                          \
   /* dw, db over columns [c0, c1), each summing the rows in order. */       \
-  static void bwd_dwb_##S(void *p, int64_t c0, int64_t c1) {                 \
+  TG__TARGET_##ISA static void bwd_dwb_##S##_##ISA(void *p, int64_t c0,      \
+                                                   int64_t c1) {             \
     const job *jb = p;                                                       \
-    const int64_t D = jb->D, rows = jb->rows;                               \
+    const int64_t D = jb->D, rows = jb->rows;                                \
     T *dw = jb->dw, *db = jb->db;                                            \
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *restrict xr = (const T *)jb->x + r * D;                       \
@@ -134,7 +143,16 @@ typedef struct {
       }                                                                      \
     }                                                                        \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(fwd_##S);                                               \
+  static const tg__range_fn bwd_dx_tab_##S[TG__SIMD_NPATHS] =                \
+      TG__SIMD_TABLE(bwd_dx_##S);                                            \
+  static const tg__range_fn bwd_dwb_tab_##S[TG__SIMD_NPATHS] =               \
+      TG__SIMD_TABLE(bwd_dwb_##S);
+TG__BOTH(TABLES)
+#undef TABLES
 #undef KERNELS
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
@@ -166,6 +184,8 @@ static int64_t min_rows(int64_t D) {
 
 static int forward(tg_tape *t, tg_node *n) {
   const tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
+  int rc = tg__simd_check("tg_layer_norm");
+  if (rc) return rc;
   job jb = {.x = x->data, .w = w ? w->data : NULL, .b = b ? b->data : NULL,
             .y = n->out->data, .eps = n->args.f[0]};
   tg__rows_cols(x, &jb.rows, &jb.D);
@@ -181,7 +201,9 @@ static int forward(tg_tape *t, tg_node *n) {
     jb.mu = s->mu;
     jb.rstd = s->rstd;
   }
-  tg__par_range(jb.rows, min_rows(jb.D), x->dtype == TG_F32 ? fwd_f32 : fwd_f64, &jb);
+  int path = tg__simd_path();
+  tg__par_range(jb.rows, min_rows(jb.D),
+                x->dtype == TG_F32 ? fwd_tab_f32[path] : fwd_tab_f64[path], &jb);
   return TG_OK;
 }
 
@@ -193,11 +215,15 @@ static void backward(const tg_node *n) {
             .mu = s->mu, .rstd = s->rstd};
   tg__rows_cols(x, &jb.rows, &jb.D);
   bool f32 = x->dtype == TG_F32;
-  if (jb.dx) tg__par_range(jb.rows, min_rows(jb.D), f32 ? bwd_dx_f32 : bwd_dx_f64, &jb);
+  int path = tg__simd_path();
+  if (jb.dx)
+    tg__par_range(jb.rows, min_rows(jb.D),
+                  f32 ? bwd_dx_tab_f32[path] : bwd_dx_tab_f64[path], &jb);
   /* columns per thread: at least TG__PAR_ELEMS elements in all */
   if (jb.dw || jb.db) {
     int64_t per = jb.rows > 0 ? TG__PAR_ELEMS / jb.rows : 1;
-    tg__par_range(jb.D, per > 0 ? per : 1, f32 ? bwd_dwb_f32 : bwd_dwb_f64, &jb);
+    tg__par_range(jb.D, per > 0 ? per : 1,
+                  f32 ? bwd_dwb_tab_f32[path] : bwd_dwb_tab_f64[path], &jb);
   }
 }
 

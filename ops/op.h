@@ -92,12 +92,15 @@ static inline void tg__bcast_next(const tg__bcast *p, int64_t *idx,
 #define TG__BIN_SIMD_ON(x) x
 #define TG__BIN_SIMD_OFF(x)
 
-#define TG__BIN_KERNELS(T, S)                                                 \
-  /* One row: a and b advance by sa and sb (1, or 0: one element; never     \
-   * both 0 on a row of more than one element). */                           \
-  static void bin_fwd_##S(const T *restrict a, int64_t sa,                   \
-                          const T *restrict b, int64_t sb, T *restrict z,    \
-                          int64_t n) {                                       \
+/* The loops of one row, once per vector path (TG__SIMD_EACH): every
+ * branch but the sums where an input is one element, whose vectorised
+ * order of addition would depend on the vector's width (those stay in
+ * the generic bin_bwa/bin_bwb below). a and b advance by sa and sb (1, or
+ * 0: one element; never both 0 on a row of more than one element). */
+#define TG__BIN_ROWS(ISA, T, S)                                               \
+  TG__TARGET_##ISA static void bin_fwd_##S##_##ISA(                          \
+      const T *restrict a, int64_t sa, const T *restrict b, int64_t sb,      \
+      T *restrict z, int64_t n) {                                            \
     if (sa && sb) {                                                          \
       BIN_SIMD(TG__SIMD)                                                     \
       for (int64_t i = 0; i < n; i++) z[i] = BIN_F(a[i], b[i]);              \
@@ -111,78 +114,143 @@ static inline void tg__bcast_next(const tg__bcast *p, int64_t *idx,
       for (int64_t i = 0; i < n; i++) z[i] = BIN_F(x, b[i]);                 \
     }                                                                        \
   }                                                                          \
-  /* da (stride sa, like a) += BIN_DA over one row: a sum where a is one    \
-   * element. */                                                             \
-  static void bin_bwa_##S(const T *restrict a, int64_t sa,                   \
-                          const T *restrict b, int64_t sb,                   \
-                          const T *restrict z, const T *restrict g,          \
-                          T *restrict da, int64_t n) {                       \
+  /* da (stride 1, like a) += BIN_DA over one row, a not broadcast. */       \
+  TG__TARGET_##ISA static void bin_bwa_##S##_##ISA(                          \
+      const T *restrict a, const T *restrict b, int64_t sb,                  \
+      const T *restrict z, const T *restrict g, T *restrict da, int64_t n) { \
     (void)a;                                                                 \
     (void)b;                                                                 \
     (void)z;                                                                 \
-    if (sa && sb) {                                                          \
+    if (sb) {                                                                \
       BIN_SIMD(TG__SIMD)                                                     \
       for (int64_t i = 0; i < n; i++)                                        \
         da[i] += BIN_DA(a[i], b[i], z[i], g[i]);                             \
-    } else if (sa) {                                                         \
+    } else {                                                                 \
       const T y = b[0];                                                      \
       (void)y;                                                               \
       BIN_SIMD(TG__SIMD)                                                     \
       for (int64_t i = 0; i < n; i++) da[i] += BIN_DA(a[i], y, z[i], g[i]);  \
-    } else {                                                                 \
-      const T x = a[0];                                                      \
-      T s = 0;                                                               \
-      (void)x;                                                               \
-      BIN_SIMD(TG__SIMD_SUM(s))                                              \
-      for (int64_t i = 0; i < n; i++) s += BIN_DA(x, b[i], z[i], g[i]);      \
-      da[0] += s;                                                            \
     }                                                                        \
   }                                                                          \
-  static void bin_bwb_##S(const T *restrict a, int64_t sa,                   \
-                          const T *restrict b, int64_t sb,                   \
-                          const T *restrict z, const T *restrict g,          \
-                          T *restrict db, int64_t n) {                       \
+  TG__TARGET_##ISA static void bin_bwb_##S##_##ISA(                          \
+      const T *restrict a, int64_t sa, const T *restrict b,                  \
+      const T *restrict z, const T *restrict g, T *restrict db, int64_t n) { \
     (void)a;                                                                 \
     (void)b;                                                                 \
     (void)z;                                                                 \
-    if (sa && sb) {                                                          \
+    if (sa) {                                                                \
       BIN_SIMD(TG__SIMD)                                                     \
       for (int64_t i = 0; i < n; i++)                                        \
         db[i] += BIN_DB(a[i], b[i], z[i], g[i]);                             \
-    } else if (sb) {                                                         \
+    } else {                                                                 \
       const T x = a[0];                                                      \
       (void)x;                                                               \
       BIN_SIMD(TG__SIMD)                                                     \
       for (int64_t i = 0; i < n; i++) db[i] += BIN_DB(x, b[i], z[i], g[i]);  \
-    } else {                                                                 \
-      const T y = b[0];                                                      \
-      T s = 0;                                                               \
-      (void)y;                                                               \
-      BIN_SIMD(TG__SIMD_SUM(s))                                              \
-      for (int64_t i = 0; i < n; i++) s += BIN_DB(a[i], y, z[i], g[i]);      \
-      db[0] += s;                                                            \
     }                                                                        \
+  }
+
+/* A job for tg__par_range over the one contiguous row of equal shapes. */
+typedef struct {
+  const void *a, *b, *z, *g;
+  void *da, *db;
+  int path;
+} tg__bin_job;
+/* Elements per thread from which an equal-shape binary op is split: a
+ * pass over memory, like an optimizer's. */
+#define TG__BIN_PAR_MIN TG__PAR_ELEMS
+
+#define TG__BIN_KERNELS(T, S)                                                 \
+  TG__SIMD_EACH(TG__BIN_ROWS, T, S)                                          \
+  static void (*const bin_fwd_tab_##S[TG__SIMD_NPATHS])(                     \
+      const T *restrict, int64_t, const T *restrict, int64_t, T *restrict,   \
+      int64_t) = TG__SIMD_TABLE(bin_fwd_##S);                                \
+  static void (*const bin_bwa_tab_##S[TG__SIMD_NPATHS])(                     \
+      const T *restrict, const T *restrict, int64_t, const T *restrict,      \
+      const T *restrict, T *restrict, int64_t) = TG__SIMD_TABLE(bin_bwa_##S); \
+  static void (*const bin_bwb_tab_##S[TG__SIMD_NPATHS])(                     \
+      const T *restrict, int64_t, const T *restrict, const T *restrict,      \
+      const T *restrict, T *restrict, int64_t) = TG__SIMD_TABLE(bin_bwb_##S); \
+  /* da (stride sa, like a) += BIN_DA over one row: a sum where a is one    \
+   * element. */                                                             \
+  static void bin_bwa_##S(int path, const T *restrict a, int64_t sa,         \
+                          const T *restrict b, int64_t sb,                   \
+                          const T *restrict z, const T *restrict g,          \
+                          T *restrict da, int64_t n) {                       \
+    if (sa) {                                                                \
+      bin_bwa_tab_##S[path](a, b, sb, z, g, da, n);                          \
+      return;                                                                \
+    }                                                                        \
+    const T x = a[0];                                                        \
+    T s = 0;                                                                 \
+    (void)x;                                                                 \
+    (void)z;                                                                 \
+    BIN_SIMD(TG__SIMD_SUM(s))                                                \
+    for (int64_t i = 0; i < n; i++) s += BIN_DA(x, b[i], z[i], g[i]);        \
+    da[0] += s;                                                              \
+  }                                                                          \
+  static void bin_bwb_##S(int path, const T *restrict a, int64_t sa,         \
+                          const T *restrict b, int64_t sb,                   \
+                          const T *restrict z, const T *restrict g,          \
+                          T *restrict db, int64_t n) {                       \
+    if (sb) {                                                                \
+      bin_bwb_tab_##S[path](a, sa, b, z, g, db, n);                          \
+      return;                                                                \
+    }                                                                        \
+    const T y = b[0];                                                        \
+    T s = 0;                                                                 \
+    (void)y;                                                                 \
+    (void)z;                                                                 \
+    BIN_SIMD(TG__SIMD_SUM(s))                                                \
+    for (int64_t i = 0; i < n; i++) s += BIN_DB(a[i], y, z[i], g[i]);        \
+    db[0] += s;                                                              \
+  }                                                                          \
+  static void bin_fwd_range_##S(void *p, int64_t i0, int64_t i1) {           \
+    const tg__bin_job *j = p;                                                \
+    bin_fwd_tab_##S[j->path]((const T *)j->a + i0, 1, (const T *)j->b + i0,  \
+                             1, (T *)j->z + i0, i1 - i0);                    \
+  }                                                                          \
+  static void bin_bwd_range_##S(void *p, int64_t i0, int64_t i1) {           \
+    const tg__bin_job *j = p;                                                \
+    const T *a = (const T *)j->a + i0, *b = (const T *)j->b + i0,            \
+            *z = (const T *)j->z + i0, *g = (const T *)j->g + i0;            \
+    if (j->da)                                                               \
+      bin_bwa_tab_##S[j->path](a, b, 1, z, g, (T *)j->da + i0, i1 - i0);     \
+    if (j->db)                                                               \
+      bin_bwb_tab_##S[j->path](a, 1, b, z, g, (T *)j->db + i0, i1 - i0);     \
   }                                                                          \
   static void bin_forward_##S(const tg__bcast *p, const T *a, const T *b,    \
-                              T *z) {                                        \
+                              T *z, int path) {                              \
+    if (p->rows == 1 && p->inner[0] && p->inner[1]) {                        \
+      tg__bin_job j = {.a = a, .b = b, .z = z, .path = path};                \
+      tg__par_range(p->len, TG__BIN_PAR_MIN, bin_fwd_range_##S, &j);         \
+      return;                                                                \
+    }                                                                        \
     int64_t idx[TG_MAX_DIMS] = {0}, off[TG__BC_MAX] = {0};                   \
     for (int64_t r = 0; r < p->rows; r++) {                                  \
-      bin_fwd_##S(a + off[0], p->inner[0], b + off[1], p->inner[1],          \
-                  z + r * p->len, p->len);                                   \
+      bin_fwd_tab_##S[path](a + off[0], p->inner[0], b + off[1],             \
+                            p->inner[1], z + r * p->len, p->len);            \
       tg__bcast_next(p, idx, off);                                           \
     }                                                                        \
   }                                                                          \
   static void bin_backward_##S(const tg__bcast *p, const T *a, const T *b,   \
-                               const T *z, const T *g, T *da, T *db) {       \
+                               const T *z, const T *g, T *da, T *db,         \
+                               int path) {                                   \
+    if (p->rows == 1 && p->inner[0] && p->inner[1]) {                        \
+      tg__bin_job j = {.a = a, .b = b, .z = z, .g = g, .da = da, .db = db,   \
+                       .path = path};                                        \
+      tg__par_range(p->len, TG__BIN_PAR_MIN, bin_bwd_range_##S, &j);         \
+      return;                                                                \
+    }                                                                        \
     int64_t idx[TG_MAX_DIMS] = {0}, off[TG__BC_MAX] = {0};                   \
     for (int64_t r = 0; r < p->rows; r++) {                                  \
       const int64_t o = r * p->len;                                          \
       if (da)                                                                \
-        bin_bwa_##S(a + off[0], p->inner[0], b + off[1], p->inner[1], z + o, \
-                    g + o, da + off[0], p->len);                             \
+        bin_bwa_##S(path, a + off[0], p->inner[0], b + off[1], p->inner[1],  \
+                    z + o, g + o, da + off[0], p->len);                      \
       if (db)                                                                \
-        bin_bwb_##S(a + off[0], p->inner[0], b + off[1], p->inner[1], z + o, \
-                    g + o, db + off[1], p->len);                             \
+        bin_bwb_##S(path, a + off[0], p->inner[0], b + off[1], p->inner[1],  \
+                    z + o, g + o, db + off[1], p->len);                      \
       tg__bcast_next(p, idx, off);                                           \
     }                                                                        \
   }
@@ -191,12 +259,18 @@ static inline void tg__bcast_next(const tg__bcast *p, int64_t *idx,
   TG__BOTH(TG__BIN_KERNELS)                                                  \
   static int bin_forward(tg_tape *t, tg_node *n) {                           \
     (void)t;                                                                 \
+    char fn_[48];                                                            \
+    int rc = tg__simd_check(tg__fn_of(n->op, fn_, sizeof fn_));              \
+    if (rc) return rc;                                                       \
     tg__bcast p;                                                             \
     tg__bcast_plan(&p, n->out, n->in, 2);                                    \
+    int path = tg__simd_path();                                              \
     if (n->out->dtype == TG_F32)                                             \
-      bin_forward_f32(&p, n->in[0]->data, n->in[1]->data, n->out->data);     \
+      bin_forward_f32(&p, n->in[0]->data, n->in[1]->data, n->out->data,      \
+                      path);                                                 \
     else                                                                     \
-      bin_forward_f64(&p, n->in[0]->data, n->in[1]->data, n->out->data);     \
+      bin_forward_f64(&p, n->in[0]->data, n->in[1]->data, n->out->data,      \
+                      path);                                                 \
     return TG_OK;                                                            \
   }                                                                          \
   static void bin_backward(const tg_node *n) {                               \
@@ -205,12 +279,13 @@ static inline void tg__bcast_next(const tg__bcast *p, int64_t *idx,
     tg__bcast p;                                                             \
     tg__bcast_plan(&p, n->out, n->in, 2);                                    \
     const tg_tensor *z = n->out;                                             \
+    int path = tg__simd_path();                                              \
     if (z->dtype == TG_F32)                                                  \
       bin_backward_f32(&p, n->in[0]->data, n->in[1]->data, z->data, z->grad, \
-                       da, db);                                              \
+                       da, db, path);                                        \
     else                                                                     \
       bin_backward_f64(&p, n->in[0]->data, n->in[1]->data, z->data, z->grad, \
-                       da, db);                                              \
+                       da, db, path);                                        \
   }
 
 /* The test cases every binary op shares: equal shapes, [N,C] with [C] and

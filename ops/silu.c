@@ -5,14 +5,14 @@
 
 #include "op.h"
 
-static inline float sig_f32(float x) { return tg__sigmoidf(x); }
-static inline double sig_f64(double x) { return 1 / (1 + exp(-x)); }
+TG__VINLINE float sig_f32(float x) { return tg__sigmoidf(x); }
+TG__VINLINE double sig_f64(double x) { return 1 / (1 + exp(-x)); }
 #define SILU(T, S)                                                          \
-  static inline T silu_##S(T x) {                                           \
+  TG__VINLINE T silu_##S(T x) {                                           \
     T s = sig_##S(x);                                                       \
     return s == 0 ? 0 : x * s;                                              \
   }                                                                         \
-  static inline T dsilu_##S(T x) {                                          \
+  TG__VINLINE T dsilu_##S(T x) {                                          \
     T s = sig_##S(x), d = s * (1 - s);                                      \
     return d == 0 ? s : s + x * d;                                          \
   }

@@ -5,8 +5,8 @@
 
 #include "op.h"
 
-static inline float sig_f32(float x) { return tg__sigmoidf(x); }
-static inline double sig_f64(double x) { return 1 / (1 + exp(-x)); }
+TG__VINLINE float sig_f32(float x) { return tg__sigmoidf(x); }
+TG__VINLINE double sig_f64(double x) { return 1 / (1 + exp(-x)); }
 #define UNARY_NAME softplus
 #define UNARY_DOMAIN TG__DOM_ANY
 #define FWD(x) (((x) > 0 ? (x) : 0) + log1p(exp(-fabs(x))))

@@ -11,7 +11,9 @@
  * arguments, other domains, bad arguments) as UNARY_MORE_CASES, a list of
  * tg_opcase initializers. With <tgmath.h>, exp/log/tanh pick their float
  * or double version, and UNARY_PICK(fn, x) calls fn_f32 or fn_f64 (a
- * pair of inline functions the op defines, which may hold temporaries). */
+ * pair of inline functions the op defines, which may hold temporaries;
+ * declared TG__VINLINE, so that each vector path's copy of a loop has
+ * them inlined, not called). */
 #include <tgmath.h>
 
 #include "op.h"
@@ -54,9 +56,18 @@
 #define U_BSIMD_f64
 #endif
 
-#define U_KERNELS(T, S)                                                     \
-  static void U_CAT(fwd_, S)(const T *restrict xs, T *restrict ys,          \
-                             int64_t n, const tg_opargs *args) {            \
+/* UNARY_PAR_MIN: elements per thread from which a loop is split over
+ * threads. The default suits the cheap ops, whose loops are bound by
+ * memory; an op with much arithmetic per element pays sooner. */
+#ifndef UNARY_PAR_MIN
+#define UNARY_PAR_MIN TG__PAR_ELEMS
+#endif
+
+/* Each loop once per vector path (TG__SIMD_EACH); all give the same bits. */
+#define U_LOOPS(ISA, T, S)                                                  \
+  TG__TARGET_##ISA static void U_CAT(fwd_##S##_, ISA)(                      \
+      const T *restrict xs, T *restrict ys, int64_t n,                      \
+      const tg_opargs *args) {                                              \
     const T a0 = (T)args->f[0], a1 = (T)args->f[1];                         \
     (void)a0;                                                               \
     (void)a1;                                                               \
@@ -66,9 +77,9 @@
       ys[i] = FWD(x);                                                       \
     }                                                                       \
   }                                                                         \
-  static void U_CAT(bwd_, S)(const T *restrict xs, const T *restrict ys,    \
-                             const T *restrict gs, T *restrict dx,          \
-                             int64_t n, const tg_opargs *args) {            \
+  TG__TARGET_##ISA static void U_CAT(bwd_##S##_, ISA)(                      \
+      const T *restrict xs, const T *restrict ys, const T *restrict gs,     \
+      T *restrict dx, int64_t n, const tg_opargs *args) {                   \
     const T a0 = (T)args->f[0], a1 = (T)args->f[1];                         \
     (void)a0;                                                               \
     (void)a1;                                                               \
@@ -80,25 +91,54 @@
       dx[i] += BWD(x, y, g);                                                \
     }                                                                       \
   }
+/* A job for tg__par_range: a pass over [i0, i1) of the tensors. */
+typedef struct {
+  const void *x, *y, *g;
+  void *out; /* y in forward, dx in backward */
+  const tg_opargs *args;
+  int path;
+} u_job;
+#define U_KERNELS(T, S)                                                     \
+  TG__SIMD_EACH(U_LOOPS, T, S)                                              \
+  static void (*const U_CAT(fwd_tab_, S)[TG__SIMD_NPATHS])(                 \
+      const T *restrict, T *restrict, int64_t, const tg_opargs *) =         \
+      TG__SIMD_TABLE(fwd_##S);                                              \
+  static void (*const U_CAT(bwd_tab_, S)[TG__SIMD_NPATHS])(                 \
+      const T *restrict, const T *restrict, const T *restrict, T *restrict, \
+      int64_t, const tg_opargs *) = TG__SIMD_TABLE(bwd_##S);                \
+  static void U_CAT(fwd_range_, S)(void *p, int64_t i0, int64_t i1) {       \
+    const u_job *j = p;                                                     \
+    U_CAT(fwd_tab_, S)[j->path]((const T *)j->x + i0, (T *)j->out + i0,     \
+                                i1 - i0, j->args);                          \
+  }                                                                         \
+  static void U_CAT(bwd_range_, S)(void *p, int64_t i0, int64_t i1) {       \
+    const u_job *j = p;                                                     \
+    U_CAT(bwd_tab_, S)[j->path]((const T *)j->x + i0, (const T *)j->y + i0, \
+                                (const T *)j->g + i0, (T *)j->out + i0,     \
+                                i1 - i0, j->args);                          \
+  }
 TG__BOTH(U_KERNELS)
 
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
+  char fn[48];
+  int rc = tg__simd_check(tg__fn_of(n->op, fn, sizeof fn));
+  if (rc) return rc;
   const tg_tensor *x = n->in[0];
-  if (x->dtype == TG_F32)
-    fwd_f32(x->data, n->out->data, x->numel, &n->args);
-  else
-    fwd_f64(x->data, n->out->data, x->numel, &n->args);
+  u_job j = {.x = x->data, .out = n->out->data, .args = &n->args,
+             .path = tg__simd_path()};
+  tg__par_range(x->numel, UNARY_PAR_MIN,
+                x->dtype == TG_F32 ? fwd_range_f32 : fwd_range_f64, &j);
   return TG_OK;
 }
 
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
-  if (n->out->dtype == TG_F32)
-    bwd_f32(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel, &n->args);
-  else
-    bwd_f64(n->in[0]->data, n->out->data, n->out->grad, dx, n->out->numel, &n->args);
+  u_job j = {.x = n->in[0]->data, .y = n->out->data, .g = n->out->grad,
+             .out = dx, .args = &n->args, .path = tg__simd_path()};
+  tg__par_range(n->out->numel, UNARY_PAR_MIN,
+                n->out->dtype == TG_F32 ? bwd_range_f32 : bwd_range_f64, &j);
 }
 
 #ifdef UNARY_ARGS

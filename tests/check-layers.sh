@@ -56,6 +56,9 @@ done
 for f in examples/*.[ch] bench/train.c bench/dist.c; do only_includes "$f" tapegrad.h charlm.h cli.h; done
 # bench/gemm measures a kernel: the kernels' header and nothing else private.
 only_includes bench/gemm.c kernels.h bench.h
+# bench/elementwise measures an op's kernels on each vector path: the op
+# interface, as an op sees it.
+only_includes bench/elementwise.c ops/op.h
 # bench/conv measures an op through the public API.
 only_includes bench/conv.c tapegrad.h bench.h
 

@@ -14,6 +14,45 @@ enum {
 };
 unsigned tg__cpu_features(void);
 
+/* cpu.c: the vector instruction sets the elementwise loops (ops/unary.h,
+ * the broadcasting binary ops) are compiled for a second and third time,
+ * picked once at run time. Every path computes each element with the same
+ * IEEE operations in the same order (no FMA contraction: the build passes
+ * -ffp-contract=off, as FMA's single rounding would change results), so
+ * results never depend on the machine; only the speed does. */
+enum { TG__SIMD_GENERIC, TG__SIMD_AVX2, TG__SIMD_AVX512, TG__SIMD_NPATHS };
+bool tg__simd_supported(int p);
+const char *tg__simd_name(int p); /* generic, avx2, avx512 */
+/* The path in use: the best the CPU supports, or the one the environment
+ * variable TG_SIMD names. When TG_SIMD names no path or one this CPU
+ * cannot run, tg__simd_check records a message naming fn and returns
+ * TG_EINVAL (the elementwise ops refuse to run), and tg__simd_path gives
+ * generic. */
+int tg__simd_path(void);
+int tg__simd_check(const char *fn);
+/* Forces path p (p < 0: back to TG_SIMD or the default); TG_EINVAL when
+ * this CPU cannot run it. For the tests and benchmarks. */
+int tg__simd_set_path(int p);
+/* TG__SIMD_EACH(DEF, ...) expands DEF(isa, ...) for each path this build
+ * has (generic alone off x86-64); TG__TARGET_##isa is the attribute that
+ * compiles a function for it, TG__SIMD_TABLE(fn) a table of fn_##isa by
+ * path, generic where a path is not built. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TG__SIMD_X86 1
+#define TG__TARGET_generic
+#define TG__TARGET_avx2 __attribute__((target("avx2")))
+#define TG__TARGET_avx512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#define TG__SIMD_EACH(DEF, ...) \
+  DEF(generic, __VA_ARGS__) DEF(avx2, __VA_ARGS__) DEF(avx512, __VA_ARGS__)
+#define TG__SIMD_TABLE(fn) {fn##_generic, fn##_avx2, fn##_avx512}
+#else
+#define TG__SIMD_X86 0
+#define TG__TARGET_generic
+#define TG__SIMD_EACH(DEF, ...) DEF(generic, __VA_ARGS__)
+#define TG__SIMD_TABLE(fn) {fn##_generic, fn##_generic, fn##_generic}
+#endif
+
 /* gemm.c: C[M,N] = alpha * op(A) op(B) + beta * C, row-major, op(X) = X or
  * X^T. Leading dimensions are those of the stored matrices. */
 void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

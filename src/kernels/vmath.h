@@ -8,7 +8,9 @@
 #include <string.h>
 
 /* The larger of these are not inlined by -O2's heuristics, and a call
- * inside a loop stops it vectorising. */
+ * inside a loop stops it vectorising; nor is a function inlined into each
+ * of a loop's per-path copies (TG__SIMD_EACH) when there are several: the
+ * AVX copies would call the generic code. */
 #if defined(__GNUC__)
 #define TG__VINLINE static inline __attribute__((always_inline))
 #else
@@ -18,7 +20,7 @@
 /* e^x for x in [-87.3, 0]: x = n ln2 + r with |r| <= ln2/2, e^r from a
  * degree-6 polynomial (Cephes' expf coefficients), 2^n from the exponent
  * bits. Within 2 ulp of the correctly rounded value on that range. */
-static inline float tg__expf_neg(float x) {
+TG__VINLINE float tg__expf_neg(float x) {
   const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f,
               ln2_lo = -2.12194440e-4f, round = 12582912.0f; /* 1.5 * 2^23 */
   x = x < -87.3f ? -87.3f : x;
@@ -49,7 +51,7 @@ static inline float tg__expf_neg(float x) {
 
 /* 1/(1+e^-x) from e^-|x|, which cannot overflow; below -87.3, where the
  * value is under 2^-125, it is 0 as the division by an infinite e^-x gave. */
-static inline float tg__sigmoidf(float x) {
+TG__VINLINE float tg__sigmoidf(float x) {
   float ax = x < 0 ? -x : x;
   float e = tg__expf_neg(-ax);
   float y = (x < 0 ? e : 1.0f) / (1.0f + e);
