@@ -117,8 +117,10 @@ START_TEST(clear_reuses_the_arena) {
     ck_assert_int_eq(tg_backward(t, L), TG_OK);
     if (step == 1) first = h;
     if (step >= 1) {
-      /* after the first clear the arena is one chunk that never grows */
+      /* after the first clear the arena is one chunk that never grows,
+       * of the step's own size (not the doubling chunks' sum) */
       if (step == 1) bytes = tg_tape_arena_bytes(t);
+      ck_assert_uint_eq(tg_tape_arena_bytes(t), tg_tape_arena_peak(t));
       ck_assert_uint_eq(tg_tape_arena_bytes(t), bytes);
     }
     if (step == 2) ck_assert_ptr_eq(h, first); /* same memory, reused */

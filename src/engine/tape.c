@@ -42,10 +42,11 @@ void tg_tape_free(tg_tape *t) {
 void tg_tape_clear(tg_tape *t) {
   if (!t) return;
   /* A step that overflowed into several chunks is merged into one chunk of
-   * the total size, so from the next step on the arena never grows. */
+   * the largest step's size (the peak: every allocation of that step end to
+   * end, with none of the doubling chunks' unused tails), so from the next
+   * step on the arena never grows while the steps stay as large. */
   if (t->n_chunks > 1) {
-    size_t total = 0;
-    for (size_t i = 0; i < t->n_chunks; i++) total += t->chunk_cap[i];
+    size_t total = t->peak;
     free_chunks(t);
     char **c = tg__malloc(sizeof *c);
     size_t *cap = tg__malloc(sizeof *cap);
