@@ -94,7 +94,7 @@ typedef struct {
    * forward computed it (for float, without a libm call per element). */    \
   TG__VINLINE void logsoftmax_row_bwd_##S##_##ISA(                           \
       const T *restrict y, const T *restrict g, T *restrict dx, int64_t len) { \
-    T d = tg__sm_dot_##S(g, NULL, len, TG__SM_MASKED_##ISA);                 \
+    T d = tg__sm_dot_##S(g, g, len, false, TG__SM_MASKED_##ISA);             \
     TG__SM_SIMD_##S(TG__SIMD)                                                \
     for (int64_t k = 0; k < len; k++)                                        \
       dx[k] += g[k] - tg__smexp_##S(y[k]) * d;                               \
