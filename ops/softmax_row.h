@@ -36,9 +36,11 @@
  * block whose lanes past the row's end add +0 to their sum (which starts
  * at +0, so it never holds -0 and the add changes no bit), take the
  * maximum with -inf, and store nothing. The AVX paths do it with masked
- * moves; SSE2 has none, so the generic path copies the block to a padded
+ * moves. SSE2 has none: the generic path copies the block to a padded
  * buffer first (element by element into the same lanes would leave the
- * sums in memory rather than in registers). Same sums, either way. */
+ * sums in memory rather than in registers), except in the dot product,
+ * whose unrolled blocks (TG__SM_UNROLL) keep them in registers until the
+ * tail, which adds its elements one by one. Same sums, every way. */
 #define TG__SM_MASKED_generic false
 #define TG__SM_MASKED_avx2 true
 #define TG__SM_MASKED_avx512 true
@@ -157,12 +159,9 @@ TG__VINLINE double tg__smexp_f64(double d) { return exp(d); }
       TG__SIMD                                                               \
       for (int l = 0; l < TG__SM_LANES; l++)                                 \
         a[l] += l < r ? (prod ? g[j + l] * y[j + l] : g[j + l]) : 0;         \
-    } else if (r) {                                                          \
-      T b[TG__SM_LANES];                                                     \
-      for (int l = 0; l < TG__SM_LANES; l++)                                 \
-        b[l] = l < r ? (prod ? g[j + l] * y[j + l] : g[j + l]) : 0;          \
-      TG__SIMD                                                               \
-      for (int l = 0; l < TG__SM_LANES; l++) a[l] += b[l];                   \
+    } else {                                                                 \
+      for (int l = 0; l < r; l++)                                            \
+        a[l] += prod ? g[j + l] * y[j + l] : g[j + l];                       \
     }                                                                        \
     return tg__sm_pairs_##S(a);                                              \
   }                                                                          \
