@@ -3,7 +3,10 @@
  * ns per element, on each vector path the CPU runs (TG_SIMD's generic,
  * avx2, avx512). Runs the op's kernels on a node of its own, so the times
  * leave out the op door and the tape.
- *   bench/elementwise [--op NAME] [--n N] [--reps R] [--cpu-time]
+ *   bench/elementwise [--op NAME] [--n N | --shape D0,D1,...] [--reps R]
+ *                     [--cpu-time]
+ * --shape: the inputs' shape (default [N]), for ops of rows such as
+ * softmax_causal, which needs [..., Tq, Tk].
  * --cpu-time: this thread's CPU time (with OMP_NUM_THREADS=1: the cost of
  * the work, which a busy machine disturbs less than wall time). */
 #include <stdio.h>
@@ -28,14 +31,29 @@ static int cmp_double(const void *a, const void *b) {
 int main(int argc, char **argv) {
   const char *name = "gelu";
   int64_t n = 4 << 20;
-  int reps = 11;
+  int reps = 11, ndim = 1;
+  int64_t shape[TG_MAX_DIMS];
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--op") && i + 1 < argc) name = argv[++i];
     else if (!strcmp(argv[i], "--n") && i + 1 < argc) n = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+      char *e = argv[++i];
+      ndim = 0;
+      n = 1;
+      while (*e && ndim < TG_MAX_DIMS) {
+        shape[ndim] = strtoll(e, &e, 10);
+        if (shape[ndim] < 1) return 2;
+        n *= shape[ndim++];
+        if (*e == ',') e++;
+        else if (*e) return 2;
+      }
+      if (*e || !ndim) return 2;
+    }
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--cpu-time")) cpu_time = true;
     else {
-      fprintf(stderr, "usage: %s [--op NAME] [--n N] [--reps R] [--cpu-time]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--op NAME] [--n N | --shape D0,D1,...] "
+              "[--reps R] [--cpu-time]\n", argv[0]);
       return 2;
     }
   }
@@ -47,9 +65,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: no elementwise op %s\n", argv[0], name);
     return 2;
   }
-  int64_t shape[1] = {n};
-  tg_tensor *in[2] = {tg_zeros(TG_F32, 1, shape), tg_zeros(TG_F32, 1, shape)};
-  tg_tensor *y = tg_zeros(TG_F32, 1, shape);
+  if (ndim == 1) shape[0] = n;
+  tg_tensor *in[2] = {tg_zeros(TG_F32, ndim, shape),
+                      tg_zeros(TG_F32, ndim, shape)};
+  tg_tensor *y = tg_zeros(TG_F32, ndim, shape);
   tg_rng rng;
   tg_rng_seed(&rng, 1);
   if (!in[0] || !in[1] || !y || tg_fill_normal(in[0], &rng, 0, 2) ||

@@ -1,45 +1,78 @@
 /* ops/softmax.c: y = softmax(x) along the last dimension, computed with the
  * row maximum subtracted so large logits do not overflow. Saves nothing but
- * its output: dx = y * (g - sum_j g_j y_j), row by row. */
+ * its output: dx = y * (g - sum_j g_j y_j), row by row. Rows are split
+ * over threads, with results the same for any split. */
 #include <tgmath.h>
 
 #include "op.h"
 #include "softmax_row.h"
 
-#define KERNELS(T, S)                                                        \
-  static void softmax_##S(const T *restrict x, T *restrict y, int64_t rows,  \
-                          int64_t cols) {                                    \
-    for (int64_t r = 0; r < rows; r++)                                       \
-      softmax_row_##S(x + r * cols, y + r * cols, cols, 1, NULL);            \
+typedef struct {
+  const void *x, *y, *g;
+  void *out; /* y in forward, dx in backward */
+  int64_t cols;
+} job;
+
+/* Rows [r0, r1), once per vector path (TG__SIMD_EACH), all giving the same
+ * bits; rows are split over threads, each computed wholly by one. */
+#define KERNELS(ISA, T, S)                                                   \
+  TG__TARGET_##ISA static void fwd_##S##_##ISA(void *p, int64_t r0,          \
+                                               int64_t r1) {                 \
+    const job *jb = p;                                                       \
+    const int64_t cols = jb->cols;                                           \
+    for (int64_t r = r0; r < r1; r++)                                        \
+      softmax_row_##S((const T *)jb->x + r * cols, (T *)jb->out + r * cols,  \
+                      cols, 1, NULL, TG__SM_MASKED_##ISA);                   \
   }                                                                          \
-  static void softmax_bwd_##S(const T *restrict y, const T *restrict g,      \
-                              T *restrict dx, int64_t rows, int64_t cols) {  \
-    for (int64_t r = 0; r < rows; r++)                                       \
-      softmax_row_bwd_##S(y + r * cols, g + r * cols, dx + r * cols, cols, 1); \
+  TG__TARGET_##ISA static void bwd_##S##_##ISA(void *p, int64_t r0,          \
+                                               int64_t r1) {                 \
+    const job *jb = p;                                                       \
+    const int64_t cols = jb->cols;                                           \
+    for (int64_t r = r0; r < r1; r++)                                        \
+      softmax_row_bwd_##S((const T *)jb->y + r * cols,                       \
+                          (const T *)jb->g + r * cols,                       \
+                          (T *)jb->out + r * cols, cols, 1,                  \
+                          TG__SM_MASKED_##ISA);                              \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(fwd_##S);                                               \
+  static const tg__range_fn bwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(bwd_##S);
+TG__BOTH(TABLES)
+#undef TABLES
+#undef KERNELS
+
+/* Rows per thread at least: a chunk of TG__PAR_ELEMS elements. */
+static int64_t min_rows(int64_t cols) {
+  return cols > 0 && TG__PAR_ELEMS / cols > 0 ? TG__PAR_ELEMS / cols : 1;
+}
 
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
+  int rc = tg__simd_check("tg_softmax");
+  if (rc) return rc;
   const tg_tensor *a = n->in[0];
-  int64_t rows, cols;
-  tg__rows_cols(a, &rows, &cols);
-  if (a->dtype == TG_F32)
-    softmax_f32(a->data, n->out->data, rows, cols);
-  else
-    softmax_f64(a->data, n->out->data, rows, cols);
+  job jb = {.x = a->data, .out = n->out->data};
+  int64_t rows;
+  tg__rows_cols(a, &rows, &jb.cols);
+  int path = tg__simd_path();
+  tg__par_range(rows, min_rows(jb.cols),
+                a->dtype == TG_F32 ? fwd_tab_f32[path] : fwd_tab_f64[path], &jb);
   return TG_OK;
 }
 
 static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx) return;
-  int64_t rows, cols;
-  tg__rows_cols(n->out, &rows, &cols);
-  if (n->out->dtype == TG_F32)
-    softmax_bwd_f32(n->out->data, n->out->grad, dx, rows, cols);
-  else
-    softmax_bwd_f64(n->out->data, n->out->grad, dx, rows, cols);
+  job jb = {.y = n->out->data, .g = n->out->grad, .out = dx};
+  int64_t rows;
+  tg__rows_cols(n->out, &rows, &jb.cols);
+  int path = tg__simd_path();
+  tg__par_range(rows, min_rows(jb.cols),
+                n->out->dtype == TG_F32 ? bwd_tab_f32[path] : bwd_tab_f64[path],
+                &jb);
 }
 
 static const tg_opcase cases[] = {

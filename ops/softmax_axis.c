@@ -8,8 +8,9 @@
  * lines are strided and are walked CHUNK of them at a time, side by side,
  * so the inner loops run along memory. Both passes split the outer blocks
  * over threads, each computed wholly by one, so the result does not depend
- * on the split. A 0-d input is one line of one element (axis 0 or
- * -1, as in PyTorch). */
+ * on the split. The loops are compiled once per vector path
+ * (TG__SIMD_EACH), all giving the same bits (softmax_row.h). A 0-d input
+ * is one line of one element (axis 0 or -1, as in PyTorch). */
 #include <tgmath.h>
 
 #include "op.h"
@@ -21,25 +22,23 @@ typedef struct {
   const void *x, *g; /* x for the forward, g (and y, dx) for the backward */
   void *y, *dx;
   int64_t len, inner;
-  bool f32, logs, fwd;
+  bool logs;
 } job;
 
-#define KERNELS(T, S)                                                         \
-  static void logsoftmax_row_##S(const T *restrict x, T *restrict y,          \
-                                 int64_t len) {                               \
-    T m = x[0], s = 0;                                                        \
-    TG__SIMD_MAX(m)                                                           \
-    for (int64_t k = 1; k < len; k++) m = x[k] > m ? x[k] : m;                \
-    TG__SM_SIMD_##S(TG__SIMD_SUM(s))                                          \
-    for (int64_t k = 0; k < len; k++) s += tg__smexp_##S(y[k] = x[k] - m);    \
-    T ls = log(s);                                                            \
+#define KERNELS(ISA, T, S)                                                    \
+  TG__VINLINE void logsoftmax_row_##S##_##ISA(const T *restrict x,           \
+                                              T *restrict y, int64_t len) {   \
+    const bool mt = TG__SM_MASKED_##ISA;                                      \
+    T m = tg__sm_max_##S(x, len, 1, mt);                                      \
+    T ls = log(tg__sm_expsum_##S(x, y, len, 1, m, true, mt));                 \
     TG__SIMD                                                                  \
     for (int64_t k = 0; k < len; k++) y[k] -= ls;                             \
   }                                                                           \
   /* w <= CHUNK lines side by side, line i at x[i], element k at            \
    * x[k * inner + i]. */                                                     \
-  static void lines_fwd_##S(const T *restrict x, T *restrict y, int64_t len,  \
-                            int64_t inner, int64_t w, bool logs) {            \
+  TG__TARGET_##ISA static void lines_fwd_##S##_##ISA(                         \
+      const T *restrict x, T *restrict y, int64_t len, int64_t inner,         \
+      int64_t w, bool logs) {                                                 \
     T m[CHUNK], s[CHUNK];                                                     \
     for (int64_t i = 0; i < w; i++) {                                         \
       m[i] = x[i];                                                            \
@@ -69,7 +68,9 @@ typedef struct {
     }                                                                         \
   }                                                                           \
   /* outer blocks [o0, o1) */                                                \
-  static void fwd_##S(const job *jb, int64_t o0, int64_t o1) {               \
+  TG__TARGET_##ISA static void fwd_##S##_##ISA(void *p, int64_t o0,          \
+                                               int64_t o1) {                 \
+    const job *jb = p;                                                        \
     const T *x = jb->x;                                                       \
     T *y = jb->y;                                                             \
     const int64_t len = jb->len, inner = jb->inner;                           \
@@ -79,33 +80,30 @@ typedef struct {
       T *yo = y + o * len * inner;                                            \
       if (inner == 1) {                                                       \
         if (logs)                                                             \
-          logsoftmax_row_##S(xo, yo, len);                                    \
+          logsoftmax_row_##S##_##ISA(xo, yo, len);                            \
         else                                                                  \
-          softmax_row_##S(xo, yo, len, 1, NULL);                              \
+          softmax_row_##S(xo, yo, len, 1, NULL, TG__SM_MASKED_##ISA);         \
         continue;                                                             \
       }                                                                       \
       for (int64_t i0 = 0; i0 < inner; i0 += CHUNK)                           \
-        lines_fwd_##S(xo + i0, yo + i0, len, inner,                           \
-                      inner - i0 < CHUNK ? inner - i0 : CHUNK, logs);         \
+        lines_fwd_##S##_##ISA(xo + i0, yo + i0, len, inner,                   \
+                              inner - i0 < CHUNK ? inner - i0 : CHUNK, logs); \
     }                                                                         \
   }                                                                           \
   /* exp(y) with y <= 0 is the softmax, which tg__smexp gives as the       \
    * forward computed it (for float, without a libm call per element). */    \
-  static void logsoftmax_row_bwd_##S(const T *restrict y,                    \
-                                     const T *restrict g, T *restrict dx,    \
-                                     int64_t len) {                          \
-    T d = 0;                                                                 \
-    TG__SIMD_SUM(d)                                                          \
-    for (int64_t k = 0; k < len; k++) d += g[k];                             \
+  TG__VINLINE void logsoftmax_row_bwd_##S##_##ISA(                           \
+      const T *restrict y, const T *restrict g, T *restrict dx, int64_t len) { \
+    T d = tg__sm_dot_##S(g, g, len, false, TG__SM_MASKED_##ISA);             \
     TG__SM_SIMD_##S(TG__SIMD)                                                \
     for (int64_t k = 0; k < len; k++)                                        \
       dx[k] += g[k] - tg__smexp_##S(y[k]) * d;                               \
   }                                                                          \
   /* softmax: d = sum_k g_k y_k, dx_k += y_k (g_k - d); log_softmax:        \
    * d = sum_k g_k, dx_k += g_k - exp(y_k) d. */                             \
-  static void lines_bwd_##S(const T *restrict y, const T *restrict g,         \
-                            T *restrict dx, int64_t len, int64_t inner,       \
-                            int64_t w, bool logs) {                           \
+  TG__TARGET_##ISA static void lines_bwd_##S##_##ISA(                         \
+      const T *restrict y, const T *restrict g, T *restrict dx, int64_t len,  \
+      int64_t inner, int64_t w, bool logs) {                                  \
     T d[CHUNK];                                                               \
     for (int64_t i = 0; i < w; i++) d[i] = 0;                                 \
     for (int64_t k = 0; k < len; k++) {                                       \
@@ -126,7 +124,9 @@ typedef struct {
     }                                                                         \
   }                                                                           \
   /* outer blocks [o0, o1) */                                                \
-  static void bwd_##S(const job *jb, int64_t o0, int64_t o1) {               \
+  TG__TARGET_##ISA static void bwd_##S##_##ISA(void *p, int64_t o0,          \
+                                               int64_t o1) {                 \
+    const job *jb = p;                                                        \
     const T *y = jb->y, *g = jb->g;                                           \
     T *dx = jb->dx;                                                           \
     const int64_t len = jb->len, inner = jb->inner;                           \
@@ -135,17 +135,26 @@ typedef struct {
       int64_t off = o * len * inner;                                          \
       if (inner == 1) {                                                       \
         if (logs)                                                             \
-          logsoftmax_row_bwd_##S(y + off, g + off, dx + off, len);            \
+          logsoftmax_row_bwd_##S##_##ISA(y + off, g + off, dx + off, len);    \
         else                                                                  \
-          softmax_row_bwd_##S(y + off, g + off, dx + off, len, 1);            \
+          softmax_row_bwd_##S(y + off, g + off, dx + off, len, 1,             \
+                              TG__SM_MASKED_##ISA);                           \
         continue;                                                             \
       }                                                                       \
       for (int64_t i0 = 0; i0 < inner; i0 += CHUNK)                           \
-        lines_bwd_##S(y + off + i0, g + off + i0, dx + off + i0, len, inner,  \
-                      inner - i0 < CHUNK ? inner - i0 : CHUNK, logs);         \
+        lines_bwd_##S##_##ISA(y + off + i0, g + off + i0, dx + off + i0, len, \
+                              inner, inner - i0 < CHUNK ? inner - i0 : CHUNK, \
+                              logs);                                          \
     }                                                                         \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(fwd_##S);                                               \
+  static const tg__range_fn bwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(bwd_##S);
+TG__BOTH(TABLES)
+#undef TABLES
 #undef KERNELS
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
@@ -170,27 +179,24 @@ static void split(const tg_node *n, int64_t *outer, int64_t *len,
   for (int d = ax + 1; d < x->ndim; d++) *inner *= x->shape[d];
 }
 
-static void run_range(void *ctx, int64_t o0, int64_t o1) {
-  const job *jb = ctx;
-  if (jb->fwd)
-    jb->f32 ? fwd_f32(jb, o0, o1) : fwd_f64(jb, o0, o1);
-  else
-    jb->f32 ? bwd_f32(jb, o0, o1) : bwd_f64(jb, o0, o1);
-}
-
-static void run(job *jb, const tg_node *n, bool logs) {
+static void run(job *jb, const tg_node *n, bool logs, bool fwd) {
   int64_t outer;
-  jb->f32 = n->out->dtype == TG_F32;
   jb->logs = logs;
   split(n, &outer, &jb->len, &jb->inner);
+  int path = tg__simd_path();
+  tg__range_fn fn = n->out->dtype == TG_F32
+                        ? (fwd ? fwd_tab_f32 : bwd_tab_f32)[path]
+                        : (fwd ? fwd_tab_f64 : bwd_tab_f64)[path];
   int64_t min_outer = TG__PAR_ELEMS / (jb->len * jb->inner);
-  tg__par_range(outer, min_outer > 0 ? min_outer : 1, run_range, jb);
+  tg__par_range(outer, min_outer > 0 ? min_outer : 1, fn, jb);
 }
 
 static int forward(tg_node *n, bool logs) {
+  int rc = tg__simd_check(logs ? "tg_log_softmax" : "tg_softmax_axis");
+  if (rc) return rc;
   if (!n->out->numel) return TG_OK; /* and a line of 0 has no maximum */
-  job jb = {.x = n->in[0]->data, .y = n->out->data, .fwd = true};
-  run(&jb, n, logs);
+  job jb = {.x = n->in[0]->data, .y = n->out->data};
+  run(&jb, n, logs, true);
   return TG_OK;
 }
 
@@ -198,7 +204,7 @@ static void backward(const tg_node *n, bool logs) {
   void *dx = tg__gin(n, 0);
   if (!dx || !n->out->numel) return;
   job jb = {.y = n->out->data, .g = n->out->grad, .dx = dx};
-  run(&jb, n, logs);
+  run(&jb, n, logs, false);
 }
 
 static int forward_softmax(tg_tape *t, tg_node *n) {

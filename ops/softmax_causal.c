@@ -19,52 +19,59 @@ typedef struct {
   void *y, *dx;
   double c;
   int64_t tq, tk;
-  bool f32, fwd;
 } job;
 
-#define KERNELS(T, S)                                                        \
-  /* rows [r0, r1) of all the matrices' rows; row r is row r % tq of its    \
-   * matrix and sees its first r % tq + tk - tq + 1 columns. */              \
-  static void fwd_##S(const job *jb, int64_t r0, int64_t r1) {              \
+/* The row loops once per vector path (TG__SIMD_EACH), each with the row
+ * helpers inlined for its instruction set; every path gives the same
+ * bits. Rows [r0, r1) of all the matrices' rows; row r is row r % tq of
+ * its matrix and sees its first r % tq + tk - tq + 1 columns. */
+#define KERNELS(ISA, T, S)                                                   \
+  TG__TARGET_##ISA static void fwd_##S##_##ISA(void *p, int64_t r0,          \
+                                               int64_t r1) {                 \
+    const job *jb = p;                                                       \
     const T c = (T)jb->c;                                                    \
     const int64_t tq = jb->tq, tk = jb->tk;                                  \
     for (int64_t r = r0; r < r1; r++) {                                      \
       const T *restrict x = (const T *)jb->x + r * tk;                       \
       T *restrict y = (T *)jb->y + r * tk;                                   \
       const int64_t n = r % tq + tk - tq + 1;                                \
-      softmax_row_##S(x, y, n, c, NULL);                                     \
+      softmax_row_##S(x, y, n, c, NULL, TG__SM_MASKED_##ISA);                \
       for (int64_t j = n; j < tk; j++) y[j] = 0;                             \
     }                                                                        \
   }                                                                          \
-  static void bwd_##S(const job *jb, int64_t r0, int64_t r1) {              \
+  TG__TARGET_##ISA static void bwd_##S##_##ISA(void *p, int64_t r0,          \
+                                               int64_t r1) {                 \
+    const job *jb = p;                                                       \
     const T c = (T)jb->c;                                                    \
     const int64_t tq = jb->tq, tk = jb->tk;                                  \
     for (int64_t r = r0; r < r1; r++) {                                      \
       const T *restrict y = (const T *)jb->y + r * tk;                       \
       const T *restrict g = (const T *)jb->g + r * tk;                       \
       T *restrict dx = (T *)jb->dx + r * tk;                                 \
-      softmax_row_bwd_##S(y, g, dx, r % tq + tk - tq + 1, c);              \
+      softmax_row_bwd_##S(y, g, dx, r % tq + tk - tq + 1, c,                 \
+                          TG__SM_MASKED_##ISA);                              \
     }                                                                        \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(fwd_##S);                                               \
+  static const tg__range_fn bwd_tab_##S[TG__SIMD_NPATHS] =                   \
+      TG__SIMD_TABLE(bwd_##S);
+TG__BOTH(TABLES)
+#undef TABLES
 #undef KERNELS
 
-static void run_range(void *ctx, int64_t r0, int64_t r1) {
-  const job *jb = ctx;
-  if (jb->fwd)
-    jb->f32 ? fwd_f32(jb, r0, r1) : fwd_f64(jb, r0, r1);
-  else
-    jb->f32 ? bwd_f32(jb, r0, r1) : bwd_f64(jb, r0, r1);
-}
-
-static void run(job *jb, const tg_node *n) {
+static void run(job *jb, const tg_node *n, bool fwd) {
   const tg_tensor *y = n->out;
   jb->c = n->args.f[0];
   jb->tq = y->shape[y->ndim - 2];
   jb->tk = y->shape[y->ndim - 1];
-  jb->f32 = y->dtype == TG_F32;
+  int path = tg__simd_path();
+  tg__range_fn fn = y->dtype == TG_F32 ? (fwd ? fwd_tab_f32 : bwd_tab_f32)[path]
+                                       : (fwd ? fwd_tab_f64 : bwd_tab_f64)[path];
   int64_t rows = y->numel / jb->tk, min_rows = TG__PAR_ELEMS / jb->tk;
-  tg__par_range(rows, min_rows > 0 ? min_rows : 1, run_range, jb);
+  tg__par_range(rows, min_rows > 0 ? min_rows : 1, fn, jb);
 }
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
@@ -88,9 +95,11 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
+  int rc = tg__simd_check("tg_softmax_causal");
+  if (rc) return rc;
   if (!n->out->numel) return TG_OK;
-  job jb = {.x = n->in[0]->data, .y = n->out->data, .fwd = true};
-  run(&jb, n);
+  job jb = {.x = n->in[0]->data, .y = n->out->data};
+  run(&jb, n, true);
   return TG_OK;
 }
 
@@ -98,7 +107,7 @@ static void backward(const tg_node *n) {
   void *dx = tg__gin(n, 0);
   if (!dx || !n->out->numel) return;
   job jb = {.y = n->out->data, .g = n->out->grad, .dx = dx};
-  run(&jb, n);
+  run(&jb, n, false);
 }
 
 static const tg_opcase cases[] = {

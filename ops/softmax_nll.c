@@ -15,17 +15,19 @@
 #include "op.h"
 #include "softmax_row.h"
 
-/* Writes p and lse for every row; returns sum_i sum_j y_ij (lse_i - z_ij)
- * with y given as classes (cls) or as rows (y). */
-#define KERNELS(T, S)                                                        \
-  static double forward_##S(const T *restrict z, const int32_t *cls,         \
-                            const T *y, T *restrict p, T *restrict lse,      \
-                            int64_t rows, int64_t cols) {                    \
+/* Once per vector path (TG__SIMD_EACH), all giving the same bits. Forward
+ * writes p and lse for every row and returns sum_i sum_j y_ij (lse_i -
+ * z_ij) with y given as classes (cls) or as rows (y); its sums over a row
+ * other than the softmax's run in order. */
+#define KERNELS(ISA, T, S)                                                   \
+  TG__TARGET_##ISA static double forward_##S##_##ISA(                        \
+      const T *restrict z, const int32_t *cls, const T *y, T *restrict p,    \
+      T *restrict lse, int64_t rows, int64_t cols) {                         \
     double total = 0;                                                        \
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *zr = z + r * cols;                                            \
       T l;                                                                   \
-      softmax_row_##S(zr, p + r * cols, cols, 1, &l);                        \
+      softmax_row_##S(zr, p + r * cols, cols, 1, &l, TG__SM_MASKED_##ISA);   \
       lse[r] = l;                                                            \
       if (cls)                                                               \
         total += (double)(l - zr[cls[r]]);                                   \
@@ -35,10 +37,10 @@
     }                                                                        \
     return total;                                                            \
   }                                                                          \
-  static void backward_##S(const T *restrict p, const T *restrict lse,       \
-                           const T *restrict z, const int32_t *cls,          \
-                           const T *y, T *dz, T *dy, T g, int64_t rows,      \
-                           int64_t cols) {                                   \
+  TG__TARGET_##ISA static void backward_##S##_##ISA(                         \
+      const T *restrict p, const T *restrict lse, const T *restrict z,       \
+      const int32_t *cls, const T *y, T *dz, T *dy, T g, int64_t rows,       \
+      int64_t cols) {                                                        \
     for (int64_t r = 0; r < rows; r++) {                                     \
       const T *pr = p + r * cols;                                            \
       if (cls) {                                                             \
@@ -60,7 +62,18 @@
           dy[r * cols + j] += g * (lse[r] - z[r * cols + j]);                \
     }                                                                        \
   }
-TG__BOTH(KERNELS)
+#define TABLES(T, S)                                                         \
+  TG__SIMD_EACH(KERNELS, T, S)                                               \
+  static double (*const forward_tab_##S[TG__SIMD_NPATHS])(                   \
+      const T *restrict, const int32_t *, const T *, T *restrict,            \
+      T *restrict, int64_t, int64_t) = TG__SIMD_TABLE(forward_##S);          \
+  static void (*const backward_tab_##S[TG__SIMD_NPATHS])(                    \
+      const T *restrict, const T *restrict, const T *restrict,               \
+      const int32_t *, const T *, T *, T *, T, int64_t, int64_t) =           \
+      TG__SIMD_TABLE(backward_##S);
+TG__BOTH(TABLES)
+#undef TABLES
+#undef KERNELS
 
 /* What forward keeps: the probabilities, each row's log-sum-exp, and a copy
  * of the class indices it checked (backward must not trust the caller's
@@ -76,11 +89,12 @@ static void backward(const tg_node *n) {
   int64_t rows = z->shape[0], cols = z->shape[1];
   void *dz = tg__gin(n, 0), *dy = sv->cls ? NULL : tg__gin(n, 1);
   const void *ydata = sv->cls ? NULL : y->data;
+  int path = tg__simd_path();
   if (z->dtype == TG_F32)
-    backward_f32(sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
+    backward_tab_f32[path](sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
                  *(const float *)n->out->grad / (float)rows, rows, cols);
   else
-    backward_f64(sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
+    backward_tab_f64[path](sv->p, sv->lse, z->data, sv->cls, ydata, dz, dy,
                  *(const double *)n->out->grad / (double)rows, rows, cols);
 }
 
@@ -96,6 +110,8 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
 }
 
 static int forward(tg_tape *t, tg_node *n) {
+  int rc = tg__simd_check("tg_softmax_nll");
+  if (rc) return rc;
   const tg_tensor *logits = n->in[0], *target = n->in[1];
   bool cls = target->dtype == TG_I32;
   int64_t rows = logits->shape[0], cols = logits->shape[1];
@@ -111,10 +127,13 @@ static int forward(tg_tape *t, tg_node *n) {
   if (cls) memcpy(sv->cls, target->data, (size_t)rows * sizeof(int32_t));
   const void *y = cls ? NULL : target->data;
   double total;
+  int path = tg__simd_path();
   if (logits->dtype == TG_F32)
-    total = forward_f32(logits->data, sv->cls, y, sv->p, sv->lse, rows, cols);
+    total = forward_tab_f32[path](logits->data, sv->cls, y, sv->p, sv->lse,
+                                  rows, cols);
   else
-    total = forward_f64(logits->data, sv->cls, y, sv->p, sv->lse, rows, cols);
+    total = forward_tab_f64[path](logits->data, sv->cls, y, sv->p, sv->lse,
+                                  rows, cols);
   if (logits->dtype == TG_F32)
     *(float *)n->out->data = (float)(total / (double)rows);
   else

@@ -5,8 +5,10 @@
  * sizes that leave vector tails and on one large enough to be split over
  * threads, with NaN, +-inf, denormals, +-0 and values at the ops'
  * thresholds among the inputs; the same for the broadcasting binary ops
- * on equal shapes and broadcasts, and for layer_norm. Also: TG_SIMD naming no path, or one the
- * CPU cannot run, is refused with a message. */
+ * on equal shapes and broadcasts, for layer_norm, and for the softmax ops
+ * (softmax, softmax_axis, log_softmax, softmax_causal, softmax_nll), whose
+ * row sums must not depend on the vector width. Also: TG_SIMD naming no
+ * path, or one the CPU cannot run, is refused with a message. */
 #include "testutil.h"
 
 /* The ops made from ops/unary.h. */
@@ -309,6 +311,148 @@ START_TEST(layer_norm_paths_give_generic_bits) {
 }
 END_TEST
 
+/* Softmax inputs: random values over several scales; in every fourth row
+ * (from the second) every third element -inf, and in every fourth (from
+ * the fourth) large magnitudes, up to +-1e30 in float and +-1e300 in
+ * double, whose exponentials underflow to 0 beside the maximum. */
+static double sm_value(tg_dtype d, int64_t r, int64_t j, uint64_t *s) {
+  *s = *s * 6364136223846793005u + 1442695040888963407u;
+  double u = 2 * ((double)(*s >> 11) / 9007199254740992.0) - 1;
+  if (r % 4 == 1 && j % 3 == 1) return -INFINITY;
+  if (r % 4 == 3)
+    return u * (j % 5 == 0   ? (d == TG_F32 ? 1e30 : 1e300)
+                : j % 5 == 1 ? 1e4
+                             : 50);
+  return u * (j % 7 == 0 ? 30.0 : 3.0);
+}
+
+static tg_tensor *sm_filled(tg_dtype d, int ndim, const int64_t *shape,
+                            uint64_t seed) {
+  tg_tensor *x = tg_zeros(d, ndim, shape);
+  ck_assert_msg(x, "%s", tg_last_error());
+  int64_t cols = ndim ? shape[ndim - 1] : 1;
+  uint64_t s = seed;
+  for (int64_t i = 0; i < x->numel; i++)
+    tg_set(x, i, sm_value(d, i / cols, i % cols, &s));
+  return x;
+}
+
+/* The softmax ops: y and dx of softmax, softmax_axis and log_softmax (last
+ * axis) and softmax_causal on [B, Tq, Tk] (rows of Tk - Tq + 1 to Tk
+ * visible columns); the loss, dz and (probability targets) dy of
+ * softmax_nll; on path p, appended at out. */
+enum { SM_SOFTMAX, SM_AXIS, SM_LOG, SM_CAUSAL, SM_NLL, SM_NLL_PROB, SM_N };
+static const char *const sm_names[SM_N] = {"softmax", "softmax_axis",
+                                           "log_softmax", "softmax_causal",
+                                           "softmax_nll", "softmax_nll_prob"};
+
+static int64_t run_sm(int which, tg_dtype d, int ndim, const int64_t *shape,
+                      double scale, int p, void *out) {
+  ck_assert_int_eq(tg__simd_set_path(p), TG_OK);
+  tg_tensor *x = sm_filled(d, ndim, shape, 3), *target = NULL;
+  ck_assert_int_eq(tg_requires_grad(x, true), TG_OK);
+  int64_t rows = x->numel / shape[ndim - 1], cols = shape[ndim - 1];
+  if (which == SM_NLL) {
+    target = tg_zeros(TG_I32, 1, shape);
+    ck_assert_ptr_nonnull(target);
+    for (int64_t r = 0; r < rows; r++)
+      ((int32_t *)target->data)[r] = (int32_t)((r * 7 + 3) % cols);
+  } else if (which == SM_NLL_PROB) {
+    /* rows of probabilities, one row summing to 2 (not a proper target) */
+    target = tg_zeros(d, ndim, shape);
+    ck_assert_ptr_nonnull(target);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < cols; j++)
+        tg_set(target, r * cols + j, (double)(1 + (r + j) % 3) /
+                                         (double)(2 * cols) * (r == 1 ? 2 : 1));
+    ck_assert_int_eq(tg_requires_grad(target, true), TG_OK);
+  }
+  tg_tape *t = tg_tape_new();
+  tg_tensor *y = which == SM_SOFTMAX ? tg_softmax(t, x)
+                 : which == SM_AXIS  ? tg_softmax_axis(t, x, -1)
+                 : which == SM_LOG   ? tg_log_softmax(t, x, -1)
+                 : which == SM_CAUSAL ? tg_softmax_causal(t, x, scale)
+                                      : tg_softmax_nll(t, x, target);
+  ck_assert_msg(y, "%s: %s", sm_names[which], tg_last_error());
+  tg_tensor *g = sm_filled(d, y->ndim, y->ndim ? y->shape : NULL, 13);
+  if (which >= SM_NLL) tg_set(g, 0, 0.75);
+  ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
+  size_t es = d == TG_F32 ? sizeof(float) : sizeof(double);
+  char *o = out;
+  const void *parts[3] = {y->data, x->grad,
+                          which == SM_NLL_PROB ? target->grad : NULL};
+  const int64_t lens[3] = {y->numel, x->numel, x->numel};
+  int64_t total = 0;
+  for (int k = 0; k < 3; k++)
+    if (parts[k]) {
+      memcpy(o + (size_t)total * es, parts[k], (size_t)lens[k] * es);
+      total += lens[k];
+    }
+  tg_tape_free(t);
+  tg_tensor_free(x);
+  tg_tensor_free(target);
+  tg_tensor_free(g);
+  return total;
+}
+
+/* Every softmax op's rows per path against the generic path's, rows of
+ * lengths below, at and past one block of 16 lanes and many blocks, both
+ * dtypes; and one shape large enough to be split over threads, which also
+ * gives the same bits on one thread. */
+START_TEST(softmax_paths_give_generic_bits) {
+  const int which = _i;
+  const int threads = tg_get_num_threads();
+  tg__par_guard_enable(false);
+  const int64_t lens[] = {1, 7, 16, 17, 33, 129, 1000};
+  const int nl = (int)(sizeof lens / sizeof lens[0]);
+  size_t cap = (size_t)3 * 2 * 8 * 128 * 128 * 8;
+  void *r0 = malloc(cap), *r1 = malloc(cap);
+  ck_assert(r0 && r1);
+  for (int dt = 0; dt < 2; dt++) {
+    tg_dtype d = dt ? TG_F32 : TG_F64;
+    for (int li = 0; li <= nl; li++) {
+      /* causal: [2, Tq, Tk], Tq up to 40 (every length mod 16 for Tk 1000);
+       * the others [5, len]; and last the threaded [2, 8, 128, 128] */
+      int64_t L = li < nl ? lens[li] : 128;
+      int64_t sc[3] = {2, L < 40 ? L : 40, L}, sr[2] = {5, L},
+              big[4] = {2, 8, 128, 128}, nll_big[2] = {2048, 128};
+      int ndim = li == nl ? 4 : which == SM_CAUSAL ? 3 : 2;
+      const int64_t *shape = li == nl ? big : which == SM_CAUSAL ? sc : sr;
+      if (li == nl && which >= SM_NLL) {
+        ndim = 2; /* softmax_nll takes [N, C]: many rows, run on one thread */
+        shape = nll_big;
+      }
+      double scale = li % 2 ? -1.25 : 0.35;
+      int64_t m = run_sm(which, d, ndim, shape, scale, TG__SIMD_GENERIC, r0);
+      for (int p = TG__SIMD_GENERIC + 1; p <= TG__SIMD_NPATHS; p++) {
+        /* p == NPATHS: the best path on one thread, for the threaded shape */
+        if (p == TG__SIMD_NPATHS && li < nl) break;
+        int q = p;
+        if (p == TG__SIMD_NPATHS) {
+          while (q > 0 && !tg__simd_supported(--q)) {}
+          ck_assert_int_eq(tg_set_num_threads(1), TG_OK);
+        } else if (!tg__simd_supported(p)) {
+          continue;
+        }
+        int nt = tg_get_num_threads();
+        ck_assert_int_eq(run_sm(which, d, ndim, shape, scale, q, r1), m);
+        if (p == TG__SIMD_NPATHS)
+          ck_assert_int_eq(tg_set_num_threads(threads), TG_OK);
+        int64_t i = 0;
+        while (i < m && same(d, r0, r1, i)) i++;
+        ck_assert_msg(i == m, "%s %s len %lld path %s, %d thread(s): element "
+                      "%lld of y, dx (, dy) differs", sm_names[which],
+                      dt ? "f32" : "f64", (long long)shape[ndim - 1],
+                      tg__simd_name(q), nt, (long long)i);
+      }
+    }
+  }
+  ck_assert_int_eq(tg__simd_set_path(-1), TG_OK);
+  tg__par_guard_enable(true);
+  free(r0), free(r1);
+}
+END_TEST
+
 /* TG_SIMD is read when the path is first needed (after set_path(-1)). */
 static void with_env(const char *v) {
   if (v)
@@ -365,6 +509,7 @@ int main(void) {
   tcase_add_loop_test(tc, every_path_gives_generic_bits, 0, N_UNARY);
   tcase_add_loop_test(tc, binary_paths_give_generic_bits, 0, N_BINARY);
   tcase_add_test(tc, layer_norm_paths_give_generic_bits);
+  tcase_add_loop_test(tc, softmax_paths_give_generic_bits, 0, SM_N);
   tcase_add_test(tc, env_names_a_path);
   suite_add_tcase(s, tc);
   return run_suite(s);
