@@ -152,7 +152,19 @@ static void P(pack_a)(const P(cfg) *cf, bool ta, const T *restrict A,
  * padding the last panel with zeros. */
 static void P(pack_b)(bool tb, const T *restrict B, int64_t ldb, int64_t kb,
                       int64_t nb, int nr, T *restrict bp) {
-  for (int64_t j0 = 0; j0 < nb; j0 += nr) {
+  int64_t j0 = 0;
+  if (!tb && nb / nr >= 4) {
+    /* Many panels: read each row of B once, front to back, and deal it out
+     * to them, rather than a panel's width of every row per panel: a B
+     * cold in memory (the K = 4096 weight gradients of the LM, where B is
+     * the [4096,512] output gradient) then streams. */
+    int64_t nfull = nb / nr * nr;
+    for (int64_t k = 0; k < kb; k++)
+      P(copy_rows)(bp + k * nr, kb * nr, B + k * ldb, nr, nfull / nr, nr);
+    j0 = nfull;
+    bp += nfull * kb;
+  }
+  for (; j0 < nb; j0 += nr) {
     int n = nb - j0 < nr ? (int)(nb - j0) : nr;
     if (!tb && n == nr) {
       P(copy_rows)(bp, nr, B + j0, ldb, kb, nr);
