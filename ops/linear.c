@@ -2,7 +2,6 @@
  * Where matmul, a broadcast add and an activation make three results and three
  * gradients, each a pass over memory, this makes one of each. */
 #include <math.h>
-#include <string.h>
 
 #include "op.h"
 
@@ -29,14 +28,15 @@ static inline double sigmoid_f64(double x) { return 1 / (1 + exp(-x)); }
 #define SIMD_SIG_f64
 #define GEMM_f32 tg__sgemm
 #define GEMM_f64 tg__dgemm
+#define GEMM_BIAS_f32 tg__sgemm_bias
+#define GEMM_BIAS_f64 tg__dgemm_bias
 
-/* One call's operands for the thread door's ranges (each element or row
- * on one thread: no result depends on the split). */
+/* One call's operands for the thread door's ranges (each element on one
+ * thread: no result depends on the split). */
 typedef struct {
   int act;
   void *y, *g;
-  const void *dy, *b;
-  int64_t O;
+  const void *dy;
 } job;
 
 #define KERNELS(T, S)                                                        \
@@ -81,13 +81,7 @@ typedef struct {
       break;                                                                 \
     }                                                                        \
   }                                                                          \
-  /* The ranges of the thread door: rows [i0, i1) of the bias fill,      \
-   * elements [i0, i1) of act and dact. */                                   \
-  static void bias_rows_##S(void *p, int64_t i0, int64_t i1) {               \
-    const job *j = p;                                                        \
-    for (int64_t r = i0; r < i1; r++)                                        \
-      memcpy((T *)j->y + r * j->O, j->b, (size_t)j->O * sizeof(T));          \
-  }                                                                          \
+  /* The ranges of the thread door: elements [i0, i1) of act and dact. */  \
   static void act_range_##S(void *p, int64_t i0, int64_t i1) {               \
     const job *j = p;                                                        \
     act_##S(j->act, (T *)j->y + i0, i1 - i0);                                \
@@ -97,15 +91,12 @@ typedef struct {
     dact_##S(j->act, (const T *)j->y + i0, (const T *)j->dy + i0,            \
              (T *)j->g + i0, i1 - i0);                                       \
   }                                                                          \
-  /* Dense forward: the bias rows first, then the product added onto them   \
-   * (beta = 1), so the bias costs no pass over a tensor of its own. */      \
+  /* Dense forward: the product's first K block stores b + its sum (beta   \
+   * = 1 on the bias), so y is written once, with the bits of the bias      \
+   * rows filled first and the product added onto them. */                 \
   static void fwd_##S(const T *x, const T *W, const T *b, T *y, int64_t N,   \
                       int64_t K, int64_t O) {                                \
-    if (b) {                                                                 \
-      job j = {.y = y, .b = b, .O = O};                                      \
-      tg__par_range(N, O > 0 ? TG__PAR_ELEMS / O + 1 : N, bias_rows_##S, &j); \
-    }                                                                        \
-    GEMM_##S(false, false, N, O, K, 1, x, K, W, O, b ? 1 : 0, y, O);         \
+    GEMM_BIAS_##S(false, false, N, O, K, 1, x, K, W, O, b ? 1 : 0, b, y, O); \
   }                                                                          \
   static void act_all_##S(int act, T *y, int64_t n) {                        \
     if (act == TG_ACT_NONE) return;                                          \

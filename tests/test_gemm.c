@@ -95,8 +95,9 @@ static void free_problem(problem *p) {
     int64_t lda = ac + PAD, ldb = bc + PAD, ldc = n + PAD;                    \
     T *A = malloc(sizeof(T) * ar * lda), *B = malloc(sizeof(T) * br * ldb);  \
     T *C = malloc(sizeof(T) * m * ldc);                                       \
+    T *F = malloc(sizeof(T) * m * ldc), *bias = malloc(sizeof(T) * n);        \
     double *c0 = malloc(sizeof(double) * m * n);                              \
-    ck_assert(A && B && C && c0);                                             \
+    ck_assert(A && B && C && F && bias && c0);                                \
     for (int64_t i = 0; i < m; i++)                                           \
       for (int64_t j = 0; j < k; j++)                                         \
         A[ta ? j * lda + i : i * lda + j] = (T)p->a[i * k + j];               \
@@ -138,10 +139,34 @@ static void free_problem(problem *p) {
           if (C[i * ldc + j] != (T)12345)                                     \
             ck_assert_msg(0, "%s wrote past column %ld", kname, (long)n);     \
       }                                                                       \
+      /* The bias form: the bits of C filled with the bias rows, then the  \
+       * plain product; C itself is never read (NaN). */                    \
+      for (int64_t j = 0; j < n; j++) bias[j] = (T)uniform();                 \
+      for (int64_t i = 0; i < m; i++)                                         \
+        for (int64_t j = 0; j < ldc; j++) {                                   \
+          F[i * ldc + j] = j >= n ? (T)12345 : bias[j];                       \
+          C[i * ldc + j] = j >= n ? (T)12345 : (T)NAN;                        \
+        }                                                                     \
+      tg__##S##gemm(ta, tb, m, n, k, (T)sc.alpha, A, lda, B, ldb,             \
+                    (T)sc.beta, F, ldc);                                      \
+      tg__##S##gemm_bias(ta, tb, m, n, k, (T)sc.alpha, A, lda, B, ldb,        \
+                         (T)sc.beta, bias, C, ldc);                           \
+      for (int64_t i = 0; i < m; i++)                                         \
+        for (int64_t j = 0; j < ldc; j++)                                     \
+          if (memcmp(&C[i * ldc + j], &F[i * ldc + j], sizeof(T)))            \
+            ck_assert_msg(0,                                                  \
+                          "%s %s%s %ldx%ldx%ld alpha %g beta %g, bias: "      \
+                          "C[%ld,%ld] = %.9g, the filled rows give %.9g",     \
+                          kname, ta ? "T" : "N", tb ? "T" : "N", (long)m,     \
+                          (long)n, (long)k, sc.alpha, sc.beta, (long)i,       \
+                          (long)j, (double)C[i * ldc + j],                    \
+                          (double)F[i * ldc + j]);                            \
     }                                                                         \
     free(A);                                                                  \
     free(B);                                                                  \
     free(C);                                                                  \
+    free(F);                                                                  \
+    free(bias);                                                               \
     free(c0);                                                                 \
   }
 
@@ -196,6 +221,12 @@ START_TEST(test_gemm_degenerate) {
   tg__sgemm(false, false, 2, 2, 0, 1, A, 3, B, 2, 2, D, 2);
   for (int i = 0; i < 4; i++) ck_assert(D[i] == 2 * (i + 1));
   tg__sgemm(false, false, 0, 2, 3, 1, A, 3, B, 2, 0, NULL, 2);
+  /* with a bias, C = beta bias in every row, and C is not read */
+  float bias[2] = {3, -5}, E[4] = {NAN, NAN, NAN, NAN};
+  tg__sgemm_bias(false, false, 2, 2, 3, 0, A, 3, B, 2, 0.5f, bias, E, 2);
+  for (int i = 0; i < 4; i++) ck_assert(E[i] == 0.5f * bias[i % 2]);
+  tg__sgemm_bias(false, false, 2, 2, 0, 1, A, 3, B, 2, 0, bias, E, 2);
+  for (int i = 0; i < 4; i++) ck_assert(E[i] == 0);
   tg__gemm_release();
 }
 END_TEST

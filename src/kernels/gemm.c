@@ -587,30 +587,54 @@ int tg__gemm_batch_threads(int64_t M, int64_t N, int64_t K, int64_t count) {
   return gemm_threads(work * (double)count, count);
 }
 
-void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-               const float *A, int64_t lda, const float *B, int64_t ldb,
-               float beta, float *C, int64_t ldc) {
+#ifdef TG_USE_CBLAS
+/* The CBLAS has no bias: C is filled with its rows, then beta applies. */
+#define FILL_BIAS(T)                                              \
+  if (bias)                                                       \
+    for (int64_t i = 0; i < M; i++)                               \
+      memcpy(C + i * ldc, bias, (size_t)N * sizeof(T));
+#endif
+
+void tg__sgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    float alpha, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, const float *bias, float *C,
+                    int64_t ldc) {
 #ifdef TG_USE_CBLAS
   if (use_blas(M, N, K, lda, ldb, ldc)) {
+    FILL_BIAS(float)
     cblas_sgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     return;
   }
 #endif
   s_gemm(&s_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
-         beta, C, ldc);
+         beta, bias, C, ldc);
 }
 
-void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-               double alpha, const double *A, int64_t lda, const double *B,
-               int64_t ldb, double beta, double *C, int64_t ldc) {
+void tg__dgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    double alpha, const double *A, int64_t lda,
+                    const double *B, int64_t ldb, double beta,
+                    const double *bias, double *C, int64_t ldc) {
 #ifdef TG_USE_CBLAS
   if (use_blas(M, N, K, lda, ldb, ldc)) {
+    FILL_BIAS(double)
     cblas_dgemm(CblasRowMajor, TRANS(ta), TRANS(tb), (int)M, (int)N, (int)K,
                 alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
     return;
   }
 #endif
   d_gemm(&d_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
-         beta, C, ldc);
+         beta, bias, C, ldc);
+}
+
+void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb,
+               float beta, float *C, int64_t ldc) {
+  tg__sgemm_bias(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+               double alpha, const double *A, int64_t lda, const double *B,
+               int64_t ldb, double beta, double *C, int64_t ldc) {
+  tg__dgemm_bias(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
 }

@@ -9,8 +9,13 @@
  * packing routines read A or B in whichever layout they are stored, so NN,
  * NT, TN and TT differ only there. */
 
+/* A kernel stores alpha * (the tile's product) + beta * C, or with bias
+ * non-NULL alpha * (product) + beta * bias[j] in every row: C as if it had
+ * been filled with the bias rows, the same operations in the same order,
+ * without the pass over C that the fill would cost. */
 typedef void (*P(kern_fn))(int64_t kc, const T *a, const T *b, int64_t rsb,
-                           T *c, int64_t ldc, T alpha, T beta, int m, int n);
+                           T *c, int64_t ldc, T alpha, T beta, int m, int n,
+                           const T *bias);
 
 /* Packs a transposed B block (as pack_b with tb), faster than the plain
  * loop; NULL where there is none. */
@@ -29,14 +34,20 @@ typedef struct {
 } P(cfg);
 
 /* The tile of a kernel that did not fill a whole MR x NR block, or the
- * portable kernel's whole tile. */
-static void P(edge)(const T *t, int ldt, int m, int n, T *restrict c,
-                    int64_t ldc, T alpha, T beta) {
+ * portable kernel's whole tile. Always inline: made inside each kernel,
+ * for its instruction set and its tile's ldt (the small products of the
+ * MNIST nets lost up to a third when the bias made it large enough for gcc
+ * to call it instead). */
+static inline __attribute__((always_inline)) void P(edge)(
+    const T *t, int ldt, int m, int n, T *restrict c, int64_t ldc, T alpha,
+    T beta, const T *restrict bias) {
   for (int i = 0; i < m; i++) {
     const T *ti = t + (int64_t)i * ldt;
     T *ci = c + i * ldc;
     if (beta == 0)
       for (int j = 0; j < n; j++) ci[j] = alpha * ti[j];
+    else if (bias)
+      for (int j = 0; j < n; j++) ci[j] = alpha * ti[j] + beta * bias[j];
     else
       for (int j = 0; j < n; j++) ci[j] = alpha * ti[j] + beta * ci[j];
   }
@@ -48,7 +59,8 @@ static void P(edge)(const T *t, int ldt, int m, int n, T *restrict c,
 #define GNR 8
 static void P(kern_generic)(int64_t kc, const T *restrict a,
                             const T *restrict b, int64_t rsb, T *restrict c,
-                            int64_t ldc, T alpha, T beta, int m, int n) {
+                            int64_t ldc, T alpha, T beta, int m, int n,
+                            const T *restrict bias) {
   T acc[GMR][GNR];
   memset(acc, 0, sizeof acc);
   for (int64_t k = 0; k < kc; k++) {
@@ -59,7 +71,7 @@ static void P(kern_generic)(int64_t kc, const T *restrict a,
     a += GMR;
     b += rsb;
   }
-  P(edge)(&acc[0][0], GNR, m, n, c, ldc, alpha, beta);
+  P(edge)(&acc[0][0], GNR, m, n, c, ldc, alpha, beta, bias);
 }
 #undef GMR
 #undef GNR
@@ -140,7 +152,19 @@ static void P(pack_a)(const P(cfg) *cf, bool ta, const T *restrict A,
  * padding the last panel with zeros. */
 static void P(pack_b)(bool tb, const T *restrict B, int64_t ldb, int64_t kb,
                       int64_t nb, int nr, T *restrict bp) {
-  for (int64_t j0 = 0; j0 < nb; j0 += nr) {
+  int64_t j0 = 0;
+  if (!tb && nb / nr >= 4) {
+    /* Many panels: read each row of B once, front to back, and deal it out
+     * to them, rather than a panel's width of every row per panel: a B
+     * cold in memory (the K = 4096 weight gradients of the LM, where B is
+     * the [4096,512] output gradient) then streams. */
+    int64_t nfull = nb / nr * nr;
+    for (int64_t k = 0; k < kb; k++)
+      P(copy_rows)(bp + k * nr, kb * nr, B + k * ldb, nr, nfull / nr, nr);
+    j0 = nfull;
+    bp += nfull * kb;
+  }
+  for (; j0 < nb; j0 += nr) {
     int n = nb - j0 < nr ? (int)(nb - j0) : nr;
     if (!tb && n == nr) {
       P(copy_rows)(bp, nr, B + j0, ldb, kb, nr);
@@ -196,6 +220,9 @@ static size_t P(buf_elems)(const P(cfg) *cf, int64_t M, int64_t N,
 typedef struct {
   bool ta, tb, direct_b;
   int64_t rsc, csc;
+  /* Set when C is computed transposed: the bias (one per column of the
+   * caller's C) is then one per row of the computed one. */
+  bool bias_rows;
 } P(plan);
 
 #define MAX_TILE (12 * 32)
@@ -204,7 +231,8 @@ typedef struct {
 static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
                        int64_t nc, int64_t kc, int64_t M, int64_t N,
                        int64_t K, T alpha, const T *A, int64_t lda,
-                       const T *B, int64_t ldb, T beta, T *C, T *buf) {
+                       const T *B, int64_t ldb, T beta, const T *bias, T *C,
+                       T *buf) {
   const int mr = cf->mr, nr = cf->nr;
   const bool ta = pl->ta, tb = pl->tb;
   const int64_t rsc = pl->rsc, csc = pl->csc;
@@ -216,6 +244,9 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
     for (int64_t pc = 0; pc < K; pc += kc) {
       int64_t kb = P(min)(kc, K - pc);
       T be = pc == 0 ? beta : 1;
+      /* The bias stands in for C in the first K block only: the later
+       * ones add onto what it left. */
+      const T *bi = pc == 0 ? bias : NULL;
       const T *bblk = tb ? B + jc * ldb + pc : B + pc * ldb + jc;
       int64_t nfull = nb / nr * nr; /* columns in whole micro-panels */
       if (tb && cf->pack_bt)
@@ -241,16 +272,25 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
             int m = (int)P(min)(mr, mb - ir);
             T *c = C + (ic + ir) * rsc + (jc + jr) * csc;
             if (csc == 1) {
-              cf->fn(kb, ap + ir * kb, b, rsb, c, rsc, alpha, be, m, n);
+              cf->fn(kb, ap + ir * kb, b, rsb, c, rsc, alpha, be, m, n,
+                     bi && !pl->bias_rows ? bi + jc + jr : NULL);
               continue;
             }
-            cf->fn(kb, ap + ir * kb, b, rsb, tile, nr, 1, 0, mr, nr);
-            for (int i = 0; i < m; i++)
-              for (int j = 0; j < n; j++) {
-                T *cij = c + i * rsc + j * csc;
-                T v = alpha * tile[i * nr + j];
-                *cij = be == 0 ? v : v + be * *cij;
-              }
+            cf->fn(kb, ap + ir * kb, b, rsb, tile, nr, 1, 0, mr, nr, NULL);
+            if (!bi || be == 0) {
+              for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                  T *cij = c + i * rsc + j * csc;
+                  T v = alpha * tile[i * nr + j];
+                  *cij = be == 0 ? v : v + be * *cij;
+                }
+            } else {
+              for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                  T old = pl->bias_rows ? bi[ic + ir + i] : bi[jc + jr + j];
+                  c[i * rsc + j * csc] = alpha * tile[i * nr + j] + be * old;
+                }
+            }
           }
         }
       }
@@ -261,7 +301,7 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
 /* Without a packing buffer (allocation failed): correct, not fast. */
 static void P(naive)(const P(plan) *pl, int64_t M, int64_t N, int64_t K,
                      T alpha, const T *A, int64_t lda, const T *B,
-                     int64_t ldb, T beta, T *C) {
+                     int64_t ldb, T beta, const T *bias, T *C) {
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
       T s = 0;
@@ -269,23 +309,24 @@ static void P(naive)(const P(plan) *pl, int64_t M, int64_t N, int64_t K,
         s += (pl->ta ? A[k * lda + i] : A[i * lda + k]) *
              (pl->tb ? B[j * ldb + k] : B[k * ldb + j]);
       T *c = C + i * pl->rsc + j * pl->csc;
-      *c = beta == 0 ? alpha * s : alpha * s + beta * *c;
+      T old = !bias ? *c : pl->bias_rows ? bias[i] : bias[j];
+      *c = beta == 0 ? alpha * s : alpha * s + beta * old;
     }
 }
 
 /* One thread's share of C, with that thread's own buffer. */
 static void P(slab)(const P(cfg) *cf, const P(plan) *pl, int64_t M,
                     int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
-                    const T *B, int64_t ldb, T beta, T *C) {
+                    const T *B, int64_t ldb, T beta, const T *bias, T *C) {
   int64_t mc, nc, kc;
   size_t n = P(buf_elems)(cf, M, N, K, &mc, &nc, &kc);
   T *buf = gemm_buf(n * sizeof(T));
   if (!buf) {
-    P(naive)(pl, M, N, K, alpha, A, lda, B, ldb, beta, C);
+    P(naive)(pl, M, N, K, alpha, A, lda, B, ldb, beta, bias, C);
     return;
   }
-  P(blocked)(cf, pl, mc, nc, kc, M, N, K, alpha, A, lda, B, ldb, beta, C,
-             buf);
+  P(blocked)(cf, pl, mc, nc, kc, M, N, K, alpha, A, lda, B, ldb, beta, bias,
+             C, buf);
 }
 
 /* A product split among threads: each takes a slab of C along its longer
@@ -302,6 +343,7 @@ typedef struct {
   const T *B;
   int64_t ldb;
   T beta;
+  const T *bias;
   T *C;
 } P(job);
 
@@ -315,31 +357,35 @@ static void P(job_part)(void *ctx, int t, int nth) {
     if (j1 > j0)
       P(slab)(cf, pl, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda,
               pl->tb ? j->B + j0 * j->ldb : j->B + j0, j->ldb, j->beta,
+              j->bias && !pl->bias_rows ? j->bias + j0 : j->bias,
               j->C + j0 * pl->csc);
   } else {
     int64_t i0 = u0 * cf->mr, i1 = P(min)(u1 * cf->mr, j->M);
     if (i1 > i0)
       P(slab)(cf, pl, i1 - i0, j->N, j->K, j->alpha,
               pl->ta ? j->A + i0 : j->A + i0 * j->lda, j->lda, j->B, j->ldb,
-              j->beta, j->C + i0 * pl->rsc);
+              j->beta, j->bias && pl->bias_rows ? j->bias + i0 : j->bias,
+              j->C + i0 * pl->rsc);
   }
 }
 
 static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
                     int64_t K, T alpha, const T *A, int64_t lda, const T *B,
-                    int64_t ldb, T beta, T *C, int64_t ldc) {
+                    int64_t ldb, T beta, const T *bias, T *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0) {
     for (int64_t i = 0; i < M; i++) {
       T *c = C + i * ldc;
       if (beta == 0)
         for (int64_t j = 0; j < N; j++) c[j] = 0;
+      else if (bias)
+        for (int64_t j = 0; j < N; j++) c[j] = beta * bias[j];
       else if (beta != 1)
         for (int64_t j = 0; j < N; j++) c[j] *= beta;
     }
     return;
   }
-  P(plan) pl = {ta, tb, false, ldc, 1};
+  P(plan) pl = {ta, tb, false, ldc, 1, false};
   /* A C narrower than one micro-panel wastes most of each tile and packs
    * all of A to use it once: compute C^T = op(B)^T op(A)^T instead, whose
    * tiles are full and whose B is A, often readable in place. */
@@ -352,7 +398,7 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
     ldb = l;
     M = N;
     N = d;
-    pl = (P(plan)){!tb, !ta, false, 1, ldc};
+    pl = (P(plan)){!tb, !ta, false, 1, ldc, true};
   }
   /* Packing B pays for itself over the row blocks of A that reuse it; with
    * a single short one, read B in place. */
@@ -361,6 +407,7 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
   int64_t units = split_n ? (N + cf->nr - 1) / cf->nr
                           : (M + cf->mr - 1) / cf->mr;
   int nt = gemm_threads((double)M * (double)N * (double)K, units);
-  P(job) j = {cf, &pl, split_n, units, M, N, K, alpha, A, lda, B, ldb, beta, C};
+  P(job) j = {cf,  &pl, split_n, units, M, N,    K,
+              alpha, A, lda, B, ldb, beta, bias, C};
   tg__par_run(nt, P(job_part), &j);
 }

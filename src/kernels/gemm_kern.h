@@ -11,7 +11,8 @@
 
 KTARGET static void KNAME(int64_t kc, const KT *restrict a,
                           const KT *restrict b, int64_t rsb, KT *restrict c,
-                          int64_t ldc, KT alpha, KT beta, int m, int n) {
+                          int64_t ldc, KT alpha, KT beta, int m, int n,
+                          const KT *restrict bias) {
 #define KDECL(r) KV c##r##0 = KZERO(), c##r##1 = KZERO();
   KROWS(KDECL)
 #undef KDECL
@@ -23,6 +24,10 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
   }
   KROWS(KPF)
 #undef KPF
+  /* With a bias, beta multiplies it in place of C: the same two vectors
+   * for every row (see kern_fn). */
+#define KOLD(r, h) \
+  (bias ? (h) == 0 ? vbias0 : vbias1 : KLOAD(c + (r) * ldc + (h) * KVL))
 #define KROW(r, o)                                                   \
   {                                                                  \
     KV ar = KBCAST(a + (o) * KMR + (r));                             \
@@ -69,6 +74,13 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
   KSTORE(c + (r) * ldc + KVL, KMUL(va, c##r##1));
       KROWS(KST)
 #undef KST
+    } else if (bias) {
+      KV vb = KSET1(beta), vbias0 = KLOAD(bias), vbias1 = KLOAD(bias + KVL);
+#define KST(r)                                                              \
+  KSTORE(c + (r) * ldc, KFMA(vb, vbias0, KMUL(va, c##r##0)));               \
+  KSTORE(c + (r) * ldc + KVL, KFMA(vb, vbias1, KMUL(va, c##r##1)));
+      KROWS(KST)
+#undef KST
     } else {
       KV vb = KSET1(beta);
 #define KST(r)                                                              \
@@ -93,12 +105,12 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
 #undef KST
     } else {
       KV vb = KSET1(beta);
-#define KST(r)                                                                \
-  if ((r) < m) {                                                              \
-    KSTORE(c + (r) * ldc,                                                     \
-           KFMA(vb, KLOAD(c + (r) * ldc), KMUL(va, c##r##0)));                \
-    KSTORE(c + (r) * ldc + KVL,                                               \
-           KFMA(vb, KLOAD(c + (r) * ldc + KVL), KMUL(va, c##r##1)));          \
+      KV vbias0 = bias ? KLOAD(bias) : KZERO();
+      KV vbias1 = bias ? KLOAD(bias + KVL) : KZERO();
+#define KST(r)                                                              \
+  if ((r) < m) {                                                            \
+    KSTORE(c + (r) * ldc, KFMA(vb, KOLD(r, 0), KMUL(va, c##r##0)));         \
+    KSTORE(c + (r) * ldc + KVL, KFMA(vb, KOLD(r, 1), KMUL(va, c##r##1)));   \
   }
       KROWS(KST)
 #undef KST
@@ -110,8 +122,9 @@ KTARGET static void KNAME(int64_t kc, const KT *restrict a,
   KSTORE(t + (r) * 2 * KVL + KVL, c##r##1);
     KROWS(KST)
 #undef KST
-    KEDGE(t, 2 * KVL, m, n, c, ldc, alpha, beta);
+    KEDGE(t, 2 * KVL, m, n, c, ldc, alpha, beta, bias);
   }
+#undef KOLD
 }
 
 /* Each inclusion defines one kernel; its parameters end here. */

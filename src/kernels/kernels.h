@@ -61,6 +61,18 @@ void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
 void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc);
+/* The same with C read as bias[N] in every row (bias NULL: as above):
+ * C = alpha * op(A) op(B) + beta * bias[j], bit for bit what filling C's
+ * rows with the bias and calling the above gives, without that pass over
+ * C. */
+void tg__sgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    float alpha, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, const float *bias, float *C,
+                    int64_t ldc);
+void tg__dgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    double alpha, const double *A, int64_t lda,
+                    const double *B, int64_t ldb, double beta,
+                    const double *bias, double *C, int64_t ldc);
 /* The threads over which to split count independent products of one size
  * [M,N,K], each computed wholly by one thread: 1 when such a product is
  * large enough to thread itself (or goes to the CBLAS), or when all of
