@@ -193,10 +193,11 @@ __attribute__((target("avx2"))) static void add_run_f64_avx2(
 #endif
 TG__BOTH(ADD_RUN)
 
-/* dst[i] = keep[i] ? src[i] : 0 for i < mr, as bits (keep[i] is all ones
- * or zero, so a value kept is the same bits and one dropped +0), every
- * src[i] read: with mr a constant in each case, a load, an and and a
- * store of vectors. */
+/* dst[i] = keep[i] ? src[i] : 0 for i < N (or, merging, only for the
+ * lanes of store, the others left as they are), as bits: keep[i] and
+ * store[i] are all ones or zero, so a value kept is the same bits and one
+ * dropped +0. Every src[i] is read; with N a constant, loads, ands and
+ * stores of vectors. */
 #define PACK_SELECT_N(B, N, dst, src, keep)                                  \
   {                                                                          \
     B v_[N];                                                                 \
@@ -205,6 +206,17 @@ TG__BOTH(ADD_RUN)
     for (int i_ = 0; i_ < (N); i_++) v_[i_] &= (keep)[i_];                   \
     memcpy(dst, v_, sizeof v_);                                              \
   }
+#define PACK_MERGE_N(B, N, dst, src, keep, store)                            \
+  {                                                                          \
+    B v_[N], o_[N];                                                          \
+    memcpy(v_, src, sizeof v_);                                              \
+    memcpy(o_, dst, sizeof o_);                                              \
+    TG__SIMD                                                                 \
+    for (int i_ = 0; i_ < (N); i_++)                                         \
+      v_[i_] = (v_[i_] & (keep)[i_]) | (o_[i_] & ~(store)[i_]);              \
+    memcpy(dst, v_, sizeof v_);                                              \
+  }
+
 /* The transposed forward's A, col^T, read straight from x as the GEMM
  * packs it, so the column matrix is never stored: op(A)[i, k] for i =
  * image * P + position over the images of one product and k = (c, r, s)
@@ -218,34 +230,40 @@ typedef struct {
   int64_t xoff, xn;
 } colsrc;
 
-/* The largest MR of a GEMM kernel (kernels.h's callback gets it), and the
- * widest kernel whose column masks a panel keeps on the stack. */
+/* The largest MR of a GEMM kernel (kernels.h's callback gets it); the
+ * widest kernel whose column masks a panel keeps on the stack; the most
+ * runs of consecutive x a panel's rows may read in to be selected run by
+ * run (conv2's panels of 12 rows of 14-wide images read one, or two at a
+ * change of image), rather than read row by row. */
 #define PACK_MAX_MR 16
 #define PACK_MAX_S 64
+#define PACK_MAX_RUNS 4
 #define KEEP_f32 uint32_t
 #define KEEP_f64 uint64_t
 #define GEMM_PACK_f32 tg__sgemm_pack_a
 #define GEMM_PACK_f64 tg__dgemm_pack_a
 
-/* count panel rows of mr values, dst[i] = bit i of keep ? src[i] : 0, dst
- * and src stepping by ds and ss: with AVX-512, a masked load (which reads
- * nothing where the mask is clear) and a masked store. */
+/* count panel rows of mr values, dst and src stepping by ds and ss: in the
+ * lanes of bit mask store, dst[i] = bit i of keep ? src[i] : 0 (keep is
+ * within store). With AVX-512, a masked load (which reads nothing where
+ * the mask is clear) and a masked store. */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx512f"))) static void select_rows_f32_avx512(
     float *dst, int64_t ds, const float *src, int64_t ss, int64_t count,
-    int mr, uint32_t keep) {
-  __mmask16 ld = (__mmask16)keep, st = (__mmask16)((1u << mr) - 1);
+    int mr, uint32_t keep, uint32_t store) {
+  (void)mr;
+  __mmask16 ld = (__mmask16)keep, st = (__mmask16)store;
   for (int64_t c = 0; c < count; c++, dst += ds, src += ss)
     _mm512_mask_storeu_ps(dst, st, _mm512_maskz_loadu_ps(ld, src));
 }
 __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
     double *dst, int64_t ds, const double *src, int64_t ss, int64_t count,
-    int mr, uint32_t keep) {
+    int mr, uint32_t keep, uint32_t store) {
+  (void)mr;
   __mmask8 ld0 = (__mmask8)keep, ld1 = (__mmask8)(keep >> 8);
-  uint32_t all = (1u << mr) - 1;
-  __mmask8 st0 = (__mmask8)all, st1 = (__mmask8)(all >> 8);
+  __mmask8 st0 = (__mmask8)store, st1 = (__mmask8)(store >> 8);
   for (int64_t c = 0; c < count; c++, dst += ds, src += ss) {
-    _mm512_mask_storeu_pd(dst, st0, _mm512_maskz_loadu_pd(ld0, src));
+    if (st0) _mm512_mask_storeu_pd(dst, st0, _mm512_maskz_loadu_pd(ld0, src));
     if (st1)
       _mm512_mask_storeu_pd(dst + 8, st1, _mm512_maskz_loadu_pd(ld1, src + 8));
   }
@@ -259,29 +277,35 @@ __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
 #endif
 
 #define PACK_COL(T, S_)                                                       \
-  /* The portable select_rows: as bits (a value kept is the same bits, one    \
-   * dropped +0), with mr a constant in each case so that it is a load, an    \
-   * and and a store of vectors; it reads all mr values. */                   \
+  /* The portable select_rows: reads all mr values of each row of src. */     \
   static void select_rows_##S_(T *dst, int64_t ds, const T *src, int64_t ss,  \
-                               int64_t count, int mr, uint32_t keep) {        \
-    KEEP_##S_ k[PACK_MAX_MR];                                                 \
-    for (int i = 0; i < mr; i++) k[i] = (KEEP_##S_)0 - (keep >> i & 1);       \
+                               int64_t count, int mr, uint32_t keep,          \
+                               uint32_t store) {                              \
+    KEEP_##S_ k[PACK_MAX_MR], st[PACK_MAX_MR];                                \
+    for (int i = 0; i < mr; i++) {                                            \
+      k[i] = (KEEP_##S_)0 - (keep >> i & 1);                                  \
+      st[i] = (KEEP_##S_)0 - (store >> i & 1);                                \
+    }                                                                         \
+    bool all = store == (1u << mr) - 1;                                       \
     for (int64_t c = 0; c < count; c++, dst += ds, src += ss)                 \
-      switch (mr) {                                                           \
-        case 4: PACK_SELECT_N(KEEP_##S_, 4, dst, src, k) break;               \
-        case 6: PACK_SELECT_N(KEEP_##S_, 6, dst, src, k) break;               \
-        case 12: PACK_SELECT_N(KEEP_##S_, 12, dst, src, k) break;             \
-        case 16: PACK_SELECT_N(KEEP_##S_, 16, dst, src, k) break;             \
-        default:                                                              \
-          for (int i = 0; i < mr; i++) dst[i] = keep >> i & 1 ? src[i] : 0;   \
-      }                                                                       \
+      if (all && mr == 12)                                                    \
+        PACK_SELECT_N(KEEP_##S_, 12, dst, src, k)                             \
+      else if (all && mr == 6)                                                \
+        PACK_SELECT_N(KEEP_##S_, 6, dst, src, k)                              \
+      else if (all && mr == 4)                                                \
+        PACK_SELECT_N(KEEP_##S_, 4, dst, src, k)                              \
+      else if (mr == 12)                                                      \
+        PACK_MERGE_N(KEEP_##S_, 12, dst, src, k, st)                          \
+      else                                                                    \
+        for (int i = 0; i < mr; i++)                                          \
+          if (store >> i & 1) dst[i] = keep >> i & 1 ? src[i] : 0;            \
   }                                                                           \
   /* Each panel once: where its rows read (pos, relative to x and (r, s)),    \
-   * which are inside x for each r and each s (bit masks), and whether the    \
-   * rows read consecutive x (stride 1 inside an output row, or across        \
-   * rows when Wo == W: conv2's case but at a change of image). Then for      \
-   * each (r, s) every channel c of the block at once: a select of mr         \
-   * consecutive values where consecutive, else one read per row. */          \
+   * which are inside x for each r and each s (bit masks), and the runs of    \
+   * rows that read consecutive x (stride 1 inside an output row, or          \
+   * across rows when Wo == W: conv2's case). Then for each (r, s) every      \
+   * channel c of the block at once: a select of mr consecutive values per    \
+   * run, or where the runs are many one read per row. */                     \
   static void pack_col_##S_(void *ctx, int64_t i0, int64_t mb, int64_t k0,    \
                             int64_t kb, int mr, void *out) {                  \
     const colsrc *cs = ctx;                                                   \
@@ -290,19 +314,32 @@ __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
     T *ap = out;                                                              \
     int64_t HW = g->H * g->W, CHW = g->C * HW, RS = g->R * g->S, k1 = k0 + kb; \
     int64_t hb[PACK_MAX_MR], wb[PACK_MAX_MR], pos[PACK_MAX_MR];               \
+    int start[PACK_MAX_RUNS + 1];                                             \
     uint32_t wmask[PACK_MAX_S];                                               \
     bool avx512 = SELECT_AVX512;                                              \
     if (mr > PACK_MAX_MR) return;                                             \
+    /* k = c*RS + rs is in [k0, k1) for c in [c0, c1), where c0 counts the    \
+     * k = c*RS + rs below k0 and c1 those below k1 */                        \
+    int64_t q0 = k0 / RS, e0 = k0 % RS, q1 = k1 / RS, e1 = k1 % RS;           \
+    uint32_t all = (1u << mr) - 1;                                            \
     for (int64_t p0 = 0; p0 < mb; p0 += mr, ap += kb * mr) {                  \
-      int m = mb - p0 < mr ? (int)(mb - p0) : mr;                             \
-      bool linear = true;                                                     \
+      int m = mb - p0 < mr ? (int)(mb - p0) : mr, nrun = 0;                   \
+      int64_t q = i0 + p0, n = q / g->P, p = q % g->P;                        \
+      int64_t oh = p / g->Wo, ow = p % g->Wo;                                 \
       for (int i = 0; i < m; i++) {                                           \
-        int64_t q = i0 + p0 + i, n = q / g->P, p = q % g->P;                  \
-        hb[i] = p / g->Wo * g->sh - g->ph;                                    \
-        wb[i] = p % g->Wo * g->sw - g->pw;                                    \
+        hb[i] = oh * g->sh - g->ph;                                           \
+        wb[i] = ow * g->sw - g->pw;                                           \
         pos[i] = n * CHW + hb[i] * g->W + wb[i];                              \
-        linear = linear && pos[i] == pos[0] + i;                              \
+        if (!i || pos[i] != pos[i - 1] + 1) {                                 \
+          if (nrun < PACK_MAX_RUNS) start[nrun] = i;                          \
+          nrun++;                                                             \
+        }                                                                     \
+        if (++ow == g->Wo) {                                                  \
+          ow = 0;                                                             \
+          if (++oh == g->Ho) oh = 0, n++;                                     \
+        }                                                                     \
       }                                                                       \
+      if (nrun <= PACK_MAX_RUNS) start[nrun] = m;                             \
       for (int64_t s = 0; s < g->S && s < PACK_MAX_S; s++) {                  \
         uint32_t bits = 0;                                                    \
         for (int i = 0; i < m; i++) {                                         \
@@ -319,11 +356,9 @@ __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
         }                                                                     \
         for (int64_t s = 0; s < g->S; s++) {                                  \
           int64_t rs = r * g->S + s;                                          \
-          /* the channels c whose k = c*RS + rs is in [k0, k1) */             \
-          int64_t c0 = k0 > rs ? (k0 - rs + RS - 1) / RS : 0;                 \
-          int64_t c1 = k1 > rs ? (k1 - rs + RS - 1) / RS : 0;                 \
-          if (c0 >= c1) continue;                                             \
-          uint32_t wm = wmask[s];                                             \
+          int64_t c0 = q0 + (rs < e0), c1 = q1 + (rs < e1), cnt = c1 - c0;    \
+          if (cnt <= 0) continue;                                             \
+          uint32_t wm = wmask[s < PACK_MAX_S ? s : 0];                        \
           if (s >= PACK_MAX_S) {                                              \
             wm = 0;                                                           \
             for (int i = 0; i < m; i++) {                                     \
@@ -334,26 +369,42 @@ __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
           uint32_t keep = hmask & wm;                                         \
           int64_t d = r * g->dh * g->W + s * g->dw;                           \
           T *dst = ap + (c0 * RS + rs - k0) * mr;                             \
-          const T *src = x + c0 * HW + pos[0] + d;                            \
-          int64_t cnt = c1 - c0, at = cs->xoff + c0 * HW + pos[0] + d;        \
           if (!keep) {                                                        \
             for (int64_t c = 0; c < cnt; c++, dst += RS * mr)                 \
               memset(dst, 0, (size_t)mr * sizeof(T));                         \
-          } else if (linear && avx512) {                                      \
-            select_rows_##S_##_avx512(dst, RS * mr, src, HW, cnt, mr, keep);  \
-          } else if (linear && at >= 0 &&                                     \
-                     at + (cnt - 1) * HW + mr <= cs->xn) {                    \
-            select_rows_##S_(dst, RS * mr, src, HW, cnt, mr, keep);           \
-          } else {                                                            \
+            continue;                                                         \
+          }                                                                   \
+          /* run j's rows read x from off + i for row i */                    \
+          bool runs = nrun <= PACK_MAX_RUNS;                                  \
+          for (int j = 0; runs && !avx512 && j < nrun; j++) {                 \
+            int64_t at = cs->xoff + c0 * HW + pos[start[j]] - start[j] + d;   \
+            runs = at >= 0 && at + (cnt - 1) * HW + mr <= cs->xn;             \
+          }                                                                   \
+          if (!runs) {                                                        \
             for (int64_t c = c0; c < c1; c++, dst += RS * mr)                 \
               for (int i = 0; i < mr; i++)                                    \
                 dst[i] = keep >> i & 1 ? x[c * HW + pos[i] + d] : 0;          \
+            continue;                                                         \
+          }                                                                   \
+          bool first = true;                                                  \
+          for (int j = 0; j < nrun; j++) {                                    \
+            uint32_t lanes = (1u << start[j + 1]) - (1u << start[j]);         \
+            if (!(keep & lanes)) continue;                                    \
+            const T *src = x + c0 * HW + pos[start[j]] - start[j] + d;        \
+            if (avx512)                                                       \
+              select_rows_##S_##_avx512(dst, RS * mr, src, HW, cnt, mr,       \
+                                        keep & lanes, first ? all : lanes);   \
+            else                                                              \
+              select_rows_##S_(dst, RS * mr, src, HW, cnt, mr, keep & lanes,  \
+                               first ? all : lanes);                          \
+            first = false;                                                    \
           }                                                                   \
         }                                                                     \
       }                                                                       \
     }                                                                         \
   }
 TG__BOTH(PACK_COL)
+
 
 
 
