@@ -317,7 +317,7 @@ __attribute__((target("avx512f"))) static void select_rows_f64_avx512(
     int start[PACK_MAX_RUNS + 1];                                             \
     uint32_t wmask[PACK_MAX_S];                                               \
     bool avx512 = SELECT_AVX512;                                              \
-    if (mr > PACK_MAX_MR) return;                                             \
+    if (mr > PACK_MAX_MR) return; /* no kernel's is (kernels.h) */            \
     /* k = c*RS + rs is in [k0, k1) for c in [c0, c1), where c0 counts the    \
      * k = c*RS + rs below k0 and c1 those below k1 */                        \
     int64_t q0 = k0 / RS, e0 = k0 % RS, q1 = k1 / RS, e1 = k1 % RS;           \
