@@ -1,7 +1,9 @@
 /* ops/conv2d.c: 2-D convolution (cross-correlation, as PyTorch's conv2d) of
  * x[N,C,H,W] with w[K,C/G,R,S] and an optional bias b[K], NCHW, in G groups.
  * Every product goes through the built-in GEMM on im2col columns; a deep
- * forward (conv2 of the CNN) as y^T = col^T w^T over a few images at once.
+ * forward (conv2 of the CNN) as y^T = col^T w^T over a few images at once,
+ * with col^T packed by the GEMM straight from x, never stored (implicit
+ * GEMM: it writes and reads no column matrix).
  *
  * Per image n and group g, with P = Ho*Wo and CRS = (C/G)*R*S:
  *   col[CRS,P]  = im2col(x[n, g's channels])       (zeros where padded)
@@ -18,13 +20,14 @@
  *   nbuf buffers of x's dtype (none for the 1x1 case above), where
  *   nbuf = min(N, threads) when the batch is split over threads
  *   (N * K * P * CRS >= CONV_PAR_WORK and N >= 2) and 1 otherwise; each
- *   CRS * P elements of columns, or, where the forward runs transposed over
- *   nb images (CRS >= CONV_T_MIN_CRS), (CRS + Kg) * nb * P; backward
- *   reuses them. When that same size condition holds and w needs a
- *   gradient, also min(N, CONV_DW_CHUNKS = 8) * K * CRS elements for the
- *   weight gradient's partial sums. For the CNN's conv2, x[64,32,14,14]
- *   w[64,32,5,5] pad 2 in f32 on two threads (nb = 3):
- *   2 * (800 + 64) * 588 * 4 bytes = 3.9 MiB of buffers and
+ *   CRS * P elements of one image's columns (for backward, and the forward
+ *   not transposed), plus, where the forward runs transposed over nb
+ *   images (CRS >= CONV_T_MIN_CRS), Kg * nb * P for its product. When that
+ *   same size condition holds and w needs a gradient, also min(N,
+ *   CONV_DW_CHUNKS = 8) * K * CRS elements for the weight gradient's
+ *   partial sums. For the CNN's conv2, x[64,32,14,14] w[64,32,5,5] pad 2
+ *   in f32 on two threads (nb = 3):
+ *   2 * (800 * 196 + 64 * 588) * 4 bytes = 1.5 MiB of buffers and
  *   8 * 64 * 800 * 4 = 1.6 MiB of partial sums.
  *
  * Threads: forward and the input gradient split the batch (each image's
@@ -60,8 +63,10 @@ typedef struct {
 /* Rows (nb * P) one transposed product should have at least: three of
  * conv2's images (P = 196) measured best, against one or eight. */
 #define CONV_COLS 512
-/* The most elements a column buffer may have (16 MiB of f32): fewer
- * images per product beyond it. */
+/* The most elements the column matrix of one transposed product would
+ * have (16 MiB of f32), were it stored: fewer images per product beyond
+ * it. It is packed from x instead; the bound keeps the products, and their
+ * buffers of Kg * nb * P, as they were. */
 #define CONV_COL_MAX (4.0 * 1024 * 1024)
 
 /* What forward keeps: the column buffers, nbuf of buf_elems, and
@@ -101,17 +106,17 @@ static void geom_of(const tg_node *n, geom *g) {
   }
 }
 
-/* Elements of one thread's buffer: the columns [CRS, nb*P] and, for the
- * transposed forward, its product [nb*P, Kg]. Backward uses the columns
- * of one image. */
+/* Elements of one thread's buffer: the columns of one image [CRS, P]
+ * (backward's, and the forward's when not transposed) and, for the
+ * transposed forward, its product [nb*P, Kg]. */
 static size_t buf_elems(const geom *g) {
-  size_t cols = (size_t)((g->nb ? g->nb : 1) * g->P);
-  return (size_t)g->CRS * cols + (g->nb ? (size_t)g->Kg * cols : 0);
+  return (size_t)g->CRS * (size_t)g->P +
+         (g->nb ? (size_t)g->Kg * (size_t)(g->nb * g->P) : 0);
 }
 
 /* Where a thread's buffer of buf_elems keeps the transposed product. */
 static char *ybuf_of(const geom *g, char *buf, size_t elem) {
-  return buf && g->nb ? buf + (size_t)(g->CRS * g->nb * g->P) * elem : NULL;
+  return buf && g->nb ? buf + (size_t)(g->CRS * g->P) * elem : NULL;
 }
 
 /* Threads for the batch split: 1 when it does not pay. */
@@ -187,6 +192,221 @@ __attribute__((target("avx2"))) static void add_run_f64_avx2(
 #define add_run_f64_avx2(d, s, n) ((void)0)
 #endif
 TG__BOTH(ADD_RUN)
+
+/* dst[i] = keep[i] ? src[i] : 0 for i < N (or, merging, only for the
+ * lanes of store, the others left as they are), as bits: keep[i] and
+ * store[i] are all ones or zero, so a value kept is the same bits and one
+ * dropped +0. Every src[i] is read; with N a constant, loads, ands and
+ * stores of vectors. */
+#define PACK_SELECT_N(B, N, dst, src, keep)                                  \
+  {                                                                          \
+    B v_[N];                                                                 \
+    memcpy(v_, src, sizeof v_);                                              \
+    TG__SIMD                                                                 \
+    for (int i_ = 0; i_ < (N); i_++) v_[i_] &= (keep)[i_];                   \
+    memcpy(dst, v_, sizeof v_);                                              \
+  }
+#define PACK_MERGE_N(B, N, dst, src, keep, store)                            \
+  {                                                                          \
+    B v_[N], o_[N];                                                          \
+    memcpy(v_, src, sizeof v_);                                              \
+    memcpy(o_, dst, sizeof o_);                                              \
+    TG__SIMD                                                                 \
+    for (int i_ = 0; i_ < (N); i_++)                                         \
+      v_[i_] = (v_[i_] & (keep)[i_]) | (o_[i_] & ~(store)[i_]);              \
+    memcpy(dst, v_, sizeof v_);                                              \
+  }
+
+/* The transposed forward's A, col^T, read straight from x as the GEMM
+ * packs it, so the column matrix is never stored: op(A)[i, k] for i =
+ * image * P + position over the images of one product and k = (c, r, s)
+ * in one group is x[n, c, oh*sh - ph + r*dh, ow*sw - pw + s*dw], 0 in the
+ * padding (the values im2col writes, so the same sums). x is the first
+ * image's group of channels, xoff elements into the whole tensor of xn:
+ * the portable select reads values it then drops, but only inside it. */
+typedef struct {
+  const geom *g;
+  const void *x;
+  int64_t xoff, xn;
+} colsrc;
+
+/* The largest MR of a GEMM kernel (kernels.h's callback gets it); the
+ * widest kernel whose column masks a panel keeps on the stack; the most
+ * runs of consecutive x a panel's rows may read in to be selected run by
+ * run (conv2's panels of 12 rows of 14-wide images read one, or two at a
+ * change of image), rather than read row by row. */
+#define PACK_MAX_MR 16
+#define PACK_MAX_S 64
+#define PACK_MAX_RUNS 4
+#define KEEP_f32 uint32_t
+#define KEEP_f64 uint64_t
+#define GEMM_PACK_f32 tg__sgemm_pack_a
+#define GEMM_PACK_f64 tg__dgemm_pack_a
+
+/* count panel rows of mr values, dst and src stepping by ds and ss: in the
+ * lanes of bit mask store, dst[i] = bit i of keep ? src[i] : 0 (keep is
+ * within store). With AVX-512, a masked load (which reads nothing where
+ * the mask is clear) and a masked store. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f"))) static void select_rows_f32_avx512(
+    float *dst, int64_t ds, const float *src, int64_t ss, int64_t count,
+    int mr, uint32_t keep, uint32_t store) {
+  (void)mr;
+  __mmask16 ld = (__mmask16)keep, st = (__mmask16)store;
+  for (int64_t c = 0; c < count; c++, dst += ds, src += ss)
+    _mm512_mask_storeu_ps(dst, st, _mm512_maskz_loadu_ps(ld, src));
+}
+__attribute__((target("avx512f"))) static void select_rows_f64_avx512(
+    double *dst, int64_t ds, const double *src, int64_t ss, int64_t count,
+    int mr, uint32_t keep, uint32_t store) {
+  (void)mr;
+  __mmask8 ld0 = (__mmask8)keep, ld1 = (__mmask8)(keep >> 8);
+  __mmask8 st0 = (__mmask8)store, st1 = (__mmask8)(store >> 8);
+  for (int64_t c = 0; c < count; c++, dst += ds, src += ss) {
+    if (st0) _mm512_mask_storeu_pd(dst, st0, _mm512_maskz_loadu_pd(ld0, src));
+    if (st1)
+      _mm512_mask_storeu_pd(dst + 8, st1, _mm512_maskz_loadu_pd(ld1, src + 8));
+  }
+}
+/* with the elementwise loops' path, so TG_SIMD=generic tests the other */
+#define SELECT_AVX512 (tg__simd_path() == TG__SIMD_AVX512)
+#else
+#define SELECT_AVX512 0
+#define select_rows_f32_avx512(...) ((void)0)
+#define select_rows_f64_avx512(...) ((void)0)
+#endif
+
+#define PACK_COL(T, S_)                                                       \
+  /* The portable select_rows: reads all mr values of each row of src. */     \
+  static void select_rows_##S_(T *dst, int64_t ds, const T *src, int64_t ss,  \
+                               int64_t count, int mr, uint32_t keep,          \
+                               uint32_t store) {                              \
+    KEEP_##S_ k[PACK_MAX_MR], st[PACK_MAX_MR];                                \
+    for (int i = 0; i < mr; i++) {                                            \
+      k[i] = (KEEP_##S_)0 - (keep >> i & 1);                                  \
+      st[i] = (KEEP_##S_)0 - (store >> i & 1);                                \
+    }                                                                         \
+    bool all = store == (1u << mr) - 1;                                       \
+    for (int64_t c = 0; c < count; c++, dst += ds, src += ss)                 \
+      if (all && mr == 12)                                                    \
+        PACK_SELECT_N(KEEP_##S_, 12, dst, src, k)                             \
+      else if (all && mr == 6)                                                \
+        PACK_SELECT_N(KEEP_##S_, 6, dst, src, k)                              \
+      else if (all && mr == 4)                                                \
+        PACK_SELECT_N(KEEP_##S_, 4, dst, src, k)                              \
+      else if (mr == 12)                                                      \
+        PACK_MERGE_N(KEEP_##S_, 12, dst, src, k, st)                          \
+      else                                                                    \
+        for (int i = 0; i < mr; i++)                                          \
+          if (store >> i & 1) dst[i] = keep >> i & 1 ? src[i] : 0;            \
+  }                                                                           \
+  /* Each panel once: where its rows read (pos, relative to x and (r, s)),    \
+   * which are inside x for each r and each s (bit masks), and the runs of    \
+   * rows that read consecutive x (stride 1 inside an output row, or          \
+   * across rows when Wo == W: conv2's case). Then for each (r, s) every      \
+   * channel c of the block at once: a select of mr consecutive values per    \
+   * run, or where the runs are many one read per row. */                     \
+  static void pack_col_##S_(void *ctx, int64_t i0, int64_t mb, int64_t k0,    \
+                            int64_t kb, int mr, void *out) {                  \
+    const colsrc *cs = ctx;                                                   \
+    const geom *g = cs->g;                                                    \
+    const T *x = cs->x;                                                       \
+    T *ap = out;                                                              \
+    int64_t HW = g->H * g->W, CHW = g->C * HW, RS = g->R * g->S, k1 = k0 + kb; \
+    int64_t hb[PACK_MAX_MR], wb[PACK_MAX_MR], pos[PACK_MAX_MR];               \
+    int start[PACK_MAX_RUNS + 1];                                             \
+    uint32_t wmask[PACK_MAX_S];                                               \
+    bool avx512 = SELECT_AVX512;                                              \
+    if (mr > PACK_MAX_MR) return; /* no kernel's is (kernels.h) */            \
+    /* k = c*RS + rs is in [k0, k1) for c in [c0, c1), where c0 counts the    \
+     * k = c*RS + rs below k0 and c1 those below k1 */                        \
+    int64_t q0 = k0 / RS, e0 = k0 % RS, q1 = k1 / RS, e1 = k1 % RS;           \
+    uint32_t all = (1u << mr) - 1;                                            \
+    for (int64_t p0 = 0; p0 < mb; p0 += mr, ap += kb * mr) {                  \
+      int m = mb - p0 < mr ? (int)(mb - p0) : mr, nrun = 0;                   \
+      int64_t q = i0 + p0, n = q / g->P, p = q % g->P;                        \
+      int64_t oh = p / g->Wo, ow = p % g->Wo;                                 \
+      for (int i = 0; i < m; i++) {                                           \
+        hb[i] = oh * g->sh - g->ph;                                           \
+        wb[i] = ow * g->sw - g->pw;                                           \
+        pos[i] = n * CHW + hb[i] * g->W + wb[i];                              \
+        if (!i || pos[i] != pos[i - 1] + 1) {                                 \
+          if (nrun < PACK_MAX_RUNS) start[nrun] = i;                          \
+          nrun++;                                                             \
+        }                                                                     \
+        if (++ow == g->Wo) {                                                  \
+          ow = 0;                                                             \
+          if (++oh == g->Ho) oh = 0, n++;                                     \
+        }                                                                     \
+      }                                                                       \
+      if (nrun <= PACK_MAX_RUNS) start[nrun] = m;                             \
+      for (int64_t s = 0; s < g->S && s < PACK_MAX_S; s++) {                  \
+        uint32_t bits = 0;                                                    \
+        for (int i = 0; i < m; i++) {                                         \
+          int64_t iw = wb[i] + s * g->dw;                                     \
+          bits |= (uint32_t)(iw >= 0 && iw < g->W) << i;                      \
+        }                                                                     \
+        wmask[s] = bits;                                                      \
+      }                                                                       \
+      for (int64_t r = 0; r < g->R; r++) {                                    \
+        uint32_t hmask = 0;                                                   \
+        for (int i = 0; i < m; i++) {                                         \
+          int64_t ih = hb[i] + r * g->dh;                                     \
+          hmask |= (uint32_t)(ih >= 0 && ih < g->H) << i;                     \
+        }                                                                     \
+        for (int64_t s = 0; s < g->S; s++) {                                  \
+          int64_t rs = r * g->S + s;                                          \
+          int64_t c0 = q0 + (rs < e0), c1 = q1 + (rs < e1), cnt = c1 - c0;    \
+          if (cnt <= 0) continue;                                             \
+          uint32_t wm = wmask[s < PACK_MAX_S ? s : 0];                        \
+          if (s >= PACK_MAX_S) {                                              \
+            wm = 0;                                                           \
+            for (int i = 0; i < m; i++) {                                     \
+              int64_t iw = wb[i] + s * g->dw;                                 \
+              wm |= (uint32_t)(iw >= 0 && iw < g->W) << i;                    \
+            }                                                                 \
+          }                                                                   \
+          uint32_t keep = hmask & wm;                                         \
+          int64_t d = r * g->dh * g->W + s * g->dw;                           \
+          T *dst = ap + (c0 * RS + rs - k0) * mr;                             \
+          if (!keep) {                                                        \
+            for (int64_t c = 0; c < cnt; c++, dst += RS * mr)                 \
+              memset(dst, 0, (size_t)mr * sizeof(T));                         \
+            continue;                                                         \
+          }                                                                   \
+          /* run j's rows read x from off + i for row i; each run's mr      \
+           * values must lie inside x (the masked AVX-512 load would read   \
+           * none outside, but its address must still be x's), or the rows  \
+           * are read one by one */                                          \
+          bool runs = nrun <= PACK_MAX_RUNS;                                  \
+          for (int j = 0; runs && j < nrun; j++) {                            \
+            int64_t at = cs->xoff + c0 * HW + pos[start[j]] - start[j] + d;   \
+            runs = at >= 0 && at + (cnt - 1) * HW + mr <= cs->xn;             \
+          }                                                                   \
+          if (!runs) {                                                        \
+            for (int64_t c = c0; c < c1; c++, dst += RS * mr)                 \
+              for (int i = 0; i < mr; i++)                                    \
+                dst[i] = keep >> i & 1 ? x[c * HW + pos[i] + d] : 0;          \
+            continue;                                                         \
+          }                                                                   \
+          bool first = true;                                                  \
+          for (int j = 0; j < nrun; j++) {                                    \
+            uint32_t lanes = (1u << start[j + 1]) - (1u << start[j]);         \
+            if (!(keep & lanes)) continue;                                    \
+            const T *src = x + c0 * HW + pos[start[j]] - start[j] + d;        \
+            if (avx512)                                                       \
+              select_rows_##S_##_avx512(dst, RS * mr, src, HW, cnt, mr,       \
+                                        keep & lanes, first ? all : lanes);   \
+            else                                                              \
+              select_rows_##S_(dst, RS * mr, src, HW, cnt, mr, keep & lanes,  \
+                               first ? all : lanes);                          \
+            first = false;                                                    \
+          }                                                                   \
+        }                                                                     \
+      }                                                                       \
+    }                                                                         \
+  }
+TG__BOTH(PACK_COL)
 
 #define KERNELS(T, S_)                                                        \
   /* im2col for stride 1 with rows as wide as x's (Wo == W): a (c, r, s)   \
@@ -318,9 +538,10 @@ TG__BOTH(ADD_RUN)
    * 0), nb images at a time: y^T = col^T w_g^T, [m*P, CRS] . [CRS, Kg],   \
    * whose m*P rows fill the kernel's tiles and Kg columns its panels      \
    * (w_g's 64 rows in conv2 fill 5 1/3 tiles of 12), into ybuf [m*P, Kg],  \
-   * then transposed into y. ybuf starts as the bias, as the per-image     \
-   * product adds onto it, so each sum is the same. Otherwise one product  \
-   * per image and group. col: a buffer (unused when direct). */           \
+   * then transposed into y; col^T is never stored, the GEMM packs it from \
+   * x (pack_col). ybuf starts as the bias, as the per-image product adds  \
+   * onto it, so each sum is the same. Otherwise one product per image and \
+   * group. col: a buffer (unused when direct or transposed). */          \
   static void fwd_images_##S_(const geom *g, const T *x, const T *w,         \
                               const T *b, T *y, T *col, T *ybuf, int64_t n0, \
                               int64_t n1) {                                  \
@@ -331,14 +552,13 @@ TG__BOTH(ADD_RUN)
       for (int64_t gi = 0; gi < g->G; gi++) {                                \
         const T *wg = w + gi * g->Kg * g->CRS;                               \
         if (g->nb && prod) {                                                 \
-          for (int64_t i = 0; i < m; i++)                                    \
-            im2col_##S_(g, x + ((n + i) * g->C + gi * g->Cg) * HW,           \
-                        col + i * g->P, L);                                  \
           for (int64_t q = 0; q < (b ? L : 0); q++)                          \
             memcpy(ybuf + q * g->Kg, b + gi * g->Kg,                         \
                    (size_t)g->Kg * sizeof(T));                               \
-          GEMM_##S_(true, true, L, g->Kg, g->CRS, 1, col, L, wg, g->CRS,     \
-                    b ? 1 : 0, ybuf, g->Kg);                                 \
+          int64_t xo = (n * g->C + gi * g->Cg) * HW;                         \
+          colsrc cs = {g, x + xo, xo, g->N * g->C * HW};                     \
+          GEMM_PACK_##S_(pack_col_##S_, &cs, true, L, g->Kg, g->CRS, 1, wg,  \
+                         g->CRS, b ? 1 : 0, ybuf, g->Kg);                    \
           for (int64_t i = 0; i < m; i++)                                    \
             for (int64_t k = 0; k < g->Kg; k++) {                            \
               T *yk = y + ((n + i) * g->K + gi * g->Kg + k) * g->P;          \
@@ -555,8 +775,7 @@ static int forward(tg_tape *t, tg_node *n) {
     if (!s->buf)
       return tg__err(TG_ENOMEM,
                      "tg_conv2d: out of memory for %d column buffer(s) of "
-                     "%lld x %lld", nbuf, (long long)g.CRS,
-                     (long long)((g.nb ? g.nb : 1) * g.P));
+                     "%lld x %lld", nbuf, (long long)g.CRS, (long long)g.P);
   }
   /* the weight gradient's partial sums, when backward will want them */
   s->nchunk = dw_chunks(&g);
@@ -700,6 +919,10 @@ static const tg_opcase cases[] = {
      * padding, a wide kernel; and in groups with dilation */
     CONV(2, 2, 5, 6, 2, 3, 5, 1, 1, 1, 1, 2, 1, 1, 1),
     CONV(1, 4, 5, 6, 4, 2, 3, -1, 1, 1, 1, 2, 2, 2, 2),
+    /* C R S >= 256, the forward's columns packed from x: stride 2x1 with
+     * padding; and in groups with dilation 2x1 and stride 1x2 */
+    CONV(1, 16, 5, 4, 1, 4, 4, 1, 2, 1, 2, 1, 1, 1, 1),
+    CONV(1, 32, 5, 6, 4, 4, 4, -1, 1, 2, 1, 1, 2, 1, 2),
     /* no input channels: the bias alone (empty results: tests/test_nn.c) */
     {.ndim = {4, 4, 1}, .shape = {{1, 0, 4, 4}, {2, 0, 3, 3}, {2}},
      .args = {.i = {1, 1, 1, 1, 1, 1, 1}}},

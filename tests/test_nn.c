@@ -409,7 +409,9 @@ END_TEST
 
 /* tg_conv2d against plain loops, on calls large enough to split the batch
  * over threads and to sum the weight gradient in chunks (the op list's
- * small cases never do), and the same to the bit on 1 and 2 threads. */
+ * small cases never do), and the same to the bit on 1 and 2 threads and
+ * on the generic vector path (where the forward's packing from x takes
+ * its portable select instead of AVX-512's masked loads). */
 typedef struct {
   int64_t x[4], w[4];
   int st[2], pad[2], dil[2], groups;
@@ -423,6 +425,12 @@ static const conv_cfg big_convs[] = {
      * with a last batch of fewer images (7 = 3 + 3 + 1 on one thread) */
     {{7, 32, 14, 14}, {16, 16, 4, 4}, {1, 1}, {2, 2}, {1, 1}, 2},
     {{5, 32, 15, 13}, {8, 32, 3, 3}, {2, 1}, {1, 2}, {2, 1}, 1},
+    /* stride 2, dilation 2, unequal padding, groups, odd sizes: P = 14 x
+     * 12, nb = 4, so 4 + 1 images on one thread, 2 and 3 on two */
+    {{5, 24, 31, 29}, {20, 12, 5, 5}, {2, 2}, {2, 1}, {2, 2}, 2},
+    /* stride 1 unpadded, Wo < W: the packed panels span output rows that
+     * do not read consecutive x */
+    {{8, 40, 9, 7}, {48, 40, 3, 3}, {1, 1}, {0, 0}, {1, 1}, 1},
     /* C R S < K / groups: the weight gradient's chunks summed transposed
      * (conv1 of the CNN; and in groups) */
     {{8, 1, 28, 28}, {32, 1, 5, 5}, {1, 1}, {2, 2}, {1, 1}, 1},
@@ -473,10 +481,14 @@ START_TEST(conv2d_large_matches_loops) {
   tg_tensor *in[3] = {x, w, b};
   for (int k = 0; k < 3; k++) ck_assert_int_eq(tg_requires_grad(in[k], true), TG_OK);
   int threads_before = tg_get_num_threads();
-  tg_tensor *got[2][4] = {{NULL}}; /* y, dx, dw, db on 1 and 2 threads */
+  /* y, dx, dw, db on 1 and 2 threads, and on 1 on the generic path */
+  tg_tensor *got[3][4] = {{NULL}};
   tg_tensor *g = NULL;
-  for (int thr = 1; thr <= 2; thr++) {
+  for (int run = 0; run < 3; run++) {
+    int thr = run == 1 ? 2 : 1;
     ck_assert_int_eq(tg_set_num_threads(thr), TG_OK);
+    ck_assert_int_eq(tg__simd_set_path(run == 2 ? TG__SIMD_GENERIC : -1),
+                     TG_OK);
     for (int k = 0; k < 3; k++) tg_zero_grad(in[k]);
     tg_tape *t = tg_tape_new();
     tg_tensor *y = tg_conv2d(t, x, w, b, c->st[0], c->st[1], c->pad[0],
@@ -489,10 +501,11 @@ START_TEST(conv2d_large_matches_loops) {
       ck_assert_int_eq(tg_fill_normal(g, &rng, 0, 1), TG_OK);
     }
     ck_assert_int_eq(tg_backward_grad(t, y, g), TG_OK);
-    got[thr - 1][0] = tg_tensor_clone(y);
-    for (int k = 0; k < 3; k++) got[thr - 1][k + 1] = tg_tensor_clone(tg_tensor_grad(in[k]));
+    got[run][0] = tg_tensor_clone(y);
+    for (int k = 0; k < 3; k++) got[run][k + 1] = tg_tensor_clone(tg_tensor_grad(in[k]));
     tg_tape_free(t);
   }
+  ck_assert_int_eq(tg__simd_set_path(-1), TG_OK);
   ck_assert_int_eq(tg_set_num_threads(threads_before), TG_OK);
   int64_t ho = tg_tensor_dim(got[0][0], 2), wo = tg_tensor_dim(got[0][0], 3);
   double *ref[4];
@@ -507,16 +520,19 @@ START_TEST(conv2d_large_matches_loops) {
   static const char *const what[4] = {"y", "dx", "dw", "db"};
   for (int k = 0; k < 4; k++) {
     const double *a1 = tg_tensor_f64(got[0][k]), *a2 = tg_tensor_f64(got[1][k]);
+    const double *a3 = tg_tensor_f64(got[2][k]);
     for (int64_t i = 0; i < len[k]; i++) {
       ck_assert_msg(a1[i] == a2[i], "%s[%lld]: %.17g on 1 thread, %.17g on 2",
                     what[k], (long long)i, a1[i], a2[i]);
+      ck_assert_msg(memcmp(&a1[i], &a3[i], sizeof *a1) == 0,
+                    "%s[%lld]: %.17g, on the generic path %.17g", what[k],
+                    (long long)i, a1[i], a3[i]);
       ck_assert_msg(fabs(a1[i] - ref[k][i]) <= 1e-10 * (1 + fabs(ref[k][i])),
                     "%s[%lld]: %.17g, the loops %.17g", what[k], (long long)i,
                     a1[i], ref[k][i]);
     }
     free(ref[k]);
-    tg_tensor_free(got[0][k]);
-    tg_tensor_free(got[1][k]);
+    for (int r = 0; r < 3; r++) tg_tensor_free(got[r][k]);
   }
   tg_tensor_free(g);
   for (int k = 0; k < 3; k++) tg_tensor_free(in[k]);

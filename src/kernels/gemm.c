@@ -607,8 +607,8 @@ void tg__sgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     return;
   }
 #endif
-  s_gemm(&s_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
-         beta, bias, C, ldc);
+  s_gemm(&s_cfgs[tg__gemm_kernel()], NULL, NULL, ta, tb, M, N, K, alpha, A,
+         lda, B, ldb, beta, bias, C, ldc);
 }
 
 void tg__dgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
@@ -623,8 +623,8 @@ void tg__dgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
     return;
   }
 #endif
-  d_gemm(&d_cfgs[tg__gemm_kernel()], ta, tb, M, N, K, alpha, A, lda, B, ldb,
-         beta, bias, C, ldc);
+  d_gemm(&d_cfgs[tg__gemm_kernel()], NULL, NULL, ta, tb, M, N, K, alpha, A,
+         lda, B, ldb, beta, bias, C, ldc);
 }
 
 void tg__sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
@@ -637,4 +637,21 @@ void tg__dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                double alpha, const double *A, int64_t lda, const double *B,
                int64_t ldb, double beta, double *C, int64_t ldc) {
   tg__dgemm_bias(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+/* Always the built-in product: a CBLAS takes no packing callback. */
+void tg__sgemm_pack_a(tg__gemm_pack_a_fn pack_a, void *ctx, bool tb,
+                      int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc) {
+  s_gemm(&s_cfgs[tg__gemm_kernel()], pack_a, ctx, false, tb, M, N, K, alpha,
+         NULL, 0, B, ldb, beta, NULL, C, ldc);
+}
+
+void tg__dgemm_pack_a(tg__gemm_pack_a_fn pack_a, void *ctx, bool tb,
+                      int64_t M, int64_t N, int64_t K, double alpha,
+                      const double *B, int64_t ldb, double beta, double *C,
+                      int64_t ldc) {
+  d_gemm(&d_cfgs[tg__gemm_kernel()], pack_a, ctx, false, tb, M, N, K, alpha,
+         NULL, 0, B, ldb, beta, NULL, C, ldc);
 }

@@ -223,6 +223,10 @@ typedef struct {
   /* Set when C is computed transposed: the bias (one per column of the
    * caller's C) is then one per row of the computed one. */
   bool bias_rows;
+  /* When set, op(A)'s panels come from this callback (A is unused): see
+   * tg__sgemm_pack_a in kernels.h. */
+  tg__gemm_pack_a_fn apack;
+  void *actx;
 } P(plan);
 
 #define MAX_TILE (12 * 32)
@@ -230,7 +234,7 @@ typedef struct {
 /* The blocked product on one thread, into buf (buf_elems values). */
 static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
                        int64_t nc, int64_t kc, int64_t M, int64_t N,
-                       int64_t K, T alpha, const T *A, int64_t lda,
+                       int64_t K, T alpha, int64_t ia, const T *A, int64_t lda,
                        const T *B, int64_t ldb, T beta, const T *bias, T *C,
                        T *buf) {
   const int mr = cf->mr, nr = cf->nr;
@@ -258,8 +262,11 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
                   bp + nfull * kb);
       for (int64_t ic = 0; ic < M; ic += mc) {
         int64_t mb = P(min)(mc, M - ic);
-        P(pack_a)(cf, ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda, mb,
-                  kb, ap);
+        if (pl->apack)
+          pl->apack(pl->actx, ia + ic, mb, pc, kb, mr, ap);
+        else
+          P(pack_a)(cf, ta, ta ? A + pc * lda + ic : A + ic * lda + pc, lda,
+                    mb, kb, ap);
         for (int64_t jr = 0; jr < nb; jr += nr) {
           int n = (int)P(min)(nr, nb - jr);
           const T *b = bp + jr * kb;
@@ -298,35 +305,52 @@ static void P(blocked)(const P(cfg) *cf, const P(plan) *pl, int64_t mc,
   }
 }
 
-/* Without a packing buffer (allocation failed): correct, not fast. */
-static void P(naive)(const P(plan) *pl, int64_t M, int64_t N, int64_t K,
-                     T alpha, const T *A, int64_t lda, const T *B,
-                     int64_t ldb, T beta, const T *bias, T *C) {
+/* Without a packing buffer (allocation failed): correct, not fast. A row
+ * of a called-back A is packed as a one-row panel, NAIVE_KB values of k at
+ * a time, into a buffer on the stack. */
+#define NAIVE_KB 64
+static void P(naive)(const P(cfg) *cf, const P(plan) *pl, int64_t M,
+                     int64_t N, int64_t K, T alpha, int64_t ia, const T *A,
+                     int64_t lda, const T *B, int64_t ldb, T beta,
+                     const T *bias, T *C) {
+  T row[NAIVE_KB * 12];
+  const int mr = cf->mr;
   for (int64_t i = 0; i < M; i++)
     for (int64_t j = 0; j < N; j++) {
       T s = 0;
-      for (int64_t k = 0; k < K; k++)
-        s += (pl->ta ? A[k * lda + i] : A[i * lda + k]) *
-             (pl->tb ? B[j * ldb + k] : B[k * ldb + j]);
+      for (int64_t k = 0; k < K; k++) {
+        T a;
+        if (pl->apack) {
+          if (k % NAIVE_KB == 0)
+            pl->apack(pl->actx, ia + i, 1, k, P(min)(NAIVE_KB, K - k), mr,
+                      row);
+          a = row[k % NAIVE_KB * mr];
+        } else {
+          a = pl->ta ? A[k * lda + i] : A[i * lda + k];
+        }
+        s += a * (pl->tb ? B[j * ldb + k] : B[k * ldb + j]);
+      }
       T *c = C + i * pl->rsc + j * pl->csc;
       T old = !bias ? *c : pl->bias_rows ? bias[i] : bias[j];
       *c = beta == 0 ? alpha * s : alpha * s + beta * old;
     }
 }
+#undef NAIVE_KB
 
 /* One thread's share of C, with that thread's own buffer. */
 static void P(slab)(const P(cfg) *cf, const P(plan) *pl, int64_t M,
-                    int64_t N, int64_t K, T alpha, const T *A, int64_t lda,
-                    const T *B, int64_t ldb, T beta, const T *bias, T *C) {
+                    int64_t N, int64_t K, T alpha, int64_t ia, const T *A,
+                    int64_t lda, const T *B, int64_t ldb, T beta,
+                    const T *bias, T *C) {
   int64_t mc, nc, kc;
   size_t n = P(buf_elems)(cf, M, N, K, &mc, &nc, &kc);
   T *buf = gemm_buf(n * sizeof(T));
   if (!buf) {
-    P(naive)(pl, M, N, K, alpha, A, lda, B, ldb, beta, bias, C);
+    P(naive)(cf, pl, M, N, K, alpha, ia, A, lda, B, ldb, beta, bias, C);
     return;
   }
-  P(blocked)(cf, pl, mc, nc, kc, M, N, K, alpha, A, lda, B, ldb, beta, bias,
-             C, buf);
+  P(blocked)(cf, pl, mc, nc, kc, M, N, K, alpha, ia, A, lda, B, ldb, beta,
+             bias, C, buf);
 }
 
 /* A product split among threads: each takes a slab of C along its longer
@@ -355,22 +379,25 @@ static void P(job_part)(void *ctx, int t, int nth) {
   if (j->split_n) {
     int64_t j0 = u0 * cf->nr, j1 = P(min)(u1 * cf->nr, j->N);
     if (j1 > j0)
-      P(slab)(cf, pl, j->M, j1 - j0, j->K, j->alpha, j->A, j->lda,
+      P(slab)(cf, pl, j->M, j1 - j0, j->K, j->alpha, 0, j->A, j->lda,
               pl->tb ? j->B + j0 * j->ldb : j->B + j0, j->ldb, j->beta,
               j->bias && !pl->bias_rows ? j->bias + j0 : j->bias,
               j->C + j0 * pl->csc);
   } else {
     int64_t i0 = u0 * cf->mr, i1 = P(min)(u1 * cf->mr, j->M);
     if (i1 > i0)
-      P(slab)(cf, pl, i1 - i0, j->N, j->K, j->alpha,
-              pl->ta ? j->A + i0 : j->A + i0 * j->lda, j->lda, j->B, j->ldb,
-              j->beta, j->bias && pl->bias_rows ? j->bias + i0 : j->bias,
+      P(slab)(cf, pl, i1 - i0, j->N, j->K, j->alpha, i0,
+              pl->apack ? NULL : pl->ta ? j->A + i0 : j->A + i0 * j->lda,
+              j->lda, j->B, j->ldb, j->beta,
+              j->bias && pl->bias_rows ? j->bias + i0 : j->bias,
               j->C + i0 * pl->rsc);
   }
 }
 
-static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
-                    int64_t K, T alpha, const T *A, int64_t lda, const T *B,
+/* With apack set, op(A) comes from it (A, lda and ta unused). */
+static void P(gemm)(const P(cfg) *cf, tg__gemm_pack_a_fn apack, void *actx,
+                    bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                    T alpha, const T *A, int64_t lda, const T *B,
                     int64_t ldb, T beta, const T *bias, T *C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0 || alpha == 0) {
@@ -385,11 +412,12 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
     }
     return;
   }
-  P(plan) pl = {ta, tb, false, ldc, 1, false};
+  P(plan) pl = {ta, tb, false, ldc, 1, false, apack, actx};
   /* A C narrower than one micro-panel wastes most of each tile and packs
    * all of A to use it once: compute C^T = op(B)^T op(A)^T instead, whose
-   * tiles are full and whose B is A, often readable in place. */
-  if (N < cf->nr && M >= 2 * cf->nr) {
+   * tiles are full and whose B is A, often readable in place. (Not with a
+   * called-back A, which packs only as A.) */
+  if (N < cf->nr && M >= 2 * cf->nr && !apack) {
     const T *t = A;
     A = B;
     B = t;
@@ -398,7 +426,7 @@ static void P(gemm)(const P(cfg) *cf, bool ta, bool tb, int64_t M, int64_t N,
     ldb = l;
     M = N;
     N = d;
-    pl = (P(plan)){!tb, !ta, false, 1, ldc, true};
+    pl = (P(plan)){!tb, !ta, false, 1, ldc, true, NULL, NULL};
   }
   /* Packing B pays for itself over the row blocks of A that reuse it; with
    * a single short one, read B in place. */

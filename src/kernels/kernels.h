@@ -73,6 +73,26 @@ void tg__dgemm_bias(bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                     double alpha, const double *A, int64_t lda,
                     const double *B, int64_t ldb, double beta,
                     const double *bias, double *C, int64_t ldc);
+/* The same product with op(A) never stored: pack_a(ctx, i0, mb, k0, kb,
+ * mr, ap) writes op(A)'s rows [i0, i0+mb) by columns [k0, k0+kb) into ap
+ * (float or double, as the product) in MR-row panels, ap[(i/mr)*kb*mr +
+ * k*mr + i%mr] for i and k counted from i0 and k0, the rows of the last
+ * panel past mb set to zero (mr is the kernel's MR, at most 16). It is
+ * called from the product's threads at once, for disjoint blocks. An
+ * implicit im2col, say, packs straight from an image. Always the built-in
+ * product, never a CBLAS; and never as C^T, which tg__sgemm computes
+ * instead where C is narrower than a tile (the same sums over k in the
+ * same order). */
+typedef void (*tg__gemm_pack_a_fn)(void *ctx, int64_t i0, int64_t mb,
+                                   int64_t k0, int64_t kb, int mr, void *ap);
+void tg__sgemm_pack_a(tg__gemm_pack_a_fn pack_a, void *ctx, bool tb,
+                      int64_t M, int64_t N, int64_t K, float alpha,
+                      const float *B, int64_t ldb, float beta, float *C,
+                      int64_t ldc);
+void tg__dgemm_pack_a(tg__gemm_pack_a_fn pack_a, void *ctx, bool tb,
+                      int64_t M, int64_t N, int64_t K, double alpha,
+                      const double *B, int64_t ldb, double beta, double *C,
+                      int64_t ldc);
 /* The threads over which to split count independent products of one size
  * [M,N,K], each computed wholly by one thread: 1 when such a product is
  * large enough to thread itself (or goes to the CBLAS), or when all of
