@@ -177,11 +177,6 @@ static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
   return tg__rule_same(fn, in, a, out);
 }
 
-/* Rows per thread at least: a chunk of TG__PAR_ELEMS elements. */
-static int64_t min_rows(int64_t D) {
-  return D > 0 && TG__PAR_ELEMS / D > 0 ? TG__PAR_ELEMS / D : 1;
-}
-
 static int forward(tg_tape *t, tg_node *n) {
   const tg_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
   int rc = tg__simd_check("tg_layer_norm");
@@ -202,7 +197,7 @@ static int forward(tg_tape *t, tg_node *n) {
     jb.rstd = s->rstd;
   }
   int path = tg__simd_path();
-  tg__par_range(jb.rows, min_rows(jb.D),
+  tg__par_range(jb.rows, tg__par_rows(jb.D),
                 x->dtype == TG_F32 ? fwd_tab_f32[path] : fwd_tab_f64[path], &jb);
   return TG_OK;
 }
@@ -217,7 +212,7 @@ static void backward(const tg_node *n) {
   bool f32 = x->dtype == TG_F32;
   int path = tg__simd_path();
   if (jb.dx)
-    tg__par_range(jb.rows, min_rows(jb.D),
+    tg__par_range(jb.rows, tg__par_rows(jb.D),
                   f32 ? bwd_dx_tab_f32[path] : bwd_dx_tab_f64[path], &jb);
   /* columns per thread: at least TG__PAR_ELEMS elements in all */
   if (jb.dw || jb.db) {

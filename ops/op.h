@@ -26,6 +26,11 @@ void tg__colsum_acc_f32(const float *restrict g, float *restrict d,
                         int64_t rows, int64_t cols);
 void tg__colsum_acc_f64(const double *restrict g, double *restrict d,
                         int64_t rows, int64_t cols);
+/* The fewest rows of n elements a thread takes in a row-split op: rows
+ * holding TG__PAR_ELEMS elements, at least 1. */
+static inline int64_t tg__par_rows(int64_t n) {
+  return n > 0 && TG__PAR_ELEMS / n > 0 ? TG__PAR_ELEMS / n : 1;
+}
 /* The sum of x[0, n) in 8 running partial sums (element i goes to sum i
  * mod 8), added pairwise at the end: a fixed order, the same on every
  * machine, which the compiler can keep in vector registers (a single

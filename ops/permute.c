@@ -75,9 +75,8 @@ static void run(const tg_node *n, const void *src, void *dst, bool bwd) {
   job j = {.src = src, .dst = dst};
   walk(n->in[0], n->args.i, j.ys, j.st);
   int64_t rows = j.ys[0] * j.ys[1] * j.ys[2];
-  int64_t min_rows = j.ys[3] > 0 ? TG__PAR_ELEMS / j.ys[3] : rows;
   bool f32 = n->out->dtype == TG_F32;
-  tg__par_range(rows, min_rows > 0 ? min_rows : 1,
+  tg__par_range(rows, tg__par_rows(j.ys[3]),
                 bwd ? (f32 ? permute_bwd_f32 : permute_bwd_f64)
                     : (f32 ? permute_f32 : permute_f64),
                 &j);

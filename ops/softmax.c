@@ -44,11 +44,6 @@ TG__BOTH(TABLES)
 #undef TABLES
 #undef KERNELS
 
-/* Rows per thread at least: a chunk of TG__PAR_ELEMS elements. */
-static int64_t min_rows(int64_t cols) {
-  return cols > 0 && TG__PAR_ELEMS / cols > 0 ? TG__PAR_ELEMS / cols : 1;
-}
-
 static int forward(tg_tape *t, tg_node *n) {
   (void)t;
   int rc = tg__simd_check("tg_softmax");
@@ -58,7 +53,7 @@ static int forward(tg_tape *t, tg_node *n) {
   int64_t rows;
   tg__rows_cols(a, &rows, &jb.cols);
   int path = tg__simd_path();
-  tg__par_range(rows, min_rows(jb.cols),
+  tg__par_range(rows, tg__par_rows(jb.cols),
                 a->dtype == TG_F32 ? fwd_tab_f32[path] : fwd_tab_f64[path], &jb);
   return TG_OK;
 }
@@ -70,7 +65,7 @@ static void backward(const tg_node *n) {
   int64_t rows;
   tg__rows_cols(n->out, &rows, &jb.cols);
   int path = tg__simd_path();
-  tg__par_range(rows, min_rows(jb.cols),
+  tg__par_range(rows, tg__par_rows(jb.cols),
                 n->out->dtype == TG_F32 ? bwd_tab_f32[path] : bwd_tab_f64[path],
                 &jb);
 }

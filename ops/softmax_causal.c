@@ -70,8 +70,8 @@ static void run(job *jb, const tg_node *n, bool fwd) {
   int path = tg__simd_path();
   tg__range_fn fn = y->dtype == TG_F32 ? (fwd ? fwd_tab_f32 : bwd_tab_f32)[path]
                                        : (fwd ? fwd_tab_f64 : bwd_tab_f64)[path];
-  int64_t rows = y->numel / jb->tk, min_rows = TG__PAR_ELEMS / jb->tk;
-  tg__par_range(rows, min_rows > 0 ? min_rows : 1, fn, jb);
+  int64_t rows = y->numel / jb->tk;
+  tg__par_range(rows, tg__par_rows(jb->tk), fn, jb);
 }
 
 static int rule(const char *fn, tg_tensor *const *in, const tg_opargs *a,
