@@ -92,11 +92,15 @@ done
 
 # tapegrad-mnist data-parallel: the same training as one process within
 # 1e-6, on 2 and 3 ranks; batches of 30 over 50 images end with an uneven
-# batch of 20 (shards of 10 and 10, or 6, 7 and 7). Four steps: ReLU
-# networks carry rounding differences further each step (momentum 0.9 at
-# lr 0.05), past 1e-6 by the eighth.
+# batch of 20 (shards of 10 and 10, or 6, 7 and 7). Four steps at lr 0.01:
+# ReLU networks carry rounding differences further each step, and with
+# momentum 0.9 at the graph's lr 0.05 the shards' other summation orders
+# (3e-7 after two steps on 3 ranks) pass 1e-6 by the fourth (1.1e-6),
+# where at 0.01 they stay at 2-3e-7. A data-parallel mistake (a shard
+# weighted wrongly, a gradient missed) moves parameters by about lr times
+# a gradient, far beyond either.
 ./tests/mkidx "$dir" 400 100 || exit 99
-m="./tapegrad-mnist --data $dir --limit 50 --batch 30 --threads 1 --seed 3 --graph deep --schedule none --epochs 2"
+m="./tapegrad-mnist --data $dir --limit 50 --batch 30 --threads 1 --seed 3 --graph deep --schedule none --lr 0.01 --epochs 2"
 $m --save "$dir/one.ck" >"$dir/one" 2>&1 || bad "one process: $(tail -n 3 "$dir/one")"
 for np in 2 3; do
   run mnist$np 60 $np $m --save "$dir/mnist$np.ck"
