@@ -145,12 +145,9 @@ typedef struct {
   }
 #define TABLES(T, S)                                                         \
   TG__SIMD_EACH(KERNELS, T, S)                                               \
-  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
-      TG__SIMD_TABLE(fwd_##S);                                               \
-  static const tg__range_fn bwd_dx_tab_##S[TG__SIMD_NPATHS] =                \
-      TG__SIMD_TABLE(bwd_dx_##S);                                            \
-  static const tg__range_fn bwd_dwb_tab_##S[TG__SIMD_NPATHS] =               \
-      TG__SIMD_TABLE(bwd_dwb_##S);
+  TG__RANGE_TABLE(fwd, S)                                                    \
+  TG__RANGE_TABLE(bwd_dx, S)                                                 \
+  TG__RANGE_TABLE(bwd_dwb, S)
 TG__BOTH(TABLES)
 #undef TABLES
 #undef KERNELS

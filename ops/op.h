@@ -26,6 +26,11 @@ void tg__colsum_acc_f32(const float *restrict g, float *restrict d,
                         int64_t rows, int64_t cols);
 void tg__colsum_acc_f64(const double *restrict g, double *restrict d,
                         int64_t rows, int64_t cols);
+/* fn_tab_S[path]: the thread-door ranges fn_S_ISA (compiled by
+ * TG__SIMD_EACH, void (void *, int64_t, int64_t)) by vector path. */
+#define TG__RANGE_TABLE(fn, S)                                 \
+  static const tg__range_fn fn##_tab_##S[TG__SIMD_NPATHS] = \
+      TG__SIMD_TABLE(fn##_##S);
 /* The fewest rows of n elements a thread takes in a row-split op: rows
  * holding TG__PAR_ELEMS elements, at least 1. */
 static inline int64_t tg__par_rows(int64_t n) {

@@ -149,10 +149,8 @@ typedef struct {
   }
 #define TABLES(T, S)                                                         \
   TG__SIMD_EACH(KERNELS, T, S)                                               \
-  static const tg__range_fn fwd_tab_##S[TG__SIMD_NPATHS] =                   \
-      TG__SIMD_TABLE(fwd_##S);                                               \
-  static const tg__range_fn bwd_tab_##S[TG__SIMD_NPATHS] =                   \
-      TG__SIMD_TABLE(bwd_##S);
+  TG__RANGE_TABLE(fwd, S)                                                    \
+  TG__RANGE_TABLE(bwd, S)
 TG__BOTH(TABLES)
 #undef TABLES
 #undef KERNELS
